@@ -1,0 +1,97 @@
+"""The on-disk contracts between steps: a traced artifact and a server bundle.
+
+A *traced artifact* is what the trace step produces, whether it ran here or on a remote
+host, and what the content-addressed cache stores under its fingerprint:
+
+    <artifact>/
+      model.pt              torch.jit traced module (inputs in the order of meta["inputs"])
+      tokenizer/            the tokenizer, saved with save_pretrained (fast tokenizer)
+      config.json           the model's transformers config (id2label for classification)
+      doinfer-trace.json    TraceMeta: what was traced, how, with which versions, sha256
+
+A *bundle* is what the pack step produces: everything one model server needs, and
+nothing it would have to fetch (never a hub at start):
+
+    <bundle>/
+      server.json           BundleConfig
+      models/<model>/       one traced artifact per distinct model (hard links into the cache)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, TypedDict
+
+MODULE_FILE = "model.pt"
+TOKENIZER_DIR = "tokenizer"
+CONFIG_FILE = "config.json"
+TRACE_META_FILE = "doinfer-trace.json"
+BUNDLE_CONFIG_FILE = "server.json"
+BUNDLE_MODELS_DIR = "models"
+ARTIFACT_FORMAT = 1
+
+
+class Pooling(TypedDict):
+    mode: str  # "mean" | "cls" | "max"
+    normalize: bool
+
+
+class TraceMeta(TypedDict, total=False):
+    format: int
+    model: str
+    source: str
+    task: str
+    processor: str
+    trace: dict[str, int]  # sequence_length, batch_size, pipeline_cores
+    inputs: list[str]  # e.g. ["input_ids", "attention_mask", "token_type_ids"]
+    pooling: Pooling  # feature-extraction only
+    sha256: str  # of model.pt
+    torch_version: str
+    transformers_version: str
+    device: str  # what the module was traced on: "cpu", "cuda", "neuron"
+
+
+class BundleModel(TypedDict):
+    name: str  # the spec's model name; instances are served as "<name>-<i>"
+    task: str
+    instances: int
+    artifact: str  # path relative to the bundle: "models/<name>"
+    max_batch_size: int
+    max_delay_ms: float
+    max_queue: int
+
+
+class BundleConfig(TypedDict):
+    format: int
+    server: str
+    processor: str
+    threads: int | None
+    share_weights: bool
+    models: list[BundleModel]
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def instance_names(model: str, instances: int) -> list[str]:
+    """Names under which a packed model's instances are served: `<model>-<i>`."""
+    return [f"{model}-{i}" for i in range(instances)]
+
+
+def default_request(task: str) -> dict[str, Any]:
+    """A realistic request for a task, used by scenarios when the spec gives no text."""
+    if task == "question-answering":
+        return {
+            "seq_0": "What does the engine compare before it applies a plan?",
+            "seq_1": "Before it applies a plan, the engine compares the desired fingerprint of "
+            "every step with the recorded state and with what it observes on the runtime.",
+        }
+    if task == "text-classification":
+        return {"seq_0": "The servers came up quickly and every answer was correct.", "seq_1": None}
+    return {"seq_0": "Inference servers packed densely onto few machines cost less.", "seq_1": None}

@@ -1,0 +1,152 @@
+"""Typed, validated view of a spec: what the rest of the engine reads.
+
+The loader builds these from the YAML document only after the schema and the semantic
+checks passed, so every field here is already known to be well-formed. They are frozen:
+the planner derives everything else from them and never mutates the user's intent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Processor = Literal["cpu", "gpu", "inf"]
+Task = Literal["question-answering", "feature-extraction", "text-classification"]
+RuntimeKind = Literal["local", "docker", "kubernetes"]
+ScenarioKind = Literal["sequential", "random", "benchmark"]
+
+
+@dataclass(frozen=True)
+class Mark:
+    """Where a node of the spec came from: file, 1-based line and column."""
+
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True)
+class TraceParams:
+    """Example-input shape used to trace (and, on inf, to compile) the model."""
+
+    sequence_length: int = 128
+    batch_size: int = 1
+    pipeline_cores: int = 1
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    source: str  # "hf:<id>" | "path:<dir>" | "package:<python package>"
+    task: Task
+    trace: TraceParams = TraceParams()
+
+    @property
+    def source_kind(self) -> str:
+        return self.source.split(":", 1)[0]
+
+    @property
+    def source_ref(self) -> str:
+        return self.source.split(":", 1)[1]
+
+
+@dataclass(frozen=True)
+class Host:
+    """An accelerator host reached over SSH, used to trace gpu/inf models."""
+
+    name: str
+    address: str
+    processor: Processor
+    user: str | None = None
+    port: int = 22
+    identity: str | None = None
+    known_hosts: str | None = None
+    python: str = "python3"
+    max_parallel: int = 1
+
+
+@dataclass(frozen=True)
+class Batching:
+    max_batch_size: int = 8
+    max_delay_ms: float = 2.0
+    max_queue: int = 256
+
+
+@dataclass(frozen=True)
+class ServerModel:
+    """One model packed into a server, `instances` times (the packing density)."""
+
+    model: str
+    instances: int = 1
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    processor: Processor
+    models: tuple[ServerModel, ...]
+    replicas: int = 1
+    batching: Batching = Batching()
+    port: int | None = None  # first replica's port; replica i gets port + i. None: any free port
+    threads: int | None = None  # intra-op threads per replica; None: derived from cores/replicas
+    share_weights: bool = True
+
+
+@dataclass(frozen=True)
+class Runtime:
+    kind: RuntimeKind = "local"
+    registry: str | None = None
+    namespace: str | None = None
+    node_selector: dict[str, str] = field(default_factory=dict)
+    port: int = 8080  # the port a server listens on inside a container/pod
+    bind_address: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Slo:
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    error_rate: float | None = None
+    min_throughput: float | None = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    kind: ScenarioKind
+    requests: int = 10  # random
+    interval_ms: float = 0.0  # random
+    duration_s: float = 10.0  # benchmark
+    warmup_s: float = 0.0  # benchmark
+    clients: int = 1  # benchmark
+    concurrency: int | None = None  # benchmark, closed loop
+    rate: float | None = None  # benchmark, open loop (requests/s)
+    arrivals: Literal["poisson", "constant"] = "poisson"
+    seq_0: str | None = None  # request text; None: a default per task
+    seq_1: str | None = None
+    slo: Slo | None = None
+
+
+@dataclass(frozen=True)
+class Spec:
+    api_version: str
+    name: str
+    environment: str
+    models: tuple[Model, ...]
+    hosts: tuple[Host, ...]
+    servers: tuple[Server, ...]
+    runtime: Runtime
+    scenarios: tuple[Scenario, ...]
+    path: Path  # the top-level spec file
+    document: dict[str, Any]  # the resolved document (overlays applied), JSON-compatible
+
+    def model(self, name: str) -> Model:
+        return next(m for m in self.models if m.name == name)
+
+    def server(self, name: str) -> Server:
+        return next(s for s in self.servers if s.name == name)
