@@ -1,0 +1,19 @@
+"""Runtimes: where server replicas run. `get_runtime` picks one by `runtime.kind`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.errors import DoinferError
+from engine.runtimes.base import Runtime
+
+
+def get_runtime(kind: str, state_dir: Path) -> Runtime:
+    if kind == "local":
+        from engine.runtimes.local import LocalRuntime
+
+        return LocalRuntime(state_dir)
+    raise DoinferError(
+        f"runtime.kind {kind!r} is not available in this version of doinfer yet; "
+        f"the local runtime is (runtime: {{kind: local}})"
+    )

@@ -1,0 +1,323 @@
+"""doinfer's command line: parse arguments, call the engine, print. No logic lives here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from engine import __version__
+from engine.console import Progress
+from engine.errors import DoinferError
+from engine.graph.plan import Plan
+from engine.graph.render import RENDERERS, render_text, summary_line
+from engine.graph.step import Action
+from engine.operations import (
+    ApplyResult,
+    Workspace,
+    execute,
+    is_saved_plan,
+    load_saved_plan,
+    saved_plan_target,
+)
+from engine.spec import SpecError, load_spec
+from engine.state import StateError, StateStore, default_state_dir
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except SpecError as exc:
+        for diagnostic in exc.diagnostics:
+            print(diagnostic, file=sys.stderr)
+        count = len(exc.diagnostics)
+        print(f"{count} error{'s' * (count != 1)}", file=sys.stderr)
+        return EXIT_ERROR
+    except (DoinferError, StateError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="doinfer",
+        description="Compile a declarative spec into running, benchmarked inference servers.",
+    )
+    parser.add_argument("--version", action="version", version=f"doinfer {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="where state, caches and logs live (default: $DOINFER_STATE_DIR or ./.doinfer)",
+    )
+    common.add_argument("--no-color", action="store_true", help="never colour the output")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(
+        name: str,
+        handler: Callable[[argparse.Namespace], int],
+        help_text: str,
+        spec_help: str = "the spec file (YAML)",
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        p.add_argument("spec", type=Path, help=spec_help)
+        p.set_defaults(handler=handler)
+        return p
+
+    command("validate", cmd_validate, "check a spec: schema and semantics, errors as FILE:LINE:COL")
+
+    p = command("plan", cmd_plan, "show what apply would change, and why")
+    p.add_argument("--format", choices=sorted(RENDERERS), default="text")
+    p.add_argument("--out", type=Path, help="save the plan to apply it exactly later")
+    p.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 0 when nothing changes, 2 when something does, 1 on error",
+    )
+    p.add_argument("--all", action="store_true", help="list unchanged steps too")
+
+    p = command(
+        "apply",
+        cmd_apply,
+        "make the deployment match the spec (or a saved plan)",
+        "a spec file, or a plan saved with plan --out",
+    )
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--parallel", type=int, default=4, help="steps applied at once (default 4)")
+    p.add_argument("--verbose", "-v", action="store_true", help="show every step's log lines")
+
+    p = command("destroy", cmd_destroy, "remove everything the spec created")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+
+    p = command("status", cmd_status, "list every server replica, its URL and its state")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+
+    p = command("logs", cmd_logs, "show a server replica's log")
+    p.add_argument("server", help="server name")
+    p.add_argument("--replica", type=int, default=0, help="replica index (default 0)")
+    p.add_argument("--tail", type=int, default=100, help="lines from the end (default 100)")
+
+    p = command("bench", cmd_bench, "run the spec's scenarios against what is deployed")
+    p.add_argument("scenarios", nargs="*", help="scenario names (default: all)")
+    p.add_argument("--json", type=Path, help="write the full results as JSON")
+    return parser
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec)
+    instances = sum(m.instances * s.replicas for s in spec.servers for m in s.models)
+    print(
+        f"{args.spec}: valid ({len(spec.models)} models, {len(spec.servers)} servers, "
+        f"{instances} model instances, runtime {spec.runtime.kind})"
+    )
+    return EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    workspace = Workspace.open(args.spec, _state_dir(args))
+    plan = workspace.plan()
+    if args.format == "text":
+        print(render_text(plan, colour=_colour(args), show_noop=args.all))
+    else:
+        print(RENDERERS[args.format](plan))
+    if args.out:
+        args.out.write_text(json.dumps(plan.to_dict(), indent=1))
+        print(
+            f"\nSaved the plan to {args.out}; apply it with: doinfer apply {args.out}",
+            file=sys.stderr,
+        )
+    if args.detailed_exitcode and plan.has_changes:
+        return EXIT_CHANGES
+    return EXIT_OK
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    state_dir = _state_dir(args)
+    if is_saved_plan(args.spec):
+        plan = load_saved_plan(args.spec)
+        store, ctx = saved_plan_target(plan, state_dir)
+        with store.lock():
+            print(render_text(plan, colour=_colour(args)))
+            if not plan.has_changes:
+                return EXIT_OK
+            return _run(
+                plan,
+                lambda on_event: execute(plan, store, ctx, on_event, args.parallel),
+                args,
+                state_dir,
+            )
+    workspace = Workspace.open(args.spec, state_dir)
+    with workspace.locked():
+        plan = workspace.plan()
+        print(render_text(plan, colour=_colour(args)))
+        if not plan.has_changes:
+            return EXIT_OK
+        if not _confirm(args, f"Apply these changes to {plan.spec}/{plan.environment}?"):
+            return EXIT_ERROR
+        return _run(
+            plan, lambda on_event: workspace.apply(plan, on_event, args.parallel), args, state_dir
+        )
+
+
+def cmd_destroy(args: argparse.Namespace) -> int:
+    workspace = Workspace.open(args.spec, _state_dir(args))
+    with workspace.locked():
+        plan = workspace.destroy_plan()
+        if not plan.changes:
+            workspace.sweep(print)
+            print(f"Nothing to destroy: {plan.spec}/{plan.environment} has no recorded steps.")
+            return EXIT_OK
+        print(render_text(plan, colour=_colour(args)))
+        if not _confirm(args, f"Destroy everything {plan.spec}/{plan.environment} created?"):
+            return EXIT_ERROR
+        code = _run(
+            plan, lambda on_event: workspace.apply(plan, on_event), args, workspace.state_dir
+        )
+        if code == EXIT_OK:
+            workspace.sweep(print)
+        return code
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    workspace = Workspace.open(args.spec, _state_dir(args))
+    replicas = workspace.replicas()
+    if args.format == "json":
+        print(
+            json.dumps(
+                {
+                    "spec": workspace.spec.name,
+                    "environment": workspace.spec.environment,
+                    "runtime": workspace.spec.runtime.kind,
+                    "replicas": [r.to_dict() for r in replicas],
+                },
+                indent=2,
+            )
+        )
+        return EXIT_OK
+    if not replicas:
+        print(f"{workspace.spec.name}/{workspace.spec.environment}: nothing deployed")
+        return EXIT_OK
+    rows = [("SERVER", "REPLICA", "STATE", "URL", "DETAIL")]
+    rows += [(r.server, str(r.index), r.state, r.url or "-", r.detail) for r in replicas]
+    print(_table(rows))
+    return EXIT_OK
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    workspace = Workspace.open(args.spec, _state_dir(args))
+    text = workspace.logs(args.server, args.replica, args.tail)
+    if not text:
+        print(f"no log for replica {args.replica} of {args.server}", file=sys.stderr)
+        return EXIT_ERROR
+    print(text)
+    return EXIT_OK
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from engine.bench.report import render_table
+
+    workspace = Workspace.open(args.spec, _state_dir(args))
+    results = workspace.bench(args.scenarios)
+    print(render_table(results))
+    if args.json:
+        args.json.write_text(json.dumps([r.to_dict() for r in results]))
+        print(f"results: {args.json}", file=sys.stderr)
+    return EXIT_OK if all(r.ok for r in results) else EXIT_ERROR
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+def _run(
+    plan: Plan, apply: Callable[..., ApplyResult], args: argparse.Namespace, state_dir: Path
+) -> int:
+    started = time.monotonic()
+    with Progress(verbose=getattr(args, "verbose", False)) as progress:
+        result = apply(progress)
+    _print_scenario_results(plan, state_dir, result)
+    counts = {
+        status: sum(o.status == status for o in result.outcomes)
+        for status in ("ok", "failed", "skipped", "cancelled")
+    }
+    took = time.monotonic() - started
+    if result.cancelled:
+        print(
+            f"\nInterrupted after {took:.1f}s: {counts['ok']} step(s) completed and recorded. "
+            f"Run apply again to resume.",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    if not result.ok:
+        print(
+            f"\nApply failed after {took:.1f}s: {counts['failed']} failed, {counts['skipped']} "
+            f"skipped, {counts['ok']} completed and recorded.",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    print(f"\nApply complete in {took:.1f}s: {summary_line(plan).removeprefix('Plan: ')}")
+    return EXIT_OK
+
+
+def _print_scenario_results(plan: Plan, state_dir: Path, result: ApplyResult) -> None:
+    from engine.bench.report import render_table
+    from engine.steps.scenario import load_result
+
+    ran = {o.step_id for o in result.outcomes if o.status == "ok"}
+    scenario_ids = [
+        c.step_id
+        for c in plan.changes
+        if c.kind == "scenario" and c.action is not Action.DELETE and c.step_id in ran
+    ]
+    if not scenario_ids:
+        return
+    state = StateStore(state_dir, plan.spec, plan.environment).load()
+    results = [load_result(state.steps[i]["outputs"]["result_file"]) for i in scenario_ids]
+    print()
+    print(render_table(results))
+
+
+def _confirm(args: argparse.Namespace, question: str) -> bool:
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        raise DoinferError(
+            "confirmation needed but standard input is not a terminal: pass --yes to proceed"
+        )
+    answer = input(f"\n{question} Only 'yes' proceeds: ")
+    if answer.strip().lower() != "yes":
+        print("Cancelled; nothing was changed.")
+        return False
+    return True
+
+
+def _state_dir(args: argparse.Namespace) -> Path:
+    return args.state_dir or default_state_dir()
+
+
+def _colour(args: argparse.Namespace) -> bool:
+    return sys.stdout.isatty() and not args.no_color
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

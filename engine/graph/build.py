@@ -1,0 +1,166 @@
+"""Compile a spec into the steps that realise it: trace -> pack -> deploy -> scenario.
+
+Pure with respect to the runtime: it reads the spec and the model sources' identities,
+and never looks at what is deployed. Inputs hold everything a step needs to apply, so a
+saved plan can be applied without the spec file.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from dataclasses import asdict
+from graphlib import TopologicalSorter
+from pathlib import Path
+from typing import Any
+
+from engine.graph.fingerprint import fingerprint
+from engine.graph.step import Step
+from engine.sources import ResolvedSource, resolve_source
+from engine.spec.model import Scenario, Server, Spec
+
+
+def trace_id(model: str, processor: str) -> str:
+    return f"trace/{model}@{processor}"
+
+
+def build_steps(spec: Spec, cache_dir: Path) -> list[Step]:
+    """All desired steps of a spec, each with its fingerprint, in topological order."""
+    versions = _library_versions()
+    sources: dict[str, ResolvedSource] = {}
+    steps: dict[str, Step] = {}
+
+    def add(
+        step_id: str,
+        kind: str,
+        inputs: dict[str, Any],
+        needs: list[str],
+        summary: str,
+        updatable: frozenset[str] = frozenset(),
+        follows_upstream: bool = False,
+    ) -> Step:
+        upstream = {n: steps[n].fingerprint for n in needs}
+        step = Step(
+            step_id,
+            kind,
+            inputs,
+            tuple(needs),
+            fingerprint(inputs, upstream),
+            summary,
+            updatable,
+            follows_upstream,
+        )
+        steps[step_id] = step
+        return step
+
+    for server in spec.servers:
+        for packed in server.models:
+            tid = trace_id(packed.model, server.processor)
+            if tid in steps:
+                continue
+            model = spec.model(packed.model)
+            if model.source not in sources:
+                sources[model.source] = resolve_source(model.source, spec.path.parent, cache_dir)
+            source = sources[model.source]
+            trace = asdict(model.trace)
+            add(
+                tid,
+                "trace",
+                {
+                    "model": model.name,
+                    "source": source.identity,
+                    "job_source": source.job_source,
+                    "task": model.task,
+                    "processor": server.processor,
+                    "trace": trace,
+                    "versions": versions,
+                },
+                [],
+                f"trace {model.name} ({model.source}, {model.task}) on {server.processor}, "
+                f"{trace['batch_size']}x{trace['sequence_length']}",
+            )
+
+    total_replicas = sum(s.replicas for s in spec.servers)
+    deploy_ids: list[str] = []
+    for server in spec.servers:
+        pack = add(
+            f"pack/{server.name}",
+            "pack",
+            _pack_inputs(spec, server),
+            [trace_id(m.model, server.processor) for m in server.models],
+            f"pack {server.name}: " + ", ".join(f"{m.model} x{m.instances}" for m in server.models),
+        )
+        deploy = add(
+            f"deploy/{server.name}",
+            "deploy",
+            {
+                "spec": spec.name,
+                "environment": spec.environment,
+                "server": server.name,
+                "runtime": spec.runtime.kind,
+                "replicas": server.replicas,
+                "port": server.port,
+                "bind_address": spec.runtime.bind_address,
+                "threads": server.threads or _default_threads(total_replicas),
+                "models": pack.inputs["models"],
+            },
+            [pack.id],
+            f"deploy {server.name}: {server.replicas} replica(s) on {spec.runtime.kind}",
+            updatable=frozenset({"replicas"}),
+        )
+        deploy_ids.append(deploy.id)
+
+    for scenario in spec.scenarios:
+        add(
+            f"scenario/{scenario.name}",
+            "scenario",
+            _scenario_inputs(scenario),
+            deploy_ids,
+            f"scenario {scenario.name} ({scenario.kind})",
+            follows_upstream=True,
+        )
+
+    order = TopologicalSorter({s.id: s.needs for s in steps.values()}).static_order()
+    return [steps[i] for i in order]
+
+
+def _pack_inputs(spec: Spec, server: Server) -> dict[str, Any]:
+    return {
+        "spec": spec.name,
+        "environment": spec.environment,
+        "server": server.name,
+        "runtime": spec.runtime.kind,
+        "processor": server.processor,
+        "share_weights": server.share_weights,
+        "models": [
+            {
+                "name": m.model,
+                "task": spec.model(m.model).task,
+                "instances": m.instances,
+                "trace": trace_id(m.model, server.processor),
+                **asdict(server.batching),
+            }
+            for m in server.models
+        ],
+    }
+
+
+def _scenario_inputs(scenario: Scenario) -> dict[str, Any]:
+    data = asdict(scenario)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def _default_threads(total_replicas: int) -> int:
+    """Intra-op threads per replica: share this host's cores among its replicas."""
+    return max(1, (os.cpu_count() or 1) // max(1, total_replicas))
+
+
+def _library_versions() -> dict[str, str]:
+    """torch/transformers versions: a new tracer means a new trace."""
+    versions = {}
+    for dist in ("torch", "transformers"):
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            versions[dist] = "missing"
+    return versions

@@ -1,0 +1,48 @@
+"""Fingerprints: a step's identity is the hash of what it is made from.
+
+A fingerprint covers a step's canonical inputs and the fingerprints of the steps it
+needs, so a change anywhere upstream reaches everything downstream, and nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+
+def canonical_json(value: Any) -> str:
+    """One spelling per value: sorted keys, no whitespace, UTF-8 kept as is."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def fingerprint(inputs: Mapping[str, Any], upstream: Mapping[str, str]) -> str:
+    payload = canonical_json({"inputs": inputs, "upstream": upstream})
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def diff_inputs(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Human-readable differences between two input documents, one line per leaf."""
+    lines: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        path = f"{prefix}{key}"
+        if key not in old:
+            lines.append(f"{path}: (none) -> {_show(new[key])}")
+        elif key not in new:
+            lines.append(f"{path}: {_show(old[key])} -> (none)")
+        elif isinstance(old[key], Mapping) and isinstance(new[key], Mapping):
+            lines.extend(diff_inputs(old[key], new[key], f"{path}."))
+        elif old[key] != new[key]:
+            lines.append(f"{path}: {_show(old[key])} -> {_show(new[key])}")
+    return lines
+
+
+def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> set[str]:
+    """Top-level input keys whose values differ."""
+    return {k for k in set(old) | set(new) if old.get(k) != new.get(k)}
+
+
+def _show(value: Any) -> str:
+    text = canonical_json(value)
+    return text if len(text) <= 60 else text[:57] + "..."

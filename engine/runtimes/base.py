@@ -1,0 +1,89 @@
+"""One interface for every place servers run: local processes, Docker, Kubernetes.
+
+The pack and deploy steps call only these methods; what a bundle or a replica is
+(a directory and a process, an image and a container, a Deployment) is the runtime's
+business. Runtimes label what they create so that `observe` finds it again after the
+CLI restarts, without trusting the state file alone.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ReplicaStatus:
+    server: str
+    index: int
+    state: str  # "running" | "dead" | "missing" | "changed" | "extra"
+    url: str | None = None
+    detail: str = ""  # pid, container id, pod name...
+    key: str | None = None  # identity of what runs (bundle + settings)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "server": self.server,
+            "replica": self.index,
+            "state": self.state,
+            "url": self.url,
+            "detail": self.detail,
+        }
+
+
+class Runtime(ABC):
+    kind: str
+
+    @abstractmethod
+    def pack(
+        self, inputs: dict[str, Any], artifacts: dict[str, str], fingerprint: str, log: Log
+    ) -> dict[str, Any]:
+        """Assemble a server's models into what a replica runs (a bundle, an image)."""
+
+    @abstractmethod
+    def pack_drift(self, outputs: dict[str, Any]) -> list[str]:
+        """Why a recorded pack no longer exists as recorded ([] when it does)."""
+
+    @abstractmethod
+    def unpack(self, outputs: dict[str, Any], log: Log) -> None:
+        """Remove what `pack` made."""
+
+    @abstractmethod
+    def deploy(
+        self, inputs: dict[str, Any], pack: dict[str, Any], log: Log, cancelled: Callable[[], bool]
+    ) -> dict[str, Any]:
+        """Make the replicas run the pack, keeping those already right; wait until ready."""
+
+    @abstractmethod
+    def replicas(self, spec: str, environment: str, server: str) -> list[ReplicaStatus]:
+        """Every replica of a server found on the runtime, by its labels."""
+
+    @abstractmethod
+    def undeploy(self, spec: str, environment: str, server: str, log: Log) -> None:
+        """Stop and remove every replica of a server."""
+
+    @abstractmethod
+    def logs(self, spec: str, environment: str, server: str, index: int, tail: int) -> str: ...
+
+    def deploy_drift(self, inputs: dict[str, Any], outputs: dict[str, Any]) -> list[str]:
+        """Replicas missing, dead, changed or extra compared with the recorded deploy."""
+        found = {
+            r.index: r
+            for r in self.replicas(inputs["spec"], inputs["environment"], inputs["server"])
+        }
+        drift = []
+        for recorded in outputs.get("replicas", []):
+            index = recorded["index"]
+            status = found.pop(index, None)
+            if status is None:
+                drift.append(f"replica {index} is gone")
+            elif status.state != "running":
+                drift.append(f"replica {index} ({status.detail}) is {status.state}")
+            elif status.key != recorded.get("key"):
+                drift.append(f"replica {index} ({status.detail}) runs something else")
+        drift += [f"replica {i} ({r.detail}) is not in the spec" for i, r in sorted(found.items())]
+        return drift

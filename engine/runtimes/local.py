@@ -1,0 +1,372 @@
+"""The local runtime: each replica is a uvicorn process on this machine.
+
+A bundle is a directory of hard links into the trace cache. A replica is a model-server
+process in its own session (it outlives the CLI), listening on a socket the engine bound
+first, so a free port is chosen without a race. Each replica has a pid file, the local
+runtime's label: observe() finds replicas by these files and checks the process behind
+them, so a server that died, or one left running by an interrupted apply, is seen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import engine
+from engine.artifacts import ARTIFACT_FORMAT, BUNDLE_CONFIG_FILE, BUNDLE_MODELS_DIR, BundleConfig
+from engine.errors import Cancelled, StepFailed
+from engine.runtimes.base import Log, ReplicaStatus, Runtime
+
+READY_TIMEOUT_S = 180.0
+STOP_TIMEOUT_S = 10.0
+LOG_TAIL_LINES = 30
+
+
+class LocalRuntime(Runtime):
+    kind = "local"
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+
+    # -- pack ---------------------------------------------------------------------------
+
+    def pack(
+        self, inputs: dict[str, Any], artifacts: dict[str, str], fingerprint: str, log: Log
+    ) -> dict[str, Any]:
+        server_dir = self._bundles_dir(inputs["spec"], inputs["environment"], inputs["server"])
+        bundle = server_dir / fingerprint[:16]
+        if (bundle / BUNDLE_CONFIG_FILE).is_file():
+            log(f"bundle {bundle} exists")
+            return {"bundle": str(bundle)}
+        tmp = server_dir / f".tmp-{fingerprint[:16]}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        for model in inputs["models"]:
+            _link_tree(Path(artifacts[model["name"]]), tmp / BUNDLE_MODELS_DIR / model["name"])
+        config: BundleConfig = {
+            "format": ARTIFACT_FORMAT,
+            "server": inputs["server"],
+            "processor": inputs["processor"],
+            "threads": None,
+            "share_weights": inputs["share_weights"],
+            "models": [
+                {
+                    "name": m["name"],
+                    "task": m["task"],
+                    "instances": m["instances"],
+                    "artifact": f"{BUNDLE_MODELS_DIR}/{m['name']}",
+                    "max_batch_size": m["max_batch_size"],
+                    "max_delay_ms": m["max_delay_ms"],
+                    "max_queue": m["max_queue"],
+                }
+                for m in inputs["models"]
+            ],
+        }
+        (tmp / BUNDLE_CONFIG_FILE).write_text(json.dumps(config, indent=2))
+        os.replace(tmp, bundle)
+        log(f"packed {bundle}")
+        self._prune_bundles(inputs["spec"], inputs["environment"], inputs["server"], log)
+        return {"bundle": str(bundle)}
+
+    def pack_drift(self, outputs: dict[str, Any]) -> list[str]:
+        bundle = Path(outputs["bundle"])
+        return [] if (bundle / BUNDLE_CONFIG_FILE).is_file() else [f"bundle {bundle} is missing"]
+
+    def unpack(self, outputs: dict[str, Any], log: Log) -> None:
+        bundle = Path(outputs["bundle"])
+        if bundle.exists():
+            shutil.rmtree(bundle)
+            log(f"removed {bundle}")
+        _remove_empty_parents(bundle.parent, self.state_dir)
+
+    # -- deploy -------------------------------------------------------------------------
+
+    def deploy(
+        self, inputs: dict[str, Any], pack: dict[str, Any], log: Log, cancelled: Callable[[], bool]
+    ) -> dict[str, Any]:
+        spec, env, server = inputs["spec"], inputs["environment"], inputs["server"]
+        run_dir = self._run_dir(spec, env, server)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        existing = {r["index"]: r for r in self._pid_records(run_dir)}
+        started: list[tuple[dict[str, Any], subprocess.Popen[bytes]]] = []
+        replicas: list[dict[str, Any]] = []
+        for index in range(inputs["replicas"]):
+            key = _replica_key(inputs, pack, index)
+            record = existing.pop(index, None)
+            if record and record.get("key") == key and _alive(record):
+                log(f"replica {index} (pid {record['pid']}) already runs this bundle: kept")
+                replicas.append(record)
+                continue
+            if record:
+                self._stop(record, log)
+            record, proc = self._start(inputs, pack, index, key, run_dir, log)
+            started.append((record, proc))
+            replicas.append(record)
+        for record in existing.values():
+            self._stop(record, log)
+        for record, proc in started:
+            self._wait_ready(record, proc, log, cancelled)
+        self._prune_bundles(spec, env, server, log)
+        return {
+            "bundle": pack["bundle"],
+            "replicas": [
+                {k: r[k] for k in ("index", "pid", "port", "url", "key")} for r in replicas
+            ],
+            "models": [
+                {"name": m["name"], "task": m["task"], "instances": m["instances"]}
+                for m in inputs["models"]
+            ],
+        }
+
+    def replicas(self, spec: str, environment: str, server: str) -> list[ReplicaStatus]:
+        return [
+            ReplicaStatus(
+                server,
+                r["index"],
+                "running" if _alive(r) else "dead",
+                r["url"],
+                f"pid {r['pid']}",
+                r.get("key"),
+            )
+            for r in self._pid_records(self._run_dir(spec, environment, server))
+        ]
+
+    def undeploy(self, spec: str, environment: str, server: str, log: Log) -> None:
+        run_dir = self._run_dir(spec, environment, server)
+        for record in self._pid_records(run_dir):
+            self._stop(record, log)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        _remove_empty_parents(run_dir.parent, self.state_dir)
+
+    def logs(self, spec: str, environment: str, server: str, index: int, tail: int) -> str:
+        path = self._run_dir(spec, environment, server) / f"replica-{index}.log"
+        try:
+            return "\n".join(path.read_text(errors="replace").splitlines()[-tail:])
+        except FileNotFoundError:
+            return ""
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _bundles_dir(self, spec: str, environment: str, server: str) -> Path:
+        return self.state_dir / "bundles" / spec / environment / server
+
+    def _run_dir(self, spec: str, environment: str, server: str) -> Path:
+        return self.state_dir / "local" / spec / environment / server
+
+    def _pid_records(self, run_dir: Path) -> list[dict[str, Any]]:
+        records = []
+        for path in sorted(run_dir.glob("replica-*.json")):
+            with contextlib.suppress(ValueError, OSError):
+                records.append(json.loads(path.read_text()))
+        return sorted(records, key=lambda r: r["index"])
+
+    def _start(
+        self,
+        inputs: dict[str, Any],
+        pack: dict[str, Any],
+        index: int,
+        key: str,
+        run_dir: Path,
+        log: Log,
+    ) -> tuple[dict[str, Any], subprocess.Popen[bytes]]:
+        host = inputs["bind_address"]
+        port = inputs["port"] + index if inputs["port"] else 0
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            raise StepFailed(
+                f"cannot listen on {host}:{port} for replica {index} of "
+                f"{inputs['server']}: {exc.strerror}"
+            ) from None
+        sock.listen(1024)
+        port = sock.getsockname()[1]
+        log_path = run_dir / f"replica-{index}.log"
+        command = [
+            sys.executable,
+            "-m",
+            "engine.serving",
+            "--bundle",
+            pack["bundle"],
+            "--fd",
+            str(sock.fileno()),
+            "--threads",
+            str(inputs["threads"]),
+        ]
+        package_root = str(Path(engine.__file__).resolve().parent.parent)
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (package_root, os.environ.get("PYTHONPATH")) if p
+            ),
+            "TOKENIZERS_PARALLELISM": "false",
+            "HF_HUB_OFFLINE": "1",
+        }
+        with log_path.open("ab") as log_file:
+            proc = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                pass_fds=(sock.fileno(),),
+                start_new_session=True,
+                env=env,
+            )
+        sock.close()
+        record = {
+            "index": index,
+            "pid": proc.pid,
+            "port": port,
+            "url": f"http://{host}:{port}",
+            "key": key,
+            "bundle": pack["bundle"],
+            "log": str(log_path),
+            "started_at": time.time(),
+        }
+        _write_json(run_dir / f"replica-{index}.json", record)
+        log(f"replica {index}: pid {proc.pid} on {record['url']}")
+        return record, proc
+
+    def _wait_ready(
+        self,
+        record: dict[str, Any],
+        proc: subprocess.Popen[bytes],
+        log: Log,
+        cancelled: Callable[[], bool],
+    ) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        url = f"{record['url']}/v2/health/ready"
+        while time.monotonic() < deadline:
+            if cancelled():
+                raise Cancelled("interrupted while waiting for replicas")
+            if proc.poll() is not None:
+                raise StepFailed(
+                    f"replica {record['index']} exited with code {proc.returncode} before it "
+                    f"was ready; its log {record['log']} ends:",
+                    _tail(Path(record["log"])),
+                )
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        log(f"replica {record['index']} ready on {record['url']}")
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.2)
+        raise StepFailed(
+            f"replica {record['index']} not ready after {READY_TIMEOUT_S:.0f} s; "
+            f"its log {record['log']} ends:",
+            _tail(Path(record["log"])),
+        )
+
+    def _stop(self, record: dict[str, Any], log: Log) -> None:
+        pid = record["pid"]
+        if _alive(record):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGTERM)
+            deadline = time.monotonic() + STOP_TIMEOUT_S
+            while _alive(record) and time.monotonic() < deadline:
+                _reap(pid)
+                time.sleep(0.05)
+            if _alive(record):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+            log(f"replica {record['index']} (pid {pid}) stopped")
+        _reap(pid)
+        with contextlib.suppress(FileNotFoundError):
+            Path(record["log"]).with_suffix(".json").unlink()
+
+    def _prune_bundles(self, spec: str, environment: str, server: str, log: Log) -> None:
+        """Remove a server's old bundles that no live replica serves."""
+        bundles = self._bundles_dir(spec, environment, server)
+        in_use = {
+            r["bundle"]
+            for r in self._pid_records(self._run_dir(spec, environment, server))
+            if _alive(r)
+        }
+        newest = max(bundles.glob("*"), key=lambda p: p.stat().st_mtime, default=None)
+        for bundle in bundles.glob("*"):
+            if bundle != newest and str(bundle) not in in_use:
+                shutil.rmtree(bundle, ignore_errors=True)
+                log(f"pruned old bundle {bundle}")
+
+
+def _replica_key(inputs: dict[str, Any], pack: dict[str, Any], index: int) -> str:
+    """What a replica runs: if this is unchanged, a running replica is kept as it is."""
+    port = inputs["port"] + index if inputs["port"] else None
+    text = json.dumps([pack["bundle"], inputs["threads"], inputs["bind_address"], port])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _alive(record: dict[str, Any]) -> bool:
+    """The pid runs, is not a zombie, and is our model server for this bundle."""
+    pid = record["pid"]
+    proc = Path(f"/proc/{pid}")
+    if proc.is_dir():
+        try:
+            if ") Z" in (proc / "stat").read_text():
+                return False
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            return False
+        return b"engine.serving" in cmdline and record["bundle"].encode() in cmdline
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """Hard-link a directory tree (copy where links cannot cross filesystems)."""
+    for path in src.rglob("*"):
+        target = dst / path.relative_to(src)
+        if path.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copy2(path, target)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def _remove_empty_parents(path: Path, stop: Path) -> None:
+    while path != stop and path.is_relative_to(stop):
+        try:
+            path.rmdir()
+        except OSError:
+            return
+        path = path.parent

@@ -1,0 +1,23 @@
+"""The pack step: put a server's traced models into what its replicas run (via the runtime)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.graph.step import Observation, Step
+from engine.steps.base import ApplyRequest, Context, Log
+
+
+class PackStep:
+    def observe(self, step: Step, record: dict[str, Any], ctx: Context) -> Observation:
+        return Observation(drift=tuple(ctx.runtime.pack_drift(record["outputs"])))
+
+    def apply(self, request: ApplyRequest, ctx: Context, log: Log) -> dict[str, Any]:
+        inputs = request.step.inputs
+        artifacts = {m["name"]: request.upstream[m["trace"]]["artifact"] for m in inputs["models"]}
+        # A replaced pack's predecessor may still be serving; the runtime prunes it once
+        # no replica uses it.
+        return ctx.runtime.pack(inputs, artifacts, request.step.fingerprint, log)
+
+    def destroy(self, record: dict[str, Any], ctx: Context, log: Log) -> None:
+        ctx.runtime.unpack(record["outputs"], log)

@@ -1,0 +1,16 @@
+"""Step kinds by name: the executor and the planner look behaviour up here."""
+
+from __future__ import annotations
+
+from engine.steps.base import StepKind
+from engine.steps.deploy import DeployStep
+from engine.steps.pack import PackStep
+from engine.steps.scenario import ScenarioStep
+from engine.steps.trace import TraceStep
+
+STEP_KINDS: dict[str, StepKind] = {
+    "trace": TraceStep(),
+    "pack": PackStep(),
+    "deploy": DeployStep(),
+    "scenario": ScenarioStep(),
+}

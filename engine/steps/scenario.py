@@ -1,0 +1,78 @@
+"""The scenario step: prove the deployed servers with the spec's test scenario.
+
+It runs as the last steps of apply (and again whenever a deployment changes); the full
+result is written to a JSON file next to the state, and its summary is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from engine.bench.report import render_table
+from engine.bench.scenarios import ScenarioResult, run_scenario
+from engine.bench.targets import Target
+from engine.errors import StepFailed
+from engine.graph.step import Observation, Step
+from engine.spec.model import Scenario, Slo
+from engine.steps.base import ApplyRequest, Context, Log
+
+
+def scenario_from_inputs(inputs: dict[str, Any]) -> Scenario:
+    data = dict(inputs)
+    if data.get("slo") is not None:
+        data["slo"] = Slo(**data["slo"])
+    return Scenario(**data)
+
+
+def targets_from_deploys(deploys: dict[str, dict[str, Any]]) -> list[Target]:
+    """Every (replica, model instance) of the deployed servers."""
+    targets = []
+    for step_id, outputs in sorted(deploys.items()):
+        server = step_id.split("/", 1)[1]
+        for replica in outputs["replicas"]:
+            for model in outputs["models"]:
+                for i in range(model["instances"]):
+                    targets.append(
+                        Target(
+                            url=replica["url"],
+                            server=server,
+                            replica=replica["index"],
+                            instance=f"{model['name']}-{i}",
+                            model=model["name"],
+                            task=model["task"],
+                        )
+                    )
+    return targets
+
+
+def results_dir(ctx: Context) -> Path:
+    return ctx.state_dir / "results"
+
+
+class ScenarioStep:
+    def observe(self, step: Step, record: dict[str, Any], ctx: Context) -> Observation:
+        return Observation()  # a finished scenario has nothing that can drift
+
+    def apply(self, request: ApplyRequest, ctx: Context, log: Log) -> dict[str, Any]:
+        scenario = scenario_from_inputs(request.step.inputs)
+        targets = targets_from_deploys(request.upstream)
+        log(f"{scenario.kind}: {len(targets)} target(s)")
+        result = asyncio.run(run_scenario(scenario, targets))
+        directory = results_dir(ctx)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{scenario.name}-{time.strftime('%Y%m%dT%H%M%S')}.json"
+        path.write_text(json.dumps(result.to_dict()))
+        if not result.ok:
+            raise StepFailed(f"scenario {scenario.name} had errors", render_table([result]))
+        return {"result_file": str(path), "summary": result.summary().to_dict()}
+
+    def destroy(self, record: dict[str, Any], ctx: Context, log: Log) -> None:
+        pass  # results are kept: they are the record of what was measured
+
+
+def load_result(path: str) -> ScenarioResult:
+    return ScenarioResult.from_dict(json.loads(Path(path).read_text()))

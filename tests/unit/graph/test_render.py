@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from engine.graph.build import build_steps
+from engine.graph.plan import make_plan
+from engine.graph.render import render_json, render_markdown, render_text
+from engine.state import State
+
+from .test_plan import applied_state
+
+
+def sample_plan(make_spec, tmp_path: Path):
+    before = build_steps(make_spec(replicas=2), tmp_path / "cache")
+    after = build_steps(make_spec(replicas=3), tmp_path / "cache")
+    state = applied_state(before)
+    state.steps["deploy/old"] = {
+        "kind": "deploy",
+        "fingerprint": "f",
+        "needs": [],
+        "summary": "deploy old: 1 replica(s) on local",
+    }
+    return make_plan(
+        after,
+        state,
+        None,
+        spec="demo",
+        environment="prod",
+        runtime="local",
+        spec_path="spec.yaml",
+        document={},
+    )
+
+
+def test_text_lists_changes_with_reasons(make_spec, tmp_path: Path) -> None:
+    text = render_text(sample_plan(make_spec, tmp_path))
+    lines = text.splitlines()
+    assert lines[0] == "demo (environment prod, runtime local)"
+    assert any(line.startswith("  ~ deploy/tiny") and "update" in line for line in lines)
+    assert "        replicas: 2 -> 3" in lines
+    assert any(line.startswith("  - deploy/old") and "delete" in line for line in lines)
+    assert any(line.startswith("-/+ scenario/smoke") for line in lines)
+    assert "trace/tiny@cpu" not in text  # unchanged steps are hidden by default
+    assert lines[-1] == "Plan: 0 to create, 1 to update, 1 to replace, 1 to delete, 2 unchanged."
+    assert "\033[" not in text
+
+
+def test_text_colour_only_when_asked(make_spec, tmp_path: Path) -> None:
+    plan = sample_plan(make_spec, tmp_path)
+    assert "\033[33m" in render_text(plan, colour=True)
+    assert "trace/tiny@cpu" in render_text(plan, show_noop=True)
+
+
+def test_no_changes_message(make_spec, tmp_path: Path) -> None:
+    steps = build_steps(make_spec(), tmp_path / "cache")
+    plan = make_plan(
+        steps,
+        applied_state(steps),
+        None,
+        spec="demo",
+        environment="default",
+        runtime="local",
+        spec_path="s",
+        document={},
+    )
+    assert render_text(plan).splitlines()[-1] == (
+        "No changes. demo/default matches the spec (4 steps)."
+    )
+
+
+def test_markdown_is_a_table_for_pull_requests(make_spec, tmp_path: Path) -> None:
+    text = render_markdown(sample_plan(make_spec, tmp_path))
+    assert text.startswith("### doinfer plan: `demo` (prod, local)")
+    assert "| | step | action | why |" in text
+    assert (
+        "| `~` | `deploy/tiny` | update | deploy tiny: 3 replica(s) on local<br>replicas: 2 -> 3 |"
+        in text
+    )
+    assert "<details><summary>Unchanged steps</summary>" in text
+    assert "- `trace/tiny@cpu`" in text
+
+
+def test_json_is_machine_readable(make_spec, tmp_path: Path) -> None:
+    data = json.loads(render_json(sample_plan(make_spec, tmp_path)))
+    assert data["has_changes"] is True
+    assert data["counts"] == {"create": 0, "update": 1, "replace": 1, "delete": 1, "no-op": 2}
+    deploy = next(c for c in data["changes"] if c["step"] == "deploy/tiny")
+    assert deploy["action"] == "update"
+    assert deploy["reasons"] == ["replicas: 2 -> 3"]
+
+
+def test_empty_state_renders_creates(make_spec, tmp_path: Path) -> None:
+    steps = build_steps(make_spec(), tmp_path / "cache")
+    plan = make_plan(
+        steps,
+        State("demo", "default"),
+        None,
+        spec="demo",
+        environment="default",
+        runtime="local",
+        spec_path="s",
+        document={},
+    )
+    assert "Plan: 4 to create" in render_text(plan)
