@@ -54,7 +54,7 @@ def test_unreadable_state_is_a_clear_error(tmp_path: Path) -> None:
     store = StateStore(tmp_path, "demo", "prod")
     store.dir.mkdir(parents=True)
     store.path.write_text("{not json")
-    with pytest.raises(StateError, match="prod.json: state file is unreadable"):
+    with pytest.raises(StateError, match=r"prod\.json: state file is unreadable"):
         store.load()
 
 
@@ -79,9 +79,11 @@ def test_lock_excludes_a_second_holder_in_another_process(tmp_path: Path) -> Non
     try:
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(StateLocked, match=rf"locked by another doinfer \(pid {holder.pid}"):
-            with store.lock():
-                pass
+        with (
+            pytest.raises(StateLocked, match=rf"locked by another doinfer \(pid {holder.pid}"),
+            store.lock(),
+        ):
+            pass
     finally:
         holder.kill()
         holder.wait()

@@ -132,7 +132,7 @@ def test_rerun_after_failure_applies_only_what_is_missing(tmp_path: Path) -> Non
     kind.fail = {"trace/a"}
     run(tmp_path, kind)
     kind = FakeKind()
-    outcomes, store, _ = run(tmp_path, kind)
+    _, store, _ = run(tmp_path, kind)
     assert sorted(kind.applied) == ["deploy/a", "pack/a", "trace/a"]
     assert set(store.load().steps) == {s.id for s in STEPS}
 
@@ -151,6 +151,6 @@ def test_deletes_run_first_dependents_before_dependencies(tmp_path: Path) -> Non
     kind = FakeKind()
     run(tmp_path, kind)
     kind = FakeKind()
-    outcomes, store, _ = run(tmp_path, kind, steps=[step("trace/b"), step("pack/b", ("trace/b",))])
+    _, store, _ = run(tmp_path, kind, steps=[step("trace/b"), step("pack/b", ("trace/b",))])
     assert kind.destroyed == ["deploy/a", "pack/a", "trace/a"]
     assert set(store.load().steps) == {"trace/b", "pack/b"}
