@@ -273,15 +273,13 @@ class LocalRuntime(Runtime):
     def _stop(self, record: dict[str, Any], log: Log) -> None:
         pid = record["pid"]
         if _alive(record):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGTERM)
+            _signal(pid, signal.SIGTERM)
             deadline = time.monotonic() + STOP_TIMEOUT_S
             while _alive(record) and time.monotonic() < deadline:
                 _reap(pid)
                 time.sleep(0.05)
             if _alive(record):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pid, signal.SIGKILL)
+                _signal(pid, signal.SIGKILL)
             log(f"replica {record['index']} (pid {pid}) stopped")
         _reap(pid)
         with contextlib.suppress(FileNotFoundError):
@@ -326,6 +324,15 @@ def _alive(record: dict[str, Any]) -> bool:
     except (ProcessLookupError, PermissionError):
         return False
     return True
+
+
+def _signal(pid: int, signum: int) -> None:
+    """Signal the replica's process group (it leads one), or the process if it does not."""
+    try:
+        os.killpg(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signum)
 
 
 def _reap(pid: int) -> None:

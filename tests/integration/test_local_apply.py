@@ -29,17 +29,24 @@ pytestmark = pytest.mark.integration
 def doinfer(state_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [sys.executable, "-m", "engine", *args, "--state-dir", str(state_dir)],
-        capture_output=True, text=True, cwd=REPO, timeout=600, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
     )
     if check and result.returncode != 0:
-        raise AssertionError(f"doinfer {' '.join(args)} exited {result.returncode}\n"
-                             f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+        raise AssertionError(
+            f"doinfer {' '.join(args)} exited {result.returncode}\n"
+            f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+        )
     return result
 
 
 def status(state_dir: Path) -> list[dict]:
     return json.loads(doinfer(state_dir, "status", str(SPEC), "--format", "json").stdout)[
-        "replicas"]
+        "replicas"
+    ]
 
 
 def server_pids(state_dir: Path) -> set[int]:
@@ -53,7 +60,11 @@ def server_pids(state_dir: Path) -> set[int]:
             stat = (proc / "stat").read_text()
         except OSError:
             continue
-        if b"engine.serving" in cmdline and str(state_dir).encode() in cmdline and ") Z" not in stat:
+        if (
+            b"engine.serving" in cmdline
+            and str(state_dir).encode() in cmdline
+            and ") Z" not in stat
+        ):
             pids.add(int(proc.name))
     return pids
 
@@ -99,7 +110,9 @@ def test_apply_serves_real_embeddings_and_is_idempotent(state_dir: Path, referen
 
     replicas = status(state_dir)
     assert [(r["server"], r["replica"], r["state"]) for r in replicas] == [
-        ("minilm", 0, "running"), ("minilm", 1, "running")]
+        ("minilm", 0, "running"),
+        ("minilm", 1, "running"),
+    ]
     for replica in replicas:
         for instance in ("minilm-0", "minilm-1"):
             vector = embedding(replica["url"], instance)
@@ -154,7 +167,11 @@ def test_an_apply_killed_mid_deploy_resumes(tmp_path: Path, state_dir: Path) -> 
     (resumed / "cache").symlink_to(state_dir / "cache")  # content-addressed: reuse the trace
     proc = subprocess.Popen(
         [sys.executable, "-m", "engine", "apply", str(SPEC), "--yes", "--state-dir", str(resumed)],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
     pidfiles = resumed / "local" / "minilm-local" / "default" / "minilm"
     try:
         deadline = time.monotonic() + 120

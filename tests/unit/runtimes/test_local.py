@@ -1,0 +1,151 @@
+"""Local runtime without a model server: bundles, pid-file labels, drift detection.
+
+Replicas here are stand-in processes whose command line looks like a model server's
+(`engine.serving` and the bundle path), which is all observe() looks at; the real server
+is exercised by tests/integration/test_local_apply.py.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.runtimes.local import LocalRuntime, _alive
+
+INPUTS = {
+    "spec": "demo",
+    "environment": "default",
+    "server": "web",
+    "runtime": "local",
+    "processor": "cpu",
+    "share_weights": True,
+    "replicas": 2,
+    "port": None,
+    "bind_address": "127.0.0.1",
+    "threads": 1,
+    "models": [
+        {
+            "name": "tiny",
+            "task": "feature-extraction",
+            "instances": 3,
+            "trace": "trace/tiny@cpu",
+            "max_batch_size": 8,
+            "max_delay_ms": 2.0,
+            "max_queue": 64,
+        }
+    ],
+}
+
+
+@pytest.fixture
+def artifact(tmp_path: Path) -> Path:
+    directory = tmp_path / "cache" / "traces" / "abc"
+    (directory / "tokenizer").mkdir(parents=True)
+    (directory / "model.pt").write_bytes(b"weights")
+    (directory / "tokenizer" / "vocab.txt").write_text("[PAD]\n")
+    return directory
+
+
+def fake_replica(bundle: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "engine.serving", bundle],
+        start_new_session=True,
+    )
+
+
+def write_pidfile(runtime: LocalRuntime, index: int, pid: int, bundle: str, key: str) -> None:
+    run_dir = runtime._run_dir("demo", "default", "web")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / f"replica-{index}.json").write_text(
+        json.dumps(
+            {
+                "index": index,
+                "pid": pid,
+                "port": 1000 + index,
+                "url": f"http://127.0.0.1:{1000 + index}",
+                "key": key,
+                "bundle": bundle,
+                "log": str(run_dir / f"replica-{index}.log"),
+            }
+        )
+    )
+
+
+def test_pack_links_artifacts_and_writes_the_bundle_config(tmp_path: Path, artifact: Path) -> None:
+    runtime = LocalRuntime(tmp_path)
+    outputs = runtime.pack(INPUTS, {"tiny": str(artifact)}, "f" * 64, lambda line: None)
+    bundle = Path(outputs["bundle"])
+    assert bundle == tmp_path / "bundles" / "demo" / "default" / "web" / ("f" * 16)
+    model = bundle / "models" / "tiny" / "model.pt"
+    assert model.read_bytes() == b"weights"
+    assert model.stat().st_ino == (artifact / "model.pt").stat().st_ino  # a link, not a copy
+    config = json.loads((bundle / "server.json").read_text())
+    assert config["models"] == [
+        {
+            "name": "tiny",
+            "task": "feature-extraction",
+            "instances": 3,
+            "artifact": "models/tiny",
+            "max_batch_size": 8,
+            "max_delay_ms": 2.0,
+            "max_queue": 64,
+        }
+    ]
+    assert runtime.pack_drift(outputs) == []
+    runtime.unpack(outputs, lambda line: None)
+    assert runtime.pack_drift(outputs) == [f"bundle {bundle} is missing"]
+
+
+def test_a_new_pack_prunes_the_old_bundle_nobody_serves(tmp_path: Path, artifact: Path) -> None:
+    runtime = LocalRuntime(tmp_path)
+    first = runtime.pack(INPUTS, {"tiny": str(artifact)}, "a" * 64, lambda line: None)
+    time.sleep(0.01)
+    second = runtime.pack(INPUTS, {"tiny": str(artifact)}, "b" * 64, lambda line: None)
+    assert not Path(first["bundle"]).exists()
+    assert Path(second["bundle"]).exists()
+
+
+def test_observe_finds_dead_changed_and_extra_replicas(tmp_path: Path) -> None:
+    runtime = LocalRuntime(tmp_path)
+    bundle = str(tmp_path / "bundle")
+    alive = fake_replica(bundle)
+    changed = fake_replica(bundle)
+    extra = fake_replica(bundle)
+    dead = fake_replica(bundle)
+    dead.kill()
+    dead.wait()
+    try:
+        write_pidfile(runtime, 0, alive.pid, bundle, "k0")
+        write_pidfile(runtime, 1, dead.pid, bundle, "k1")
+        write_pidfile(runtime, 2, changed.pid, bundle, "other")
+        write_pidfile(runtime, 3, extra.pid, bundle, "k3")
+        outputs = {"replicas": [{"index": i, "key": f"k{i}"} for i in range(3)]}
+        assert runtime.deploy_drift(INPUTS, outputs) == [
+            f"replica 1 (pid {dead.pid}) is dead",
+            f"replica 2 (pid {changed.pid}) runs something else",
+            f"replica 3 (pid {extra.pid}) is not in the spec",
+        ]
+        states = [(r.index, r.state) for r in runtime.replicas("demo", "default", "web")]
+        assert states == [(0, "running"), (1, "dead"), (2, "running"), (3, "running")]
+        runtime.undeploy("demo", "default", "web", lambda line: None)
+        for proc in (alive, changed, extra):
+            assert proc.wait(timeout=15) is not None
+        assert runtime.replicas("demo", "default", "web") == []
+    finally:
+        for proc in (alive, changed, extra):
+            proc.kill()
+
+
+def test_a_reused_pid_is_not_mistaken_for_our_server(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        record = {"pid": proc.pid, "bundle": str(tmp_path / "bundle")}
+        assert not _alive(record)
+    finally:
+        proc.kill()
+        proc.wait()

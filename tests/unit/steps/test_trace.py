@@ -1,0 +1,74 @@
+"""The trace step's cache: content-addressed, shared by name, verified by sha256."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from engine.errors import StepFailed
+from engine.graph.step import Action, Step
+from engine.steps.base import ApplyRequest, Context
+from engine.steps.trace import TraceStep, artifact_dir, cache_key
+
+INPUTS = {
+    "model": "minilm",
+    "source": {"package": "p", "version": "p==1"},
+    "job_source": "/somewhere",
+    "task": "feature-extraction",
+    "processor": "cpu",
+    "trace": {"sequence_length": 128, "batch_size": 1, "pipeline_cores": 1},
+    "versions": {"torch": "2.13.0", "transformers": "5"},
+}
+
+
+def test_cache_key_ignores_the_models_name_but_not_its_shape() -> None:
+    assert cache_key(INPUTS) == cache_key({**INPUTS, "model": "other-name"})
+    longer = {**INPUTS, "trace": {**INPUTS["trace"], "sequence_length": 64}}
+    assert cache_key(INPUTS) != cache_key(longer)
+    assert cache_key(INPUTS) != cache_key({**INPUTS, "processor": "inf"})
+
+
+def fill_cache(ctx: Context, content: bytes = b"module", sha: str | None = None) -> Path:
+    directory = artifact_dir(ctx, INPUTS)
+    directory.mkdir(parents=True)
+    (directory / "model.pt").write_bytes(content)
+    meta = {"sha256": sha or hashlib.sha256(content).hexdigest(), "device": "cpu"}
+    (directory / "doinfer-trace.json").write_text(json.dumps(meta))
+    return directory
+
+
+def request() -> ApplyRequest:
+    return ApplyRequest(
+        Step("trace/minilm@cpu", "trace", INPUTS, (), "fp", "s"), Action.CREATE, None, {}
+    )
+
+
+def test_a_cached_artifact_is_reused_without_tracing(tmp_path: Path) -> None:
+    ctx = Context(state_dir=tmp_path, runtime=None)  # type: ignore[arg-type]
+    directory = fill_cache(ctx)
+    lines: list[str] = []
+    outputs = TraceStep().apply(request(), ctx, lines.append)
+    assert outputs["artifact"] == str(directory)
+    assert lines == [f"cached: {directory}"]
+    assert TraceStep().observe(request().step, {"outputs": outputs}, ctx).ok
+
+
+def test_missing_artifact_is_drift(tmp_path: Path) -> None:
+    ctx = Context(state_dir=tmp_path, runtime=None)  # type: ignore[arg-type]
+    observation = TraceStep().observe(
+        request().step, {"outputs": {"artifact": str(tmp_path / "x")}}, ctx
+    )
+    assert observation.drift == (f"artifact {tmp_path / 'x'} is missing from the cache",)
+
+
+def test_gpu_trace_without_a_host_fails_clearly(tmp_path: Path) -> None:
+    ctx = Context(state_dir=tmp_path, runtime=None)  # type: ignore[arg-type]
+    gpu = {**INPUTS, "processor": "gpu"}
+    req = ApplyRequest(
+        Step("trace/minilm@gpu", "trace", gpu, (), "fp", "s"), Action.CREATE, None, {}
+    )
+    with pytest.raises(StepFailed, match="cannot trace minilm for gpu here"):
+        TraceStep().apply(req, ctx, lambda line: None)
