@@ -35,15 +35,23 @@ def write_spec(directory: Path, servers: int, instances: int, models: int) -> Pa
         "apiVersion": "doinfer/v1",
         "name": "big",
         "models": [
-            {"name": f"m{i}", "source": "path:tiny-model", "task": "feature-extraction",
-             "trace": {"sequence_length": 64 + i % 4 * 32}}
+            {
+                "name": f"m{i}",
+                "source": "path:tiny-model",
+                "task": "feature-extraction",
+                "trace": {"sequence_length": 64 + i % 4 * 32},
+            }
             for i in range(models)
         ],
         "servers": [
-            {"name": f"s{i}", "processor": "cpu",
-             "models": [{"model": f"m{(i + k) % models}", "instances": instances // 2}
-                        for k in range(2)],
-             "replicas": 1}
+            {
+                "name": f"s{i}",
+                "processor": "cpu",
+                "models": [
+                    {"model": f"m{(i + k) % models}", "instances": instances // 2} for k in range(2)
+                ],
+                "replicas": 1,
+            }
             for i in range(servers)
         ],
         "runtime": {"kind": "local"},
@@ -65,8 +73,17 @@ def main() -> None:
         directory = Path(tmp)
         path = write_spec(directory, args.servers, args.instances, args.models)
         state_dir = directory / "state"
-        command = [sys.executable, "-m", "engine", "plan", str(path), "--state-dir",
-                   str(state_dir), "--format", "json"]
+        command = [
+            sys.executable,
+            "-m",
+            "engine",
+            "plan",
+            str(path),
+            "--state-dir",
+            str(state_dir),
+            "--format",
+            "json",
+        ]
         subprocess.run(command, check=True, capture_output=True)  # warm the hash cache
         cli = []
         for _ in range(args.runs):
@@ -80,18 +97,29 @@ def main() -> None:
             t1 = time.perf_counter()
             steps = build_steps(spec, state_dir / "cache")
             t2 = time.perf_counter()
-            make_plan(steps, StateStore(state_dir, spec.name, spec.environment).load(), None,
-                      spec=spec.name, environment=spec.environment, runtime="local",
-                      spec_path=str(path), document=spec.document)
+            make_plan(
+                steps,
+                StateStore(state_dir, spec.name, spec.environment).load(),
+                None,
+                spec=spec.name,
+                environment=spec.environment,
+                runtime="local",
+                spec_path=str(path),
+                document=spec.document,
+            )
             t3 = time.perf_counter()
             phases["load+validate"].append(t1 - t0)
             phases["build"].append(t2 - t1)
             phases["diff"].append(t3 - t2)
         total = sum(m["instances"] for s in spec.document["servers"] for m in s["models"])
-        print(f"spec: {args.models} models, {args.servers} servers, {total} model instances, "
-              f"{len(steps)} steps")
-        print(f"doinfer plan (whole CLI process): median {statistics.median(cli):.3f} s, "
-              f"min {min(cli):.3f} s over {args.runs} runs")
+        print(
+            f"spec: {args.models} models, {args.servers} servers, {total} model instances, "
+            f"{len(steps)} steps"
+        )
+        print(
+            f"doinfer plan (whole CLI process): median {statistics.median(cli):.3f} s, "
+            f"min {min(cli):.3f} s over {args.runs} runs"
+        )
         for name, times in phases.items():
             print(f"  {name:<14} median {statistics.median(times) * 1000:7.1f} ms")
 
