@@ -1,0 +1,173 @@
+"""The CLI as users meet it: exit codes, messages, never a traceback for their mistakes."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.state import StateStore
+
+REPO = Path(__file__).resolve().parents[2]
+ERROR_LINE = re.compile(r"^(?P<file>[^:\n]+):(?P<line>\d+):(?P<col>\d+): error: .+", re.M)
+
+VALID = """\
+apiVersion: doinfer/v1
+name: clidemo
+models:
+  - name: tiny
+    source: path:tiny
+    task: feature-extraction
+servers:
+  - name: tiny
+    processor: cpu
+    models: [{model: tiny, instances: 1}]
+runtime: {kind: local}
+scenarios:
+  - {name: smoke, kind: sequential}
+"""
+
+MALFORMED = {
+    "yaml syntax": "apiVersion: doinfer/v1\nname: [unclosed\n",
+    "not a mapping": "- just\n- a list\n",
+    "empty file": "",
+    "misspelt key": VALID.replace(
+        "models:\n  - name: tiny\n    source", "modles:\n  - name: tiny\n    source"
+    ),
+    "wrong type": VALID.replace("instances: 1", "instances: many"),
+    "unknown model": VALID.replace("{model: tiny,", "{model: tinny,"),
+    "bad source": VALID.replace("path:tiny", "s3://bucket/tiny"),
+    "duplicate key": VALID.replace(
+        "runtime: {kind: local}", "runtime: {kind: local}\nruntime: {kind: docker}"
+    ),
+    "missing extends": "extends: nowhere.yaml\n" + VALID,
+    "gpu without host": VALID.replace("processor: cpu", "processor: gpu"),
+    "binary junk": "\x00\x01\x02",
+    "tabs": "apiVersion: doinfer/v1\n\tname: x\n",
+}
+
+
+def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "engine", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
+
+
+@pytest.fixture
+def spec_dir(tmp_path: Path) -> Path:
+    (tmp_path / "tiny").mkdir()
+    (tmp_path / "tiny" / "config.json").write_text("{}")
+    (tmp_path / "spec.yaml").write_text(VALID)
+    return tmp_path
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+def test_malformed_specs_exit_1_with_positions_and_no_traceback(spec_dir: Path, name: str) -> None:
+    (spec_dir / "bad.yaml").write_bytes(MALFORMED[name].encode())
+    for command in ("validate", "plan", "apply"):
+        result = run(
+            command,
+            str(spec_dir / "bad.yaml"),
+            "--state-dir",
+            str(spec_dir / "st"),
+            *(["--yes"] if command == "apply" else []),
+        )
+        assert result.returncode == 1, (command, result.stderr)
+        assert "Traceback" not in result.stderr
+        match = ERROR_LINE.search(result.stderr)
+        assert match, result.stderr
+        assert match["file"].endswith(".yaml")
+        assert int(match["line"]) >= 1
+    assert not (spec_dir / "st").exists()  # a failed validate or plan touches nothing
+
+
+def test_missing_spec_file_is_a_clear_error(tmp_path: Path) -> None:
+    result = run("plan", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 1
+    assert "nope.yaml" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_validate_reports_a_valid_spec(spec_dir: Path) -> None:
+    result = run("validate", str(spec_dir / "spec.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert "valid" in result.stdout
+
+
+def test_plan_formats_and_detailed_exit_code(spec_dir: Path) -> None:
+    spec = str(spec_dir / "spec.yaml")
+    state = ["--state-dir", str(spec_dir / "st")]
+    text = run("plan", spec, *state, "--detailed-exitcode")
+    assert text.returncode == 2
+    assert "Plan: 4 to create" in text.stdout
+    markdown = run("plan", spec, *state, "--format", "markdown")
+    assert markdown.stdout.startswith("### doinfer plan: `clidemo`")
+    data = json.loads(run("plan", spec, *state, "--format", "json").stdout)
+    assert [c["step"] for c in data["changes"]] == [
+        "trace/tiny@cpu",
+        "pack/tiny",
+        "deploy/tiny",
+        "scenario/smoke",
+    ]
+    assert not (spec_dir / "st" / "state").exists()  # planning records nothing
+
+
+def test_apply_without_a_terminal_needs_yes(spec_dir: Path) -> None:
+    result = run("apply", str(spec_dir / "spec.yaml"), "--state-dir", str(spec_dir / "st"))
+    assert result.returncode == 1
+    assert "pass --yes" in result.stderr
+
+
+def test_saved_plan_is_refused_once_the_state_moved(spec_dir: Path) -> None:
+    plan_file = spec_dir / "plan.json"
+    state_dir = spec_dir / "st"
+    run("plan", str(spec_dir / "spec.yaml"), "--state-dir", str(state_dir), "--out", str(plan_file))
+    assert json.loads(plan_file.read_text())["format"] == "doinfer-plan/1"
+    store = StateStore(state_dir, "clidemo", "default")
+    store.record(store.load(), "trace/other@cpu", {"kind": "trace", "fingerprint": "x"})
+    result = run("apply", str(plan_file), "--state-dir", str(state_dir))
+    assert result.returncode == 1
+    assert "changed since this plan was made" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_not_a_plan_file(spec_dir: Path) -> None:
+    bogus = spec_dir / "bogus.json"
+    bogus.write_text('{"format": "doinfer-plan/0"}')
+    result = run("apply", str(bogus), "--state-dir", str(spec_dir / "st"))
+    assert result.returncode == 1
+    assert "not a saved doinfer plan" in result.stderr
+
+
+def test_logs_of_an_unknown_server(spec_dir: Path) -> None:
+    result = run("logs", str(spec_dir / "spec.yaml"), "web", "--state-dir", str(spec_dir / "st"))
+    assert result.returncode == 1
+    assert "no server 'web'" in result.stderr and "servers: tiny" in result.stderr
+
+
+def test_bench_before_apply_says_what_to_do(spec_dir: Path) -> None:
+    result = run("bench", str(spec_dir / "spec.yaml"), "--state-dir", str(spec_dir / "st"))
+    assert result.returncode == 1
+    assert "not applied yet: run doinfer apply first" in result.stderr
+
+
+def test_status_of_nothing(spec_dir: Path) -> None:
+    result = run(
+        "status",
+        str(spec_dir / "spec.yaml"),
+        "--state-dir",
+        str(spec_dir / "st"),
+        "--format",
+        "json",
+    )
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["replicas"] == []
