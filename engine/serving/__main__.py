@@ -1,0 +1,67 @@
+"""Run a model server: `python -m engine.serving --bundle DIR (--port N | --fd N)`.
+
+Models are loaded before the server accepts requests: connections that arrive meanwhile
+wait in the listening socket's backlog, and readiness is simply "the server answers".
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import resource
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engine.serving", description=__doc__)
+    parser.add_argument("--bundle", type=Path, required=True, help="the packed bundle directory")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--fd", type=int, help="serve on this inherited, bound socket")
+    parser.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    log = logging.getLogger("doinfer.serving")
+
+    import torch
+    import uvicorn
+
+    from engine.serving.app import create_app
+    from engine.serving.models import BundleError, load_bundle
+
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    try:
+        bundle = load_bundle(args.bundle)
+    except BundleError as exc:
+        log.error("%s", exc)
+        return 1
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    log.info(
+        "server %s: %d model instance(s) loaded, %d thread(s), %.0f MB resident",
+        bundle.server,
+        len(bundle.runners),
+        torch.get_num_threads(),
+        rss_mb,
+    )
+    config = uvicorn.Config(
+        create_app(bundle),
+        host=args.host,
+        port=args.port,
+        fd=args.fd,
+        log_level=args.log_level,
+        access_log=False,
+        lifespan="on",
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
