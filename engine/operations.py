@@ -136,7 +136,7 @@ class Workspace:
     def bench(self, names: list[str]) -> list[Any]:
         """Run scenarios against what is deployed now; the state is not changed."""
         from engine.bench.scenarios import run_scenario
-        from engine.steps.scenario import targets_from_deploys
+        from engine.bench.targets import targets_from_deploys
 
         scenarios = {s.name: s for s in self.spec.scenarios}
         unknown = [n for n in names if n not in scenarios]

@@ -10,15 +10,15 @@ import asyncio
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from engine.bench.report import render_table
-from engine.bench.scenarios import ScenarioResult, run_scenario
-from engine.bench.targets import Target
 from engine.errors import StepFailed
 from engine.graph.step import Observation, Step
 from engine.spec.model import Scenario, Slo
 from engine.steps.base import ApplyRequest, Context, Log
+
+if TYPE_CHECKING:  # the load generator (aiohttp, numpy) is imported only to run scenarios
+    from engine.bench.scenarios import ScenarioResult
 
 
 def scenario_from_inputs(inputs: dict[str, Any]) -> Scenario:
@@ -26,27 +26,6 @@ def scenario_from_inputs(inputs: dict[str, Any]) -> Scenario:
     if data.get("slo") is not None:
         data["slo"] = Slo(**data["slo"])
     return Scenario(**data)
-
-
-def targets_from_deploys(deploys: dict[str, dict[str, Any]]) -> list[Target]:
-    """Every (replica, model instance) of the deployed servers."""
-    targets = []
-    for step_id, outputs in sorted(deploys.items()):
-        server = step_id.split("/", 1)[1]
-        for replica in outputs["replicas"]:
-            for model in outputs["models"]:
-                for i in range(model["instances"]):
-                    targets.append(
-                        Target(
-                            url=replica["url"],
-                            server=server,
-                            replica=replica["index"],
-                            instance=f"{model['name']}-{i}",
-                            model=model["name"],
-                            task=model["task"],
-                        )
-                    )
-    return targets
 
 
 def results_dir(ctx: Context) -> Path:
@@ -58,6 +37,10 @@ class ScenarioStep:
         return Observation()  # a finished scenario has nothing that can drift
 
     def apply(self, request: ApplyRequest, ctx: Context, log: Log) -> dict[str, Any]:
+        from engine.bench.report import render_table
+        from engine.bench.scenarios import run_scenario
+        from engine.bench.targets import targets_from_deploys
+
         scenario = scenario_from_inputs(request.step.inputs)
         targets = targets_from_deploys(request.upstream)
         log(f"{scenario.kind}: {len(targets)} target(s)")
@@ -75,4 +58,6 @@ class ScenarioStep:
 
 
 def load_result(path: str) -> ScenarioResult:
+    from engine.bench.scenarios import ScenarioResult
+
     return ScenarioResult.from_dict(json.loads(Path(path).read_text()))

@@ -1,0 +1,53 @@
+"""Typed, frozen Spec objects from a validated document, with defaults applied."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from engine.spec.model import (
+    Batching,
+    Host,
+    Model,
+    Runtime,
+    Scenario,
+    Server,
+    ServerModel,
+    Slo,
+    Spec,
+    TraceParams,
+)
+
+
+def build_spec(doc: dict[str, Any], path: Path) -> Spec:
+    runtime = doc.get("runtime", {})
+    return Spec(
+        api_version=doc["apiVersion"],
+        name=doc["name"],
+        environment=doc.get("environment", "default"),
+        models=tuple(
+            Model(m["name"], m["source"], m["task"], TraceParams(**m.get("trace", {})))
+            for m in doc.get("models", [])
+        ),
+        hosts=tuple(Host(**h) for h in doc.get("hosts", [])),
+        servers=tuple(
+            Server(
+                name=s["name"],
+                processor=s["processor"],
+                models=tuple(ServerModel(**m) for m in s["models"]),
+                replicas=s.get("replicas", 1),
+                batching=Batching(**s.get("batching", {})),
+                port=s.get("port"),
+                threads=s.get("threads"),
+                share_weights=s.get("share_weights", True),
+            )
+            for s in doc.get("servers", [])
+        ),
+        runtime=Runtime(**{**runtime, "node_selector": dict(runtime.get("node_selector", {}))}),
+        scenarios=tuple(
+            Scenario(**{**s, "slo": Slo(**s["slo"]) if "slo" in s else None})
+            for s in doc.get("scenarios", [])
+        ),
+        path=path,
+        document=doc,
+    )

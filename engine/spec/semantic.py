@@ -1,0 +1,123 @@
+"""Checks the schema cannot express: references, uniqueness, where to trace, port clashes."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from typing import Any
+
+from engine.spec.errors import Diagnostic
+from engine.spec.validate import Marks, mark_of
+
+LOCAL_DEVICES = {"gpu": "/dev/nvidia0", "inf": "/dev/neuron0"}
+
+
+def semantic_errors(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
+    errors: list[Diagnostic] = []
+    for section in ("models", "hosts", "servers", "scenarios"):
+        errors += _unique_names(doc, marks, section)
+    models = {m["name"]: m for m in doc.get("models", [])}
+    host_processors = {h["processor"] for h in doc.get("hosts", [])}
+    for i, server in enumerate(doc.get("servers", [])):
+        seen: set[str] = set()
+        for j, packed in enumerate(server["models"]):
+            name = packed["model"]
+            path = ("servers", i, "models", j, "model")
+            if name not in models:
+                close = difflib.get_close_matches(name, list(models), n=1)
+                hint = (
+                    f" (did you mean '{close[0]}'?)"
+                    if close
+                    else (
+                        f"; models: {', '.join(models)}" if models else "; the spec has no models"
+                    )
+                )
+                errors.append(
+                    Diagnostic(
+                        mark_of(marks, path),
+                        f"servers[{i}].models[{j}].model: unknown model '{name}'{hint}",
+                    )
+                )
+            elif name in seen:
+                errors.append(
+                    Diagnostic(
+                        mark_of(marks, path),
+                        f"servers[{i}].models[{j}].model: '{name}' is packed "
+                        f"twice; raise its instances instead",
+                    )
+                )
+            seen.add(name)
+        processor = server["processor"]
+        if (
+            processor in LOCAL_DEVICES
+            and processor not in host_processors
+            and not os.path.exists(LOCAL_DEVICES[processor])
+        ):
+            errors.append(
+                Diagnostic(
+                    mark_of(marks, ("servers", i, "processor")),
+                    f"servers[{i}].processor: {processor} models must be traced on a {processor} "
+                    f"device, and there is no host with processor: {processor} under hosts and no "
+                    f"{processor} device here; add a host with processor: {processor}",
+                )
+            )
+    errors += _port_clashes(doc, marks)
+    for i, scenario in enumerate(doc.get("scenarios", [])):
+        if scenario["kind"] == "benchmark" and ("concurrency" in scenario) == ("rate" in scenario):
+            errors.append(
+                Diagnostic(
+                    mark_of(marks, ("scenarios", i), key=True),
+                    f"scenarios[{i}]: a benchmark needs exactly one of "
+                    f"concurrency (closed loop) or rate (open loop)",
+                )
+            )
+    return errors
+
+
+def _unique_names(doc: dict[str, Any], marks: Marks, section: str) -> list[Diagnostic]:
+    errors = []
+    first: dict[str, int] = {}
+    for i, item in enumerate(doc.get(section, [])):
+        name = item["name"]
+        if name in first:
+            earlier = mark_of(marks, (section, first[name], "name"))
+            errors.append(
+                Diagnostic(
+                    mark_of(marks, (section, i, "name")),
+                    f"{section}[{i}].name: duplicate name '{name}' (first at "
+                    f"line {earlier.line} of {earlier.file})",
+                )
+            )
+        else:
+            first[name] = i
+    return errors
+
+
+def _port_clashes(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
+    errors = []
+    taken: list[tuple[int, int, str]] = []  # [start, end) and server name
+    for i, server in enumerate(doc.get("servers", [])):
+        if "port" not in server:
+            continue
+        start = server["port"]
+        end = start + server.get("replicas", 1)
+        where = mark_of(marks, ("servers", i, "port"))
+        if end - 1 > 65535:
+            errors.append(
+                Diagnostic(
+                    where,
+                    f"servers[{i}].port: {start} + {end - start} replicas runs past port 65535",
+                )
+            )
+        for other_start, other_end, other in taken:
+            if start < other_end and other_start < end:
+                errors.append(
+                    Diagnostic(
+                        where,
+                        f"servers[{i}].port: ports {start}-{end - 1} "
+                        f"clash with server '{other}' "
+                        f"({other_start}-{other_end - 1})",
+                    )
+                )
+        taken.append((start, end, server["name"]))
+    return errors

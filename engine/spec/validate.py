@@ -1,0 +1,136 @@
+"""Schema validation against schemas/doinfer.schema.json, with positions and suggestions."""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from engine.spec.errors import Diagnostic, format_path
+from engine.spec.model import Mark
+
+SCHEMA_FILE = Path(__file__).with_name("doinfer.schema.json")
+Marks = dict[tuple[str | int, ...], tuple[Mark, Mark | None]]
+
+
+@functools.cache
+def validator() -> Draft202012Validator:
+    return Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
+
+
+def schema_errors(document: dict[str, Any], marks: Marks) -> list[Diagnostic]:
+    diagnostics: list[Diagnostic] = []
+    for error in validator().iter_errors(document):
+        diagnostics.extend(_diagnose(error, marks))
+    return diagnostics
+
+
+def mark_of(marks: Marks, path: tuple[str | int, ...], key: bool = False) -> Mark:
+    """The mark of a path (its key's, if asked and known), else of its nearest ancestor."""
+    while path not in marks:
+        path = path[:-1]
+    value_mark, key_mark = marks[path]
+    return key_mark if key and key_mark else value_mark
+
+
+def _diagnose(error: ValidationError, marks: Marks) -> list[Diagnostic]:
+    path = tuple(error.absolute_path)
+    where = format_path(path)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(schema.get("properties", {}))
+        unknown = [k for k in error.instance if k not in allowed]
+        return [
+            Diagnostic(
+                mark_of(marks, (*path, k), key=True),
+                f"{format_path((*path, k))}: unknown key '{k}'{_suggest(k, allowed)}"
+                f"{_allowed(allowed)}",
+            )
+            for k in unknown
+        ]
+    if error.validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        return [
+            Diagnostic(mark_of(marks, path, key=True), f"{where}: missing required key '{missing}'")
+        ]
+    if error.validator == "enum":
+        options = [str(o) for o in error.validator_value]
+        suggestion = _suggest(str(error.instance), options)
+        return [
+            Diagnostic(
+                mark_of(marks, path),
+                f"{where}: {error.instance!r} is not one of {', '.join(options)}{suggestion}",
+            )
+        ]
+    if error.validator == "pattern" and "x-hint" in schema:
+        return [
+            Diagnostic(
+                mark_of(marks, path),
+                f"{where}: {error.instance!r} is not valid: {schema['x-hint']}",
+            )
+        ]
+    if error.validator == "const":
+        return [
+            Diagnostic(
+                mark_of(marks, path),
+                f"{where}: must be {error.validator_value!r}, not {error.instance!r}",
+            )
+        ]
+    if error.validator == "type":
+        return [
+            Diagnostic(
+                mark_of(marks, path),
+                f"{where}: expected {_type_name(error)}, got {_describe(error.instance)}",
+            )
+        ]
+    if error.validator == "anyOf":
+        return [
+            Diagnostic(
+                mark_of(marks, path),
+                f"{where}: {_describe(error.instance)} is not "
+                f"valid here: {schema.get('description', '')}",
+            )
+        ]
+    return [Diagnostic(mark_of(marks, path), f"{where}: {error.message}")]
+
+
+def _suggest(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _allowed(options: list[str]) -> str:
+    return f"; allowed: {', '.join(options)}" if len(options) <= 12 else ""
+
+
+def _type_name(error: ValidationError) -> str:
+    expected = error.validator_value
+    names = {
+        "object": "a mapping",
+        "array": "a list",
+        "string": "a string",
+        "integer": "an integer",
+        "number": "a number",
+        "boolean": "true or false",
+        "null": "nothing",
+    }
+    if isinstance(expected, list):
+        return " or ".join(names.get(e, e) for e in expected)
+    return names.get(expected, str(expected))
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"{str(value).lower()}"
+    return repr(value)

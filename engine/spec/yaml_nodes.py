@@ -1,0 +1,121 @@
+"""YAML to a tree of Nodes that remember where each value (and its key) was written.
+
+pyyaml composes the document into nodes with marks (libyaml's C parser when available,
+for speed); we turn them into Nodes holding plain Python values, rejecting what JSON
+cannot hold and duplicate keys, which YAML itself silently lets the last one win.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from engine.spec.errors import Diagnostic, SpecError
+from engine.spec.model import Mark
+
+Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+Path_ = tuple[str | int, ...]
+
+
+@dataclass
+class Node:
+    value: Any  # dict[str, Node] | list[Node] | str | int | float | bool | None
+    mark: Mark  # where the value starts
+    key_mark: Mark | None = None  # where its key starts, for a mapping's value
+
+    def plain(self) -> Any:
+        """The JSON-compatible value, without marks."""
+        if isinstance(self.value, dict):
+            return {k: v.plain() for k, v in self.value.items()}
+        if isinstance(self.value, list):
+            return [v.plain() for v in self.value]
+        return self.value
+
+    def marks(self) -> dict[Path_, tuple[Mark, Mark | None]]:
+        """Every path in the tree -> (value mark, key mark)."""
+        found: dict[Path_, tuple[Mark, Mark | None]] = {}
+        stack: list[tuple[Path_, Node]] = [((), self)]
+        while stack:
+            path, node = stack.pop()
+            found[path] = (node.mark, node.key_mark)
+            if isinstance(node.value, dict):
+                stack.extend(((*path, k), v) for k, v in node.value.items())
+            elif isinstance(node.value, list):
+                stack.extend(((*path, i), v) for i, v in enumerate(node.value))
+        return found
+
+
+def parse(text: str, filename: str) -> Node | None:
+    """Parse one YAML document; None when the file holds no document at all."""
+    loader = Loader(text)
+    try:
+        root = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = _mark(filename, mark) if mark else Mark(filename, 1, 1)
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise SpecError([Diagnostic(where, f"invalid YAML: {problem}")]) from None
+    except yaml.YAMLError as exc:
+        raise SpecError([Diagnostic(Mark(filename, 1, 1), f"invalid YAML: {exc}")]) from None
+    finally:
+        loader.dispose()
+    if root is None:
+        return None
+    errors: list[Diagnostic] = []
+    node = _convert(root, filename, loader, errors)
+    if errors:
+        raise SpecError(errors)
+    return node
+
+
+def _mark(filename: str, mark: Any) -> Mark:
+    return Mark(filename, mark.line + 1, mark.column + 1)
+
+
+def _convert(node: yaml.Node, filename: str, loader: Any, errors: list[Diagnostic]) -> Node:
+    here = _mark(filename, node.start_mark)
+    if isinstance(node, yaml.MappingNode):
+        mapping: dict[str, Node] = {}
+        for key_node, value_node in node.value:
+            key_mark = _mark(filename, key_node.start_mark)
+            if not isinstance(key_node, yaml.ScalarNode):
+                errors.append(Diagnostic(key_mark, "a key must be a plain string"))
+                continue
+            key = key_node.value
+            if key == "<<":
+                errors.append(
+                    Diagnostic(key_mark, "YAML merge keys (<<) are not supported; use extends")
+                )
+                continue
+            if key in mapping:
+                first = mapping[key].key_mark
+                errors.append(
+                    Diagnostic(
+                        key_mark,
+                        f"duplicate key '{key}' (first at line {first.line if first else '?'})",
+                    )
+                )
+                continue
+            value = _convert(value_node, filename, loader, errors)
+            value.key_mark = key_mark
+            mapping[key] = value
+        return Node(mapping, here)
+    if isinstance(node, yaml.SequenceNode):
+        return Node([_convert(item, filename, loader, errors) for item in node.value], here)
+    value = (
+        loader.construct_object(node, deep=True)
+        if node.tag != "tag:yaml.org,2002:str"
+        else node.value
+    )
+    if not isinstance(value, str | int | float | bool | type(None)):
+        errors.append(
+            Diagnostic(
+                here,
+                f"unsupported value {node.value!r} (a {type(value).__name__}"
+                f"); quote it to make it a string",
+            )
+        )
+        value = str(node.value)
+    return Node(value, here)
