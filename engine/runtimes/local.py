@@ -241,7 +241,7 @@ class LocalRuntime(Runtime):
     def _wait_ready(
         self,
         record: dict[str, Any],
-        proc: subprocess.Popen[bytes],
+        proc: subprocess.Popen[bytes] | None,
         log: Log,
         cancelled: Callable[[], bool],
     ) -> None:
@@ -250,10 +250,11 @@ class LocalRuntime(Runtime):
         while time.monotonic() < deadline:
             if cancelled():
                 raise Cancelled("interrupted while waiting for replicas")
-            if proc.poll() is not None:
+            exited = proc.poll() is not None if proc else not _alive(record)
+            if exited:
                 raise StepFailed(
-                    f"replica {record['index']} exited with code {proc.returncode} before it "
-                    f"was ready; its log {record['log']} ends:",
+                    f"replica {record['index']} exited before it was ready; "
+                    f"its log {record['log']} ends:",
                     _tail(Path(record["log"])),
                 )
             try:

@@ -22,6 +22,7 @@ import os
 import shutil
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -273,13 +274,24 @@ def main(argv: list[str]) -> int:
         return EXIT_BAD_INPUT
     try:
         job = json.loads(Path(argv[1]).read_text())
+        for key in ("model", "source", "task", "processor", "trace", "out_dir"):
+            if key not in job:
+                raise JobError(f"bad trace job {argv[1]}: no {key!r}")
+    except (OSError, ValueError) as exc:
+        print(f"error: bad trace job {argv[1]}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except JobError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.code
+    try:
         run(job)
     except JobError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.code
-    except (OSError, ValueError, KeyError) as exc:
-        print(f"error: bad trace job {argv[1]}: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    except Exception as exc:  # the model's own code failed: keep the whole story in the log
+        traceback.print_exc()
+        print(f"error: tracing {job['model']} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

