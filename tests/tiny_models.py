@@ -12,14 +12,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-WORDS = (
+_TEXT = (
     "the a an of to in is are was were be by for on with as at from and or not this that "
     "model models server servers engine plan state apply trace pack deploy replica replicas "
     "where what who how does do keep keeps kept json file files step steps every after "
     "atomically written rewritten under doinfer environment each question answer context "
     "inference packed densely few machines cost less more fast slow good bad came up quickly "
     "answer was correct spec specs merge merged maps lists named name names"
-).split()
+)
+WORDS = tuple(_TEXT.split())
 
 
 def build_tiny_model(directory: Path, task: str, seed: int = 0) -> Path:

@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar import Litestar, Request, Response, get, post
 from litestar.exceptions import HTTPException
+from litestar.params import FromPath
 
 from engine.serving.models import LoadedBundle, ModelRunner
 from engine.serving.protocol import BadRequest, from_query, from_v2, v2_metadata, v2_outputs
@@ -33,16 +34,16 @@ def create_app(bundle: LoadedBundle) -> Litestar:
         return {"ready": True}  # the process serves only once every model is loaded
 
     @get("/v2/models/{name:str}", sync_to_thread=False)
-    def metadata(name: str) -> dict[str, Any]:
+    def metadata(name: FromPath[str]) -> dict[str, Any]:
         return v2_metadata(name, runner_for(name))
 
     @get("/v2/models/{name:str}/ready", sync_to_thread=False)
-    def model_ready(name: str) -> dict[str, Any]:
+    def model_ready(name: FromPath[str]) -> dict[str, Any]:
         runner_for(name)
         return {"name": name, "ready": True}
 
     @post("/v2/models/{name:str}/infer", status_code=200)
-    async def infer(name: str, request: Request) -> dict[str, Any]:
+    async def infer(name: FromPath[str], request: Request) -> dict[str, Any]:
         runner = runner_for(name)
         requests, request_id = from_v2(runner, await request.body())
         results = await runner(requests)
@@ -56,7 +57,7 @@ def create_app(bundle: LoadedBundle) -> Litestar:
         return answer
 
     @get("/predictions/{name:str}")
-    async def predictions(name: str, request: Request) -> dict[str, Any]:
+    async def predictions(name: FromPath[str], request: Request) -> dict[str, Any]:
         runner = runner_for(name)
         (result,) = await runner([from_query(runner, dict(request.query_params))])
         return {"model": name, **result}

@@ -1,0 +1,210 @@
+"""The model server's routes, in-process (litestar's test client) on tiny traced models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from litestar.testing import TestClient
+
+from engine.serving.app import create_app
+from engine.serving.models import BundleError, load_bundle
+
+from .conftest import pack
+
+QUESTION = "where does doinfer keep state"
+CONTEXT = "doinfer keeps the state of every environment in a json file under doinfer"
+
+
+@pytest.fixture(scope="module")
+def client(bundle: Path):
+    with TestClient(create_app(load_bundle(bundle))) as client:
+        yield client
+
+
+def test_health_and_index(client: TestClient) -> None:
+    assert client.get("/v2/health/live").json() == {"live": True}
+    assert client.get("/v2/health/ready").json() == {"ready": True}
+    index = client.get("/").json()
+    assert index["status"] == "ok"
+    assert index["models"] == ["cls-0", "cls-1", "fe-0", "fe-1", "qa-0", "qa-1"]
+
+
+def test_instances_share_one_module(bundle: Path) -> None:
+    loaded = load_bundle(bundle)
+    assert loaded.runners["fe-0"] is loaded.runners["fe-1"]
+
+
+def test_instances_may_each_have_their_own_module(tiny_artifacts, tmp_path: Path) -> None:
+    bundle = pack(
+        tmp_path,
+        {"feature-extraction": tiny_artifacts["feature-extraction"][1]},
+        share_weights=False,
+    )
+    loaded = load_bundle(bundle)
+    assert loaded.runners["fe-0"].module is not loaded.runners["fe-1"].module
+
+
+def untraced_answer(source: Path, question: str, context: str) -> str:
+    """What the untraced model answers, decoded the same way (best span in the context)."""
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForQuestionAnswering.from_pretrained(source).eval()
+    encoded = tokenizer(question, context, return_offsets_mapping=True, return_tensors="pt")
+    offsets = encoded.pop("offset_mapping")[0]
+    with torch.no_grad():
+        out = model(**encoded)
+    context_tokens = [i for i, s in enumerate(encoded.sequence_ids(0)) if s == 1]
+    best, span = -1.0, (0, 0)
+    start_p = torch.softmax(out.start_logits[0, context_tokens], 0)
+    end_p = torch.softmax(out.end_logits[0, context_tokens], 0)
+    for a in range(len(context_tokens)):
+        for b in range(a, min(a + 30, len(context_tokens))):
+            if float(start_p[a] * end_p[b]) > best:
+                best, span = float(start_p[a] * end_p[b]), (a, b)
+    begin = int(offsets[context_tokens[span[0]]][0])
+    end = int(offsets[context_tokens[span[1]]][1])
+    return context[begin:end]
+
+
+def test_question_answering_matches_the_untraced_model(client: TestClient, tiny_artifacts) -> None:
+    response = client.get("/predictions/qa-1", params={"seq_0": QUESTION, "seq_1": CONTEXT})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["model"] == "qa-1"
+    assert body["answer"] == untraced_answer(
+        tiny_artifacts["question-answering"][0], QUESTION, CONTEXT
+    )
+    assert body["answer"] in CONTEXT and 0 < body["score"] <= 1
+
+
+def test_classification_answers_a_label(client: TestClient) -> None:
+    body = client.get("/predictions/cls-0", params={"seq_0": "the model was good"}).json()
+    assert body["label"] in {"negative", "neutral", "positive"}
+    assert 0 < body["score"] <= 1
+
+
+def test_embedding_does_not_depend_on_batch_padding(client: TestClient) -> None:
+    alone = client.get("/predictions/fe-0", params={"seq_0": "the model"}).json()["embedding"]
+    batch = client.post(
+        "/v2/models/fe-0/infer",
+        json={
+            "id": "req-1",
+            "inputs": [
+                {
+                    "name": "seq_0",
+                    "shape": [2],
+                    "datatype": "BYTES",
+                    "data": ["the model", "the model is packed densely on few machines"],
+                }
+            ],
+        },
+    )
+    assert batch.status_code == 200
+    body = batch.json()
+    assert body["id"] == "req-1" and body["model_name"] == "fe-0"
+    (output,) = body["outputs"]
+    assert output["name"] == "embedding" and output["datatype"] == "FP32"
+    n, width = output["shape"]
+    assert (n, width) == (2, len(alone))
+    first = output["data"][:width]
+    assert max(abs(a - b) for a, b in zip(first, alone, strict=True)) < 1e-5
+
+
+def test_v2_question_answering_and_metadata(client: TestClient) -> None:
+    body = client.post(
+        "/v2/models/qa-0/infer",
+        json={
+            "inputs": [
+                {"name": "seq_0", "shape": [1], "datatype": "BYTES", "data": [QUESTION]},
+                {"name": "seq_1", "shape": [1], "datatype": "BYTES", "data": [CONTEXT]},
+            ]
+        },
+    ).json()
+    assert [o["name"] for o in body["outputs"]] == ["answer", "score"]
+    meta = client.get("/v2/models/qa-0").json()
+    assert meta["platform"] == "pytorch_torchscript"
+    assert [i["name"] for i in meta["inputs"]] == ["seq_0", "seq_1"]
+    assert client.get("/v2/models/qa-0/ready").json() == {"name": "qa-0", "ready": True}
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "payload", "status", "message"),
+    [
+        ("get", "/predictions/nope", {"seq_0": "x"}, 404, "no model 'nope'"),
+        ("get", "/v2/models/nope", None, 404, "no model 'nope'"),
+        ("get", "/v2/models/nope/ready", None, 404, "no model 'nope'"),
+        ("get", "/predictions/fe-0", {}, 400, "seq_0 is required"),
+        ("get", "/predictions/qa-0", {"seq_0": "where"}, 400, "needs seq_1"),
+        ("post", "/v2/models/fe-0/infer", "{not json", 400, "not JSON"),
+        ("post", "/v2/models/fe-0/infer", [], 400, "'inputs' list"),
+        (
+            "post",
+            "/v2/models/fe-0/infer",
+            {"inputs": [{"name": "x", "shape": [1], "datatype": "BYTES", "data": ["a"]}]},
+            400,
+            "must be 'seq_0' or 'seq_1'",
+        ),
+        (
+            "post",
+            "/v2/models/fe-0/infer",
+            {"inputs": [{"name": "seq_0", "shape": [1], "datatype": "FP32", "data": ["a"]}]},
+            400,
+            "datatype must be BYTES",
+        ),
+        (
+            "post",
+            "/v2/models/fe-0/infer",
+            {"inputs": [{"name": "seq_0", "shape": [3], "datatype": "BYTES", "data": ["a"]}]},
+            400,
+            "does not match",
+        ),
+        (
+            "post",
+            "/v2/models/fe-0/infer",
+            {"inputs": [{"name": "seq_0", "shape": [1], "datatype": "BYTES", "data": [1]}]},
+            400,
+            "list of strings",
+        ),
+        (
+            "post",
+            "/v2/models/qa-0/infer",
+            {"inputs": [{"name": "seq_0", "shape": [1], "datatype": "BYTES", "data": ["a"]}]},
+            400,
+            "needs input seq_1",
+        ),
+        ("post", "/v2/models/fe-0/infer", {"inputs": []}, 400, "seq_0 is required"),
+    ],
+)
+def test_bad_requests_get_a_message_never_a_500(
+    client: TestClient, method: str, url: str, payload, status: int, message: str
+) -> None:
+    if method == "get":
+        response = client.get(url, params=payload)
+    elif isinstance(payload, str):
+        response = client.post(url, content=payload)
+    else:
+        response = client.post(url, json=payload)
+    assert response.status_code == status, response.text
+    assert message in response.json()["error"]
+    if status == 404:
+        assert "fe-0" in response.json()["models"]
+
+
+def test_unknown_route_is_a_404(client: TestClient) -> None:
+    assert client.get("/nowhere").status_code == 404
+
+
+def test_a_tampered_module_is_refused(tiny_artifacts, tmp_path: Path) -> None:
+    bundle = pack(tmp_path, {"feature-extraction": tiny_artifacts["feature-extraction"][1]})
+    module = bundle / "models" / "fe" / "model.pt"
+    data = module.read_bytes()
+    module.unlink()  # a hard link into the cache: replace it, do not write through it
+    module.write_bytes(data + b"tampered")
+    with pytest.raises(BundleError, match="does not match the trace metadata"):
+        load_bundle(bundle)
+    meta = json.loads((bundle / "models" / "fe" / "doinfer-trace.json").read_text())
+    assert meta["task"] == "feature-extraction"
