@@ -100,8 +100,9 @@ def test_random_sends_exactly_n_spread_by_seed(server: StandInServer) -> None:
 
 def test_errors_are_counted_and_a_refused_target_does_not_crash(server: StandInServer) -> None:
     refused = socket_port_nobody_listens_on()
-    all_targets = targets(server.port, ["m-0", "unknown", "boom"]) + [
-        Target(f"http://127.0.0.1:{refused}", "web", 1, "m-0", "m", "x")
+    all_targets = [
+        *targets(server.port, ["m-0", "unknown", "boom"]),
+        Target(f"http://127.0.0.1:{refused}", "web", 1, "m-0", "m", "x"),
     ]
     result = asyncio.run(run_scenario(Scenario("smoke", "sequential"), all_targets))
     summary = result.summary()

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.serving.conftest import pack, trace
 from tests.tiny_models import build_tiny_model
+from tests.unit.serving.conftest import pack, trace
 
 REPO = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.integration
