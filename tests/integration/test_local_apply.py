@@ -119,6 +119,11 @@ def test_apply_serves_real_embeddings_and_is_idempotent(state_dir: Path, referen
             assert len(vector) == len(reference) == 384
             assert max(abs(a - b) for a, b in zip(vector, reference, strict=True)) < 1e-5
 
+    logs = doinfer(state_dir, "logs", str(SPEC), "minilm", "--replica", "1").stdout
+    assert "server minilm: 2 model instance(s) loaded" in logs
+    bench = doinfer(state_dir, "bench", str(SPEC), "smoke")
+    assert bench.stdout.splitlines()[1].split()[:4] == ["smoke", "sequential", "4", "0"]
+
     again = doinfer(state_dir, "plan", str(SPEC), "--detailed-exitcode")
     assert again.returncode == 0
     assert "No changes." in again.stdout

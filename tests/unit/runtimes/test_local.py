@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.errors import StepFailed
 from engine.runtimes.local import LocalRuntime, _alive
 
 INPUTS = {
@@ -149,3 +150,24 @@ def test_a_reused_pid_is_not_mistaken_for_our_server(tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_replica_that_dies_while_starting_fails_with_its_log_tail(tmp_path: Path) -> None:
+    runtime = LocalRuntime(tmp_path)
+    log = tmp_path / "replica-0.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "print('loading'); print('RuntimeError: no memory'); exit(3)"],
+            stdout=out,
+        )
+    record = {
+        "index": 0,
+        "pid": proc.pid,
+        "url": "http://127.0.0.1:9",
+        "log": str(log),
+        "bundle": "b",
+    }
+    with pytest.raises(StepFailed) as failed:
+        runtime._wait_ready(record, proc, lambda line: None, lambda: False)
+    assert "replica 0 exited before it was ready" in str(failed.value)
+    assert failed.value.detail.splitlines() == ["loading", "RuntimeError: no memory"]
