@@ -99,18 +99,21 @@ async def run_scenario(
 ) -> ScenarioResult:
     if not targets:
         raise ValueError(f"scenario {scenario.name}: no targets to send requests to")
-    progress = on_progress or (lambda done, total: None)
-    started_at, origin = time.time(), time.perf_counter()
+    started_at = time.time()
     async with session() as http:
-        if scenario.kind == "sequential":
-            samples = await _sequential(http, scenario, targets, origin, progress)
-        elif scenario.kind == "random":
-            samples = await _random(http, scenario, targets, origin, progress, random.Random(seed))
-        else:
-            samples = await _closed_loop(
-                http, scenario, targets, origin, progress, random.Random(seed)
-            )
-    duration = time.perf_counter() - origin
+        run = _Run(
+            http,
+            scenario,
+            targets,
+            time.perf_counter(),
+            on_progress or (lambda done, total: None),
+            random.Random(seed),
+        )
+        shape = {"sequential": run.sequential, "random": run.random}.get(
+            scenario.kind, run.closed_loop
+        )
+        samples = await shape()
+    duration = time.perf_counter() - run.origin
     notes = []
     if scenario.kind == "benchmark" and (scenario.rate or scenario.clients > 1):
         notes.append("this version runs benchmarks closed-loop from one client process")
@@ -119,63 +122,54 @@ async def run_scenario(
     )
 
 
-async def _sequential(
-    http: Any, scenario: Scenario, targets: list[Target], origin: float, progress: Progress
-) -> list[Sample]:
-    """Every replica, every model instance, one request each, in order."""
-    samples = []
-    for target in targets:
-        params = query_for(target, scenario.seq_0, scenario.seq_1)
-        samples.append(await send(http, target, params, origin))
-        progress(len(samples), len(targets))
-    return samples
+@dataclass
+class _Run:
+    """One run of a scenario: its session, its clock, and the request shapes it can take."""
 
+    http: Any
+    scenario: Scenario
+    targets: list[Target]
+    origin: float  # perf_counter at the start
+    progress: Progress
+    rng: random.Random
 
-async def _random(
-    http: Any,
-    scenario: Scenario,
-    targets: list[Target],
-    origin: float,
-    progress: Progress,
-    rng: random.Random,
-) -> list[Sample]:
-    """N requests, one at a time, each to a random target, `interval_ms` apart."""
-    samples = []
-    for i in range(scenario.requests):
-        if i and scenario.interval_ms:
-            await asyncio.sleep(scenario.interval_ms / 1000)
-        target = rng.choice(targets)
-        samples.append(
-            await send(http, target, query_for(target, scenario.seq_0, scenario.seq_1), origin)
-        )
-        progress(len(samples), scenario.requests)
-    return samples
+    async def hit(self, target: Target) -> Sample:
+        params = query_for(target, self.scenario.seq_0, self.scenario.seq_1)
+        return await send(self.http, target, params, self.origin)
 
+    async def sequential(self) -> list[Sample]:
+        """Every replica, every model instance, one request each, in order."""
+        samples = []
+        for target in self.targets:
+            samples.append(await self.hit(target))
+            self.progress(len(samples), len(self.targets))
+        return samples
 
-async def _closed_loop(
-    http: Any,
-    scenario: Scenario,
-    targets: list[Target],
-    origin: float,
-    progress: Progress,
-    rng: random.Random,
-) -> list[Sample]:
-    """`concurrency` workers send back-to-back to random targets for `duration_s`.
+    async def random(self) -> list[Sample]:
+        """N requests, one at a time, each to a random target, `interval_ms` apart."""
+        samples = []
+        for i in range(self.scenario.requests):
+            if i and self.scenario.interval_ms:
+                await asyncio.sleep(self.scenario.interval_ms / 1000)
+            samples.append(await self.hit(self.rng.choice(self.targets)))
+            self.progress(len(samples), self.scenario.requests)
+        return samples
 
-    Samples sent during `warmup_s` are dropped.
-    """
-    deadline = origin + scenario.warmup_s + scenario.duration_s
-    samples: list[Sample] = []
+    async def closed_loop(self) -> list[Sample]:
+        """`concurrency` workers send back-to-back to random targets for `duration_s`.
 
-    async def worker() -> None:
-        while time.perf_counter() < deadline:
-            target = rng.choice(targets)
-            sample = await send(
-                http, target, query_for(target, scenario.seq_0, scenario.seq_1), origin
-            )
-            if sample.start >= scenario.warmup_s:
-                samples.append(sample)
-                progress(len(samples), 0)
+        Samples sent during `warmup_s` are dropped.
+        """
+        warmup = self.scenario.warmup_s
+        deadline = self.origin + warmup + self.scenario.duration_s
+        samples: list[Sample] = []
 
-    await asyncio.gather(*(worker() for _ in range(scenario.concurrency or 1)))
-    return samples
+        async def worker() -> None:
+            while time.perf_counter() < deadline:
+                sample = await self.hit(self.rng.choice(self.targets))
+                if sample.start >= warmup:
+                    samples.append(sample)
+                    self.progress(len(samples), 0)
+
+        await asyncio.gather(*(worker() for _ in range(self.scenario.concurrency or 1)))
+        return samples

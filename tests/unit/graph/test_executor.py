@@ -9,10 +9,11 @@ from typing import Any
 
 from engine.errors import StepFailed
 from engine.graph.executor import Event, Executor
-from engine.graph.plan import make_plan
 from engine.graph.step import Observation, Step
 from engine.state import StateStore
 from engine.steps.base import ApplyRequest, Context
+
+from .test_plan import plan_of
 
 
 class FakeKind:
@@ -68,16 +69,7 @@ class Recorder:
 def run(tmp_path: Path, kind: FakeKind, steps=STEPS, cancel_after: float | None = None):
     store = StateStore(tmp_path, "demo", "default")
     state = store.load()
-    plan = make_plan(
-        steps,
-        state,
-        None,
-        spec="demo",
-        environment="default",
-        runtime="local",
-        spec_path="s",
-        document={},
-    )
+    plan = plan_of(steps, state)
     ctx = Context(state_dir=tmp_path, runtime=None)  # type: ignore[arg-type]
     if cancel_after is not None:
         threading.Timer(cancel_after, ctx.cancel.set).start()

@@ -27,13 +27,14 @@ def applied_state(steps: list[Step]) -> State:
     return State("demo", "default", "lineage", 3, {s.id: record_of(s, by_id) for s in steps})
 
 
-def plan_of(steps: list[Step], state: State, observe=None) -> Plan:
+def plan_of(steps: list[Step], state: State, observe=None, environment: str = "default") -> Plan:
+    """A plan of spec "demo" on the local runtime: what most graph tests need."""
     return make_plan(
         steps,
         state,
         observe,
         spec="demo",
-        environment="default",
+        environment=environment,
         runtime="local",
         spec_path="spec.yaml",
         document={},

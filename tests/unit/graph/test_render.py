@@ -4,11 +4,10 @@ import json
 from pathlib import Path
 
 from engine.graph.build import build_steps
-from engine.graph.plan import make_plan
 from engine.graph.render import render_json, render_markdown, render_text
 from engine.state import State
 
-from .test_plan import applied_state
+from .test_plan import applied_state, plan_of
 
 
 def sample_plan(make_spec, tmp_path: Path):
@@ -21,16 +20,7 @@ def sample_plan(make_spec, tmp_path: Path):
         "needs": [],
         "summary": "deploy old: 1 replica(s) on local",
     }
-    return make_plan(
-        after,
-        state,
-        None,
-        spec="demo",
-        environment="prod",
-        runtime="local",
-        spec_path="spec.yaml",
-        document={},
-    )
+    return plan_of(after, state, environment="prod")
 
 
 def test_text_lists_changes_with_reasons(make_spec, tmp_path: Path) -> None:
@@ -54,16 +44,7 @@ def test_text_colour_only_when_asked(make_spec, tmp_path: Path) -> None:
 
 def test_no_changes_message(make_spec, tmp_path: Path) -> None:
     steps = build_steps(make_spec(), tmp_path / "cache")
-    plan = make_plan(
-        steps,
-        applied_state(steps),
-        None,
-        spec="demo",
-        environment="default",
-        runtime="local",
-        spec_path="s",
-        document={},
-    )
+    plan = plan_of(steps, applied_state(steps))
     assert render_text(plan).splitlines()[-1] == (
         "No changes. demo/default matches the spec (4 steps)."
     )
@@ -92,14 +73,5 @@ def test_json_is_machine_readable(make_spec, tmp_path: Path) -> None:
 
 def test_empty_state_renders_creates(make_spec, tmp_path: Path) -> None:
     steps = build_steps(make_spec(), tmp_path / "cache")
-    plan = make_plan(
-        steps,
-        State("demo", "default"),
-        None,
-        spec="demo",
-        environment="default",
-        runtime="local",
-        spec_path="s",
-        document={},
-    )
+    plan = plan_of(steps, State("demo", "default"))
     assert "Plan: 4 to create" in render_text(plan)
