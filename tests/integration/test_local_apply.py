@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -147,11 +148,70 @@ def test_a_dead_server_is_drift_and_apply_restarts_only_it(state_dir: Path) -> N
     deploy = next(c for c in as_json["changes"] if c["step"] == "deploy/minilm")
     assert deploy["action"] == "update"
 
-    doinfer(state_dir, "apply", str(SPEC), "--yes")
+    saved = state_dir / "restart.plan.json"
+    doinfer(state_dir, "plan", str(SPEC), "--out", str(saved))
+    applied = doinfer(state_dir, "apply", str(saved))  # a saved plan applies as it was shown
+    assert "Apply complete" in applied.stdout
+    stale = doinfer(state_dir, "apply", str(saved), check=False)
+    assert stale.returncode == 1 and "changed since this plan was made" in stale.stderr
     after = {r["replica"]: r for r in status(state_dir)}
     assert after[0]["detail"] == before[0]["detail"]  # untouched
     assert after[1]["detail"] != before[1]["detail"] and after[1]["state"] == "running"
     assert doinfer(state_dir, "plan", str(SPEC), "--detailed-exitcode").returncode == 0
+
+
+def test_a_bad_spec_touches_nothing_deployed(state_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "local.yaml"
+    bad.write_text(SPEC.read_text().replace("replicas: 2", "replicas: two"))
+    state_file = state_dir / "state" / "minilm-local" / "default.json"
+    before = (state_file.read_bytes(), server_pids(state_dir))
+    for command in ("validate", "plan", "apply", "destroy"):
+        result = doinfer(
+            state_dir,
+            command,
+            str(bad),
+            "--yes" if command in ("apply", "destroy") else "--no-color",
+            check=False,
+        )
+        assert result.returncode == 1
+        assert f"{bad}:" in result.stderr and "replicas" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert (state_file.read_bytes(), server_pids(state_dir)) == before
+
+
+def test_confirmation_on_a_terminal(state_dir: Path) -> None:
+    """On a terminal apply asks first; anything but 'yes' changes nothing."""
+    import pty
+
+    pid = int(status(state_dir)[0]["detail"].split()[1])
+    os.kill(pid, signal.SIGKILL)
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine", "apply", str(SPEC), "--state-dir", str(state_dir)],
+        cwd=REPO,
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+    )
+    os.close(secondary)
+    output = b""
+    deadline = time.monotonic() + 60
+    while b"Only 'yes' proceeds" not in output:
+        assert time.monotonic() < deadline, output.decode(errors="replace")
+        if select.select([primary], [], [], 1)[0]:
+            output += os.read(primary, 4096)
+    os.write(primary, b"no\n")
+    assert proc.wait(timeout=30) == 1
+    try:
+        while chunk := os.read(primary, 4096):
+            output += chunk
+    except OSError:
+        pass
+    os.close(primary)
+    assert b"Cancelled; nothing was changed." in output
+    assert status(state_dir)[0]["state"] == "dead"
+    doinfer(state_dir, "apply", str(SPEC), "--yes")
+    assert [r["state"] for r in status(state_dir)] == ["running", "running"]
 
 
 def test_destroy_leaves_no_process(state_dir: Path) -> None:
@@ -162,6 +222,41 @@ def test_destroy_leaves_no_process(state_dir: Path) -> None:
     assert status(state_dir) == []
     plan = doinfer(state_dir, "plan", str(SPEC), "--format", "json")
     assert json.loads(plan.stdout)["counts"]["create"] == 5
+
+
+def test_ctrl_c_stops_apply_cleanly_and_the_next_apply_resumes(
+    tmp_path: Path, state_dir: Path
+) -> None:
+    resumed = tmp_path / "state"
+    resumed.mkdir()
+    (resumed / "cache").symlink_to(state_dir / "cache")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine", "apply", str(SPEC), "--yes", "--state-dir", str(resumed)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    pidfiles = resumed / "local" / "minilm-local" / "default" / "minilm"
+    try:
+        deadline = time.monotonic() + 120
+        while not list(pidfiles.glob("replica-*.json")):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+        assert proc.returncode == 130, stderr
+        assert "Run apply again to resume" in stderr
+        assert "Traceback" not in stderr
+        doinfer(resumed, "apply", str(SPEC), "--yes")
+        assert doinfer(resumed, "plan", str(SPEC), "--detailed-exitcode").returncode == 0
+        assert len(server_pids(resumed)) == 2
+    finally:
+        proc.kill()
+        doinfer(resumed, "destroy", str(SPEC), "--yes", check=False)
+        for pid in server_pids(resumed):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_an_apply_killed_mid_deploy_resumes(tmp_path: Path, state_dir: Path) -> None:
