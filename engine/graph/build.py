@@ -38,6 +38,7 @@ def build_steps(spec: Spec, cache_dir: Path) -> list[Step]:
         summary: str,
         updatable: frozenset[str] = frozenset(),
         follows_upstream: bool = False,
+        exclusive: bool = False,
     ) -> Step:
         upstream = {n: steps[n].fingerprint for n in needs}
         step = Step(
@@ -49,6 +50,7 @@ def build_steps(spec: Spec, cache_dir: Path) -> list[Step]:
             summary,
             updatable,
             follows_upstream,
+            exclusive,
         )
         steps[step_id] = step
         return step
@@ -118,6 +120,7 @@ def build_steps(spec: Spec, cache_dir: Path) -> list[Step]:
             deploy_ids,
             f"scenario {scenario.name} ({scenario.kind})",
             follows_upstream=True,
+            exclusive=True,
         )
 
     order = TopologicalSorter({s.id: s.needs for s in steps.values()}).static_order()

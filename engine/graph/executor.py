@@ -68,6 +68,7 @@ class Executor:
         return asyncio.run(self._run(plan))
 
     async def _run(self, plan: Plan) -> list[Outcome]:
+        self._exclusive = asyncio.Lock()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             # Outside the main thread this fails: the caller then handles signals.
@@ -131,6 +132,12 @@ class Executor:
         return outcomes
 
     async def _apply(self, step: Step, change: Change) -> Outcome:
+        if step.exclusive:  # e.g. scenarios: one measurement must not disturb another
+            async with self._exclusive:
+                return await self._apply_now(step, change)
+        return await self._apply_now(step, change)
+
+    async def _apply_now(self, step: Step, change: Change) -> Outcome:
         kind = self.kinds[step.kind]
         record = self.state.steps.get(step.id)
         upstream = {n: self.state.steps[n]["outputs"] for n in step.needs}

@@ -29,6 +29,7 @@ class Step:
     summary: str  # one line for humans: what this step is
     updatable: frozenset[str] = field(default_factory=frozenset)  # inputs changeable in place
     follows_upstream: bool = False  # re-run whenever an upstream step changes at all
+    exclusive: bool = False  # never runs alongside another exclusive step (measurements)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -40,6 +41,7 @@ class Step:
             "summary": self.summary,
             "updatable": sorted(self.updatable),
             "follows_upstream": self.follows_upstream,
+            "exclusive": self.exclusive,
         }
 
     @classmethod
@@ -53,6 +55,7 @@ class Step:
             summary=data["summary"],
             updatable=frozenset(data.get("updatable", ())),
             follows_upstream=bool(data.get("follows_upstream", False)),
+            exclusive=bool(data.get("exclusive", False)),
         )
 
 

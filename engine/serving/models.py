@@ -34,6 +34,7 @@ from engine.artifacts import (
 
 log = logging.getLogger("doinfer.serving")
 MAX_ANSWER_TOKENS = 30
+WARM_UP_CALLS = 3
 
 
 class BundleError(Exception):
@@ -74,6 +75,13 @@ class ModelRunner:
     async def __call__(self, requests: list[Request]) -> list[dict[str, Any]]:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, self.infer, requests)
+
+    def warm_up(self, calls: int = WARM_UP_CALLS) -> None:
+        """TorchScript's profiling executor optimises a graph during its first calls (tens
+        of ms each): make them here, not on users' first requests."""
+        request = Request("warm up", "warm up the model" if self.needs_context else None)
+        for _ in range(calls):
+            self.infer([request])
 
     def infer(self, requests: list[Request]) -> list[dict[str, Any]]:
         """Tokenize the batch (padded only to its longest input), run, decode."""
@@ -180,6 +188,7 @@ def load_bundle(bundle: Path) -> LoadedBundle:
             if shared is None or not config["share_weights"]:
                 module = torch.jit.load(str(module_path), map_location="cpu").eval()
                 shared = ModelRunner(name, model["task"], directory, module, meta)
+                shared.warm_up()
             runners[name] = shared
         log.info(
             "loaded %s x%d (%s) in %.1fs",

@@ -146,3 +146,24 @@ def test_deletes_run_first_dependents_before_dependencies(tmp_path: Path) -> Non
     _, store, _ = run(tmp_path, kind, steps=[step("trace/b"), step("pack/b", ("trace/b",))])
     assert kind.destroyed == ["deploy/a", "pack/a", "trace/a"]
     assert set(store.load().steps) == {"trace/b", "pack/b"}
+
+
+def test_exclusive_steps_never_overlap(tmp_path: Path) -> None:
+    running: list[str] = []
+    overlaps: list[tuple[str, ...]] = []
+
+    class Measuring(FakeKind):
+        def apply(self, request: ApplyRequest, ctx: Context, log) -> dict[str, Any]:
+            running.append(request.step.id)
+            overlaps.append(tuple(running))
+            time.sleep(0.05)
+            running.remove(request.step.id)
+            return {}
+
+    scenarios = [
+        Step(f"scenario/{i}", "fake", {"i": i}, (), f"fp{i}", f"s{i}", exclusive=True)
+        for i in range(3)
+    ]
+    outcomes, _, _ = run(tmp_path, Measuring(), steps=scenarios)
+    assert all(o.status == "ok" for o in outcomes)
+    assert all(len(seen) == 1 for seen in overlaps)
