@@ -42,6 +42,29 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> 
     raise AssertionError("server not ready")
 
 
+def keep_alive_latencies_ms(url: str, count: int) -> list[float]:
+    """Sorted latencies of requests sent one after another on one keep-alive connection.
+
+    Not a speed measurement: a tiny model answers in about a millisecond, but a server
+    socket without TCP_NODELAY holds every response's last segment for the client's delayed
+    ACK, 40 ms on Linux. Each request here would then take over 40 ms.
+    """
+    import http.client
+
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    latencies = []
+    for _ in range(count):
+        start = time.perf_counter()
+        connection.request("GET", "/predictions/cls-0?seq_0=the+model+was+good")
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 200
+        latencies.append((time.perf_counter() - start) * 1000)
+    connection.close()
+    return sorted(latencies)
+
+
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("proc")
@@ -78,6 +101,7 @@ def test_serves_on_an_inherited_socket_and_stops_on_sigterm(bundle: Path) -> Non
         assert get(f"{url}/")[1]["models"] == ["cls-0", "cls-1", "cls-2"]
         status, body = get(f"{url}/predictions/cls-2?seq_0=the+server+came+up+quickly")
         assert status == 200 and body["label"] in {"negative", "neutral", "positive"}
+        assert keep_alive_latencies_ms(url, 8)[-1] < 35, "Nagle meets delayed ACK: no NODELAY"
         status, body = get(f"{url}/predictions/cls-3?seq_0=x")
         assert status == 404 and body["models"] == ["cls-0", "cls-1", "cls-2"]
         proc.send_signal(signal.SIGTERM)
