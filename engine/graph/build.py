@@ -7,6 +7,8 @@ saved plan can be applied without the spec file.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.metadata
 import os
 from dataclasses import asdict
@@ -14,6 +16,7 @@ from graphlib import TopologicalSorter
 from pathlib import Path
 from typing import Any
 
+import engine
 from engine.graph.fingerprint import fingerprint
 from engine.graph.step import Step
 from engine.sources import ResolvedSource, resolve_source
@@ -135,6 +138,7 @@ def _pack_inputs(spec: Spec, server: Server) -> dict[str, Any]:
         "runtime": spec.runtime.kind,
         "processor": server.processor,
         "share_weights": server.share_weights,
+        "server_code": server_code_digest(),
         "models": [
             {
                 "name": m.model,
@@ -151,6 +155,17 @@ def _pack_inputs(spec: Spec, server: Server) -> dict[str, Any]:
 def _scenario_inputs(scenario: Scenario) -> dict[str, Any]:
     data = asdict(scenario)
     return {k: v for k, v in data.items() if v is not None}
+
+
+@functools.cache
+def server_code_digest() -> str:
+    """What the model server runs: a change to its code restarts the replicas."""
+    package = Path(engine.__file__).parent
+    files = [package / "artifacts.py", *sorted((package / "serving").glob("*.py"))]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path.name}\0".encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _default_threads(total_replicas: int) -> int:

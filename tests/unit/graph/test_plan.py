@@ -164,3 +164,17 @@ def test_plan_round_trips_through_json(make_spec, tmp_path: Path) -> None:
     again = Plan.from_dict(plan.to_dict())
     assert again.changes == plan.changes
     assert again.steps == plan.steps
+
+
+def test_a_change_to_the_server_code_replaces_pack_and_deploy(
+    make_spec, tmp_path: Path, monkeypatch
+) -> None:
+    from engine.graph import build
+
+    before = build_steps(make_spec(), tmp_path / "cache")
+    monkeypatch.setattr(build, "server_code_digest", lambda: "new-server-code")
+    after = build_steps(make_spec(), tmp_path / "cache")
+    plan = plan_of(after, applied_state(before), observe=lambda step, record: Observation())
+    assert actions(plan)["trace/tiny@cpu"] is Action.NOOP
+    assert actions(plan)["pack/tiny"] is Action.REPLACE
+    assert actions(plan)["deploy/tiny"] is Action.REPLACE
