@@ -305,7 +305,8 @@ def _confirm(args: argparse.Namespace, question: str) -> bool:
 
 
 def _state_dir(args: argparse.Namespace) -> Path:
-    return args.state_dir or default_state_dir()
+    """Absolute, so recorded paths (bundles, pid files, logs) hold from any directory."""
+    return (args.state_dir or default_state_dir()).absolute()
 
 
 def _colour(args: argparse.Namespace) -> bool:
