@@ -7,6 +7,7 @@ server, and an apply is killed in the middle and resumed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -224,80 +225,72 @@ def test_destroy_leaves_no_process(state_dir: Path) -> None:
     assert json.loads(plan.stdout)["counts"]["create"] == 5
 
 
-def test_ctrl_c_stops_apply_cleanly_and_the_next_apply_resumes(
-    tmp_path: Path, state_dir: Path
-) -> None:
-    resumed = tmp_path / "state"
-    resumed.mkdir()
-    (resumed / "cache").symlink_to(state_dir / "cache")
+@contextlib.contextmanager
+def apply_caught_mid_deploy(tmp_path: Path, trace_cache: Path):
+    """An apply in a fresh state directory, caught once it has spawned its first replica.
+
+    The trace cache is shared (it is content-addressed) so no second trace runs. On exit,
+    everything is destroyed and no server process is left, whatever happened.
+    """
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "cache").symlink_to(trace_cache)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engine", "apply", str(SPEC), "--yes", "--state-dir", str(resumed)],
+        [sys.executable, "-m", "engine", "apply", str(SPEC), "--yes", "--state-dir", str(state)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         text=True,
     )
-    pidfiles = resumed / "local" / "minilm-local" / "default" / "minilm"
-    try:
-        deadline = time.monotonic() + 120
-        while not list(pidfiles.glob("replica-*.json")):
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=30)
-        assert proc.returncode == 130, stderr
-        assert "Run apply again to resume" in stderr
-        assert "Traceback" not in stderr
-        doinfer(resumed, "apply", str(SPEC), "--yes")
-        assert doinfer(resumed, "plan", str(SPEC), "--detailed-exitcode").returncode == 0
-        assert len(server_pids(resumed)) == 2
-    finally:
-        proc.kill()
-        doinfer(resumed, "destroy", str(SPEC), "--yes", check=False)
-        for pid in server_pids(resumed):
-            os.kill(pid, signal.SIGKILL)
-
-
-def test_an_apply_killed_mid_deploy_resumes(tmp_path: Path, state_dir: Path) -> None:
-    """SIGKILL the CLI once the first replica is spawned; the next apply finishes the job
-    and adopts the replica already running rather than starting a second one."""
-    resumed = tmp_path / "state"
-    resumed.mkdir()
-    (resumed / "cache").symlink_to(state_dir / "cache")  # content-addressed: reuse the trace
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "engine", "apply", str(SPEC), "--yes", "--state-dir", str(resumed)],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-    )
-    pidfiles = resumed / "local" / "minilm-local" / "default" / "minilm"
+    pidfiles = state / "local" / "minilm-local" / "default" / "minilm"
     try:
         deadline = time.monotonic() + 120
         while not list(pidfiles.glob("replica-*.json")):
             assert proc.poll() is None, "apply ended before it deployed"
             assert time.monotonic() < deadline
             time.sleep(0.02)
-        proc.kill()
-        proc.wait()
-        recorded = json.loads((resumed / "state" / "minilm-local" / "default.json").read_text())
-        assert "deploy/minilm" not in recorded["steps"]
-        assert "pack/minilm" in recorded["steps"]
-        orphans = server_pids(resumed)
-        assert orphans, "the spawned replica should outlive the killed CLI"
-
-        plan = doinfer(resumed, "plan", str(SPEC), "--format", "json")
-        assert json.loads(plan.stdout)["counts"]["create"] == 3  # deploy + 2 scenarios
-
-        doinfer(resumed, "apply", str(SPEC), "--yes")
-        running = server_pids(resumed)
-        assert len(running) == 2
-        assert orphans <= running  # adopted, not duplicated
-        assert doinfer(resumed, "plan", str(SPEC), "--detailed-exitcode").returncode == 0
+        yield proc, state
     finally:
         proc.kill()
-        doinfer(resumed, "destroy", str(SPEC), "--yes", check=False)
-        for pid in server_pids(resumed):
+        proc.communicate()
+        doinfer(state, "destroy", str(SPEC), "--yes", check=False)
+        for pid in server_pids(state):
             os.kill(pid, signal.SIGKILL)
-    assert server_pids(resumed) == set()
+    assert server_pids(state) == set()
+
+
+def test_ctrl_c_stops_apply_cleanly_and_the_next_apply_resumes(
+    tmp_path: Path, state_dir: Path
+) -> None:
+    with apply_caught_mid_deploy(tmp_path, state_dir / "cache") as (proc, state):
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+        assert proc.returncode == 130, stderr
+        assert "Run apply again to resume" in stderr
+        assert "Traceback" not in stderr
+        doinfer(state, "apply", str(SPEC), "--yes")
+        assert doinfer(state, "plan", str(SPEC), "--detailed-exitcode").returncode == 0
+        assert len(server_pids(state)) == 2
+
+
+def test_an_apply_killed_mid_deploy_resumes(tmp_path: Path, state_dir: Path) -> None:
+    """SIGKILL the CLI once the first replica is spawned; the next apply finishes the job
+    and adopts the replica already running rather than starting a second one."""
+    with apply_caught_mid_deploy(tmp_path, state_dir / "cache") as (proc, state):
+        proc.kill()
+        proc.wait()
+        recorded = json.loads((state / "state" / "minilm-local" / "default.json").read_text())
+        assert "deploy/minilm" not in recorded["steps"]
+        assert "pack/minilm" in recorded["steps"]
+        orphans = server_pids(state)
+        assert orphans, "the spawned replica should outlive the killed CLI"
+
+        plan = doinfer(state, "plan", str(SPEC), "--format", "json")
+        assert json.loads(plan.stdout)["counts"]["create"] == 3  # deploy + 2 scenarios
+
+        doinfer(state, "apply", str(SPEC), "--yes")
+        running = server_pids(state)
+        assert len(running) == 2
+        assert orphans <= running  # adopted, not duplicated
+        assert doinfer(state, "plan", str(SPEC), "--detailed-exitcode").returncode == 0
