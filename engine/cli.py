@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -310,7 +311,8 @@ def _state_dir(args: argparse.Namespace) -> Path:
 
 
 def _colour(args: argparse.Namespace) -> bool:
-    return sys.stdout.isatty() and not args.no_color
+    """Colour on a terminal, unless --no-color or NO_COLOR (https://no-color.org) says not."""
+    return sys.stdout.isatty() and not args.no_color and not os.environ.get("NO_COLOR")
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:

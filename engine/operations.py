@@ -23,7 +23,7 @@ from engine.runtimes import get_runtime
 from engine.runtimes.base import ReplicaStatus
 from engine.spec import load_spec
 from engine.spec.model import Spec
-from engine.state import State, StateStore
+from engine.state import StateStore
 from engine.steps.base import Context
 from engine.steps.registry import STEP_KINDS
 
@@ -57,18 +57,15 @@ class Workspace:
         with self.store.lock():
             yield
 
-    def state(self) -> State:
-        return self.store.load()
-
     def steps(self) -> list[Step]:
         return build_steps(self.spec, self.ctx.cache_dir)
 
-    def plan(self, state: State | None = None, observe: bool = True) -> Plan:
-        state = state or self.store.load()
+    def plan(self) -> Plan:
+        """Desired steps against the recorded state and what the runtime shows."""
         return make_plan(
             self.steps(),
-            state,
-            self._observe if observe else None,
+            self.store.load(),
+            self._observe,
             spec=self.spec.name,
             environment=self.spec.environment,
             runtime=self.spec.runtime.kind,
@@ -121,10 +118,7 @@ class Workspace:
                         f"pid {replica['pid']}",
                     )
                 )
-            statuses += [
-                ReplicaStatus(r.server, r.index, r.state, r.url, r.detail, r.key)
-                for r in found.values()
-            ]
+            statuses += found.values()  # running without a record: an interrupted apply
         return statuses
 
     def logs(self, server: str, replica: int, tail: int) -> str:

@@ -45,14 +45,6 @@ class Model:
     task: Task
     trace: TraceParams = TraceParams()
 
-    @property
-    def source_kind(self) -> str:
-        return self.source.split(":", 1)[0]
-
-    @property
-    def source_ref(self) -> str:
-        return self.source.split(":", 1)[1]
-
 
 @dataclass(frozen=True)
 class Host:
