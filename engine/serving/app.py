@@ -8,7 +8,7 @@ from litestar import Litestar, Request, Response, get, post
 from litestar.exceptions import HTTPException
 from litestar.params import FromPath
 
-from engine.serving.models import LoadedBundle, ModelRunner
+from engine.serving.models import InvalidInput, LoadedBundle, ModelRunner
 from engine.serving.protocol import BadRequest, from_query, from_v2, v2_metadata, v2_outputs
 
 
@@ -66,6 +66,7 @@ def create_app(bundle: LoadedBundle) -> Litestar:
         route_handlers=[root, live, ready, metadata, model_ready, infer, predictions],
         exception_handlers={
             BadRequest: _bad_request,
+            InvalidInput: _bad_request,
             UnknownModel: _unknown_model,
             HTTPException: _http_error,
         },
@@ -80,7 +81,7 @@ class UnknownModel(Exception):
         self.known = known
 
 
-def _bad_request(_: Request, exc: BadRequest) -> Response[dict[str, str]]:
+def _bad_request(_: Request, exc: BadRequest | InvalidInput) -> Response[dict[str, str]]:
     return Response({"error": str(exc)}, status_code=400)
 
 

@@ -41,6 +41,10 @@ class BundleError(Exception):
     """The bundle cannot be served (missing files, checksum mismatch)."""
 
 
+class InvalidInput(ValueError):
+    """A request this model cannot answer (the client's to fix: a 400, never a 500)."""
+
+
 @dataclass(frozen=True)
 class Request:
     seq_0: str
@@ -85,6 +89,8 @@ class ModelRunner:
 
     def infer(self, requests: list[Request]) -> list[dict[str, Any]]:
         """Tokenize the batch (padded only to its longest input), run, decode."""
+        for request in requests:
+            self._check(request)
         firsts = [r.seq_0 for r in requests]
         if self.needs_context:
             encoded = self.tokenizer(
@@ -112,6 +118,21 @@ class ModelRunner:
         if self.task == "question-answering":
             return self._answers(outputs[0], outputs[1], encoded, requests)
         return self._labels(outputs[0])
+
+    def _check(self, request: Request) -> None:
+        """Question answering truncates only the context: the question must fit whole.
+
+        Runs on the inference thread: a fast tokenizer must not be used from two threads.
+        """
+        if not self.needs_context:
+            return
+        room = self.max_length - 3  # [CLS] question [SEP] context [SEP]
+        length = len(self.tokenizer(request.seq_0, add_special_tokens=False)["input_ids"])
+        if length >= room:
+            raise InvalidInput(
+                f"the question is too long: {length} tokens, where the model takes "
+                f"{self.max_length} for question and context together"
+            )
 
     def _embeddings(self, hidden: torch.Tensor, mask: torch.Tensor) -> list[dict[str, Any]]:
         pooling = self.meta.get("pooling", {"mode": "mean", "normalize": False})

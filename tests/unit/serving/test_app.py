@@ -208,3 +208,19 @@ def test_a_tampered_module_is_refused(tiny_artifacts, tmp_path: Path) -> None:
         load_bundle(bundle)
     meta = json.loads((bundle / "models" / "fe" / "doinfer-trace.json").read_text())
     assert meta["task"] == "feature-extraction"
+
+
+def test_a_question_longer_than_the_model_takes_is_a_400(client: TestClient) -> None:
+    """The traced sequence length (32 here) cannot hold the question and any context."""
+    question = " ".join(["where"] * 60)
+    response = client.get("/predictions/qa-0", params={"seq_0": question, "seq_1": CONTEXT})
+    assert response.status_code == 400
+    assert "too long" in response.json()["error"]
+
+
+def test_very_long_texts_are_truncated_not_refused(client: TestClient) -> None:
+    text = " ".join(["model"] * 2000)
+    assert client.get("/predictions/fe-0", params={"seq_0": text}).status_code == 200
+    long_context = " ".join(["state"] * 2000)
+    answer = client.get("/predictions/qa-0", params={"seq_0": "where", "seq_1": long_context})
+    assert answer.status_code == 200
