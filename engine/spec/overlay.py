@@ -75,6 +75,11 @@ def _load(path: Path, shown: str, chain: tuple[Path, ...]) -> Node:
             cycle = " -> ".join(p.name for p in (*chain, path, base_path))
             errors.append(Diagnostic(base.mark, f"extends: cycle {cycle}"))
             continue
+        if base_path.is_dir():
+            errors.append(
+                Diagnostic(base.mark, f"extends: {base.value} is a directory, not a spec file")
+            )
+            continue
         if not base_path.is_file():
             errors.append(
                 Diagnostic(

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 
 from engine.spec.errors import Diagnostic, format_path
@@ -20,7 +20,13 @@ Marks = dict[tuple[str | int, ...], tuple[Mark, Mark | None]]
 
 @functools.cache
 def validator() -> Draft202012Validator:
-    return Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
+    """The compiled validator, where an integer is an int: JSON Schema's own rule lets 2.0
+    pass as an integer, which would reach range() and port arithmetic as a float."""
+    checker = Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)
+    )
+    strict = validators.extend(Draft202012Validator, type_checker=checker)
+    return strict(json.loads(SCHEMA_FILE.read_text()))
 
 
 def schema_errors(document: dict[str, Any], marks: Marks) -> list[Diagnostic]:

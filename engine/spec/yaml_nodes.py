@@ -7,6 +7,7 @@ cannot hold and duplicate keys, which YAML itself silently lets the last one win
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,10 @@ from engine.spec.errors import Diagnostic, SpecError
 from engine.spec.model import Mark
 
 Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+CORE = "tag:yaml.org,2002:"
+PLAIN_TAGS = {
+    CORE + t for t in ("map", "seq", "str", "int", "float", "bool", "null", "timestamp", "binary")
+}  # the last two are refused by value
 Path_ = tuple[str | int, ...]
 
 
@@ -76,6 +81,16 @@ def _mark(filename: str, mark: Any) -> Mark:
 
 def _convert(node: yaml.Node, filename: str, loader: Any, errors: list[Diagnostic]) -> Node:
     here = _mark(filename, node.start_mark)
+    if node.tag not in PLAIN_TAGS:
+        errors.append(
+            Diagnostic(
+                here,
+                f"unsupported YAML tag {node.tag.removeprefix(CORE)!r}: "
+                f"a spec holds only mappings, lists, strings, numbers, "
+                f"booleans and null",
+            )
+        )
+        return Node(None, here)
     if isinstance(node, yaml.MappingNode):
         mapping: dict[str, Node] = {}
         for key_node, value_node in node.value:
@@ -109,6 +124,8 @@ def _convert(node: yaml.Node, filename: str, loader: Any, errors: list[Diagnosti
         if node.tag != "tag:yaml.org,2002:str"
         else node.value
     )
+    if isinstance(value, float) and math.isnan(value):
+        errors.append(Diagnostic(here, "not-a-number (.nan) is not a valid value"))
     if not isinstance(value, str | int | float | bool | type(None)):
         errors.append(
             Diagnostic(

@@ -48,6 +48,18 @@ MALFORMED = {
     "gpu without host": VALID.replace("processor: cpu", "processor: gpu"),
     "binary junk": "\x00\x01\x02",
     "tabs": "apiVersion: doinfer/v1\n\tname: x\n",
+    "python tag": "apiVersion: doinfer/v1\nname: !!python/name:os.system ''\n",
+    "python object": VALID.replace(
+        "runtime: {kind: local}", "runtime: !!python/object:os.system {}"
+    ),
+    "custom tag": VALID.replace("name: clidemo", "name: !env CLUSTER"),
+    "float for an integer": VALID.replace("instances: 1", "instances: 1.0"),
+    "not a number": VALID.replace("kind: sequential}", "kind: random, interval_ms: .nan}"),
+    "null section": VALID.replace("runtime: {kind: local}", "runtime:"),
+    "extends a directory": "extends: .\n" + VALID,
+    "extends itself": "extends: bad.yaml\n" + VALID,
+    "deep nesting": "apiVersion: doinfer/v1\nname: x\nruntime: " + "[" * 3000 + "]" * 3000,
+    "date": VALID.replace("name: clidemo", "name: 2026-11-24"),
 }
 
 
