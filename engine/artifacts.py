@@ -84,6 +84,22 @@ def instance_names(model: str, instances: int) -> list[str]:
     return [f"{model}-{i}" for i in range(instances)]
 
 
+def padded_lengths(sequence_length: int) -> list[int]:
+    """The sequence lengths a server pads a batch to on a fixed-shape processor (inf).
+
+    Powers of two from 16 up to the traced sequence length, and that length itself: a
+    Neuron trace compiles one module per length here, and the server pads each batch to the
+    shortest that holds its longest input. (cpu and gpu modules take any shape; the server
+    pads those only to a multiple of 8.)
+    """
+    lengths = []
+    length = 16
+    while length < sequence_length:
+        lengths.append(length)
+        length *= 2
+    return [*lengths, sequence_length]
+
+
 def default_request(task: str) -> dict[str, Any]:
     """A realistic request for a task, used by scenarios when the spec gives no text."""
     if task == "question-answering":
