@@ -1,25 +1,88 @@
-"""The model server's HTTP routes (litestar): the old contract, OIP v2, health."""
+"""The model server's HTTP routes (litestar): the old contract, OIP v2, health, metrics.
+
+Every inference request goes through its model's Batcher. A full queue is a 503 with
+Retry-After at once; a client that disconnects while its request waits takes the request
+out of the queue (the answer would go nowhere).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from litestar import Litestar, Request, Response, get, post
 from litestar.exceptions import HTTPException
 from litestar.params import FromPath
 
+from engine.serving.batching import Batcher, BatchPolicy, Overloaded
+from engine.serving.metrics import CONTENT_TYPE, ServerMetrics
 from engine.serving.models import InvalidInput, LoadedBundle, ModelRunner
 from engine.serving.protocol import BadRequest, from_query, from_v2, v2_metadata, v2_outputs
+
+T = TypeVar("T")
+CLIENT_CLOSED_REQUEST = 499  # nginx's code, for metrics only: nobody receives it
+
+
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready."""
+
+
+class UnknownModel(Exception):
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(name)
+        self.name = name
+        self.known = known
 
 
 def create_app(bundle: LoadedBundle) -> Litestar:
     runners = bundle.runners
+    metrics = ServerMetrics()
+    batchers: dict[int, Batcher] = {}
+    for runner, settings in bundle.distinct_runners():
+        observer = metrics.for_queue(runner.name)
+        batcher = Batcher(
+            runner,
+            BatchPolicy(
+                settings["max_batch_size"], settings["max_delay_ms"], settings["max_queue"]
+            ),
+            observer,
+        )
+        observer.watch_depth(lambda b=batcher: b.depth)
+        batchers[id(runner)] = batcher
 
     def runner_for(name: str) -> ModelRunner:
         runner = runners.get(name)
         if runner is None:
             raise UnknownModel(name, sorted(runners))
         return runner
+
+    async def answer(
+        name: str, request: Request, parse: Callable[[ModelRunner], Any]
+    ) -> tuple[ModelRunner, list[dict[str, Any]], Any]:
+        """Parse, queue, wait: the common path of both inference routes, counted."""
+        runner = runner_for(name)
+        started = time.perf_counter()
+        code = 500
+        try:
+            requests, request_id = await parse(runner)
+            results = await _unless_disconnected(
+                batchers[id(runner)].submit(requests), request.receive
+            )
+            code = 200
+            return runner, results, request_id
+        except (BadRequest, InvalidInput):
+            code = 400
+            raise
+        except Overloaded:
+            code = 503
+            raise
+        except ClientGone:
+            code = CLIENT_CLOSED_REQUEST
+            raise
+        finally:
+            metrics.answered(name, code, time.perf_counter() - started)
 
     @get("/", sync_to_thread=False)
     def root() -> dict[str, Any]:
@@ -44,41 +107,77 @@ def create_app(bundle: LoadedBundle) -> Litestar:
 
     @post("/v2/models/{name:str}/infer", status_code=200)
     async def infer(name: FromPath[str], request: Request) -> dict[str, Any]:
-        runner = runner_for(name)
-        requests, request_id = from_v2(runner, await request.body())
-        results = await runner(requests)
-        answer: dict[str, Any] = {
+        async def parse(runner: ModelRunner) -> tuple[list[Any], Any]:
+            return from_v2(runner, await request.body())
+
+        runner, results, request_id = await answer(name, request, parse)
+        body: dict[str, Any] = {
             "model_name": name,
             "model_version": "1",
             "outputs": v2_outputs(runner.task, results),
         }
         if request_id is not None:
-            answer["id"] = request_id
-        return answer
+            body["id"] = request_id
+        return body
 
     @get("/predictions/{name:str}")
     async def predictions(name: FromPath[str], request: Request) -> dict[str, Any]:
-        runner = runner_for(name)
-        (result,) = await runner([from_query(runner, dict(request.query_params))])
+        async def parse(runner: ModelRunner) -> tuple[list[Any], None]:
+            return [from_query(runner, dict(request.query_params))], None
+
+        _, (result,), _ = await answer(name, request, parse)
         return {"model": name, **result}
 
+    @get("/metrics", sync_to_thread=False)
+    def prometheus() -> Response[bytes]:
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE)
+
+    async def start_batchers() -> None:
+        for batcher in batchers.values():
+            batcher.start()
+
+    async def stop_batchers() -> None:
+        await asyncio.gather(*(b.stop() for b in batchers.values()))
+
     return Litestar(
-        route_handlers=[root, live, ready, metadata, model_ready, infer, predictions],
+        route_handlers=[root, live, ready, metadata, model_ready, infer, predictions, prometheus],
+        on_startup=[start_batchers],
+        on_shutdown=[stop_batchers],
         exception_handlers={
             BadRequest: _bad_request,
             InvalidInput: _bad_request,
             UnknownModel: _unknown_model,
+            Overloaded: _overloaded,
+            ClientGone: _client_gone,
             HTTPException: _http_error,
         },
         debug=False,
     )
 
 
-class UnknownModel(Exception):
-    def __init__(self, name: str, known: list[str]) -> None:
-        super().__init__(name)
-        self.name = name
-        self.known = known
+async def _unless_disconnected(
+    work: Awaitable[T], receive: Callable[[], Awaitable[dict[str, Any]]]
+) -> T:
+    """`work`'s result, unless the client disconnects first: then cancel it (ClientGone).
+
+    The request body has been read by now, so the next ASGI message is the disconnect.
+    """
+
+    async def disconnected() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()  # the client left (or the server stops): drop the queued work
+    if task.cancelled() or not task.done():
+        raise ClientGone()
+    return task.result()
 
 
 def _bad_request(_: Request, exc: BadRequest | InvalidInput) -> Response[dict[str, str]]:
@@ -89,6 +188,18 @@ def _unknown_model(_: Request, exc: UnknownModel) -> Response[dict[str, Any]]:
     return Response(
         {"error": f"no model {exc.name!r} on this server", "models": exc.known}, status_code=404
     )
+
+
+def _overloaded(_: Request, exc: Overloaded) -> Response[dict[str, str]]:
+    return Response(
+        {"error": str(exc)},
+        status_code=503,
+        headers={"Retry-After": str(exc.retry_after_s)},
+    )
+
+
+def _client_gone(_: Request, exc: ClientGone) -> Response[dict[str, str]]:
+    return Response({"error": "client closed the request"}, status_code=CLIENT_CLOSED_REQUEST)
 
 
 def _http_error(_: Request, exc: HTTPException) -> Response[dict[str, Any]]:

@@ -8,7 +8,6 @@ while a model computes.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from engine.artifacts import (
@@ -29,12 +29,14 @@ from engine.artifacts import (
     BundleModel,
     TraceMeta,
     instance_names,
+    padded_lengths,
     sha256_file,
 )
 
 log = logging.getLogger("doinfer.serving")
 MAX_ANSWER_TOKENS = 30
 WARM_UP_CALLS = 3
+PAD_MULTIPLE = 8  # cpu/gpu: pad a batch's length up to a multiple of this
 
 
 class BundleError(Exception):
@@ -52,14 +54,25 @@ class Request:
 
 
 class ModelRunner:
-    """One loaded traced module with its tokenizer; `infer` takes a batch of requests."""
+    """One loaded traced module with its tokenizer; `infer` answers a batch of requests.
+
+    Not thread-safe (a fast tokenizer must not be used from two threads): the batcher calls
+    it from the runner's single worker thread, `executor`.
+    """
 
     def __init__(
-        self, name: str, task: str, directory: Path, module: torch.jit.ScriptModule, meta: TraceMeta
+        self,
+        name: str,
+        model: str,
+        task: str,
+        directory: Path,
+        module: torch.jit.ScriptModule,
+        meta: TraceMeta,
     ) -> None:
         from transformers import AutoTokenizer
 
-        self.name = name
+        self.name = name  # the model's name when its instances share it, else the instance's
+        self.model = model
         self.task = task
         self.meta = meta
         self.module = module
@@ -70,69 +83,105 @@ class ModelRunner:
         self.labels: dict[int, str] = {int(k): v for k, v in config.get("id2label", {}).items()}
         self.max_length = int(meta["trace"]["sequence_length"])
         self.input_names = list(meta["inputs"])
+        self.pad_values = {
+            "input_ids": self.tokenizer.pad_token_id or 0,
+            "attention_mask": 0,
+            "token_type_ids": self.tokenizer.pad_token_type_id,
+        }
+        # A fixed-shape compiled module (Neuron) takes only the lengths it was compiled at,
+        # and only its traced batch size; cpu and gpu modules take any shape.
+        self.fixed_shapes = meta.get("processor") == "inf"
+        self.batch_rows = int(meta["trace"].get("batch_size", 1)) if self.fixed_shapes else None
+        self.lengths = padded_lengths(self.max_length) if self.fixed_shapes else None
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"infer-{name}")
 
     @property
     def needs_context(self) -> bool:
         return self.task == "question-answering"
 
-    async def __call__(self, requests: list[Request]) -> list[dict[str, Any]]:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, self.infer, requests)
-
     def warm_up(self, calls: int = WARM_UP_CALLS) -> None:
         """TorchScript's profiling executor optimises a graph during its first calls (tens
-        of ms each): make them here, not on users' first requests."""
+        of ms each): make them here, not on users' first requests. Two batch shapes, so that
+        the optimised graph is the general one."""
         request = Request("warm up", "warm up the model" if self.needs_context else None)
         for _ in range(calls):
             self.infer([request])
+            self.infer([request, Request("warm up " * 20, request.seq_1)])
 
-    def infer(self, requests: list[Request]) -> list[dict[str, Any]]:
-        """Tokenize the batch (padded only to its longest input), run, decode."""
-        for request in requests:
-            self._check(request)
-        firsts = [r.seq_0 for r in requests]
+    def infer(self, requests: list[Request]) -> list[dict[str, Any] | InvalidInput]:
+        """Answer each request, or say why it cannot be answered (the others still are).
+
+        The batch is tokenized at once, then padded only as far as its longest input
+        (rounded up to a multiple of 8, or to the next compiled length on a fixed-shape
+        processor), so short requests do not pay for the traced sequence length.
+        """
+        answers: list[dict[str, Any] | InvalidInput | None] = list(self._check(requests))
+        valid = [i for i, a in enumerate(answers) if a is None]
+        step = self.batch_rows or max(len(valid), 1)
+        for begin in range(0, len(valid), step):
+            chunk = valid[begin : begin + step]
+            for i, answer in zip(chunk, self._run([requests[i] for i in chunk]), strict=True):
+                answers[i] = answer
+        return [a for a in answers if a is not None]
+
+    def _run(self, requests: list[Request]) -> list[dict[str, Any]]:
         if self.needs_context:
             encoded = self.tokenizer(
-                firsts,
+                [r.seq_0 for r in requests],
                 [r.seq_1 or "" for r in requests],
-                padding="longest",
                 truncation="only_second",
                 max_length=self.max_length,
                 return_offsets_mapping=True,
-                return_tensors="pt",
             )
         else:
             encoded = self.tokenizer(
-                firsts,
-                padding="longest",
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
+                [r.seq_0 for r in requests], truncation=True, max_length=self.max_length
             )
-        tensors = [encoded[n] for n in self.input_names]
+        tensors = self._padded(encoded, len(requests))
         with torch.inference_mode():
-            outputs = self.module(*tensors)
+            outputs = self.module(*(tensors[n] for n in self.input_names))
+        rows = len(requests)
         if self.task == "feature-extraction":
-            return self._embeddings(outputs[0], encoded["attention_mask"])
+            return self._embeddings(outputs[0][:rows], tensors["attention_mask"][:rows])
         if self.task == "question-answering":
             return self._answers(outputs[0], outputs[1], encoded, requests)
-        return self._labels(outputs[0])
+        return self._labels(outputs[0][:rows])
 
-    def _check(self, request: Request) -> None:
-        """Question answering truncates only the context: the question must fit whole.
+    def _padded(self, encoded: Any, count: int) -> dict[str, torch.Tensor]:
+        """The model's inputs as tensors of the batch's padded shape."""
+        ids = encoded["input_ids"]
+        longest = max(len(row) for row in ids)
+        if self.lengths is not None:
+            width = next(n for n in self.lengths if n >= longest)
+        else:
+            width = min(-(-longest // PAD_MULTIPLE) * PAD_MULTIPLE, max(self.max_length, longest))
+        rows = self.batch_rows or count
+        tensors = {}
+        for name in self.input_names:
+            array = np.full((rows, width), self.pad_values[name], dtype=np.int64)
+            for i, row in enumerate(encoded.get(name) or []):  # a tokenizer may omit type ids
+                array[i, : len(row)] = row
+            tensors[name] = torch.from_numpy(array)
+        return tensors
 
-        Runs on the inference thread: a fast tokenizer must not be used from two threads.
-        """
+    def _check(self, requests: list[Request]) -> list[InvalidInput | None]:
+        """Question answering truncates only the context: the question must fit whole."""
         if not self.needs_context:
-            return
+            return [None] * len(requests)
         room = self.max_length - 3  # [CLS] question [SEP] context [SEP]
-        length = len(self.tokenizer(request.seq_0, add_special_tokens=False)["input_ids"])
-        if length >= room:
-            raise InvalidInput(
-                f"the question is too long: {length} tokens, where the model takes "
-                f"{self.max_length} for question and context together"
-            )
+        questions = self.tokenizer([r.seq_0 for r in requests], add_special_tokens=False)
+        checked: list[InvalidInput | None] = []
+        for ids in questions["input_ids"]:
+            if len(ids) >= room:
+                checked.append(
+                    InvalidInput(
+                        f"the question is too long: {len(ids)} tokens, where the model takes "
+                        f"{self.max_length} for question and context together"
+                    )
+                )
+            else:
+                checked.append(None)
+        return checked
 
     def _embeddings(self, hidden: torch.Tensor, mask: torch.Tensor) -> list[dict[str, Any]]:
         pooling = self.meta.get("pooling", {"mode": "mean", "normalize": False})
@@ -164,7 +213,7 @@ class ModelRunner:
             flat = int(torch.argmax(scores))
             s, e = divmod(flat, scores.shape[1])
             offsets = encoded["offset_mapping"][i]
-            begin, finish = int(offsets[first + s][0]), int(offsets[first + e][1])
+            begin, finish = offsets[first + s][0], offsets[first + e][1]
             results.append(
                 {"answer": (request.seq_1 or "")[begin:finish], "score": float(scores[s, e])}
             )
@@ -182,8 +231,14 @@ class ModelRunner:
 @dataclass
 class LoadedBundle:
     server: str
-    runners: dict[str, ModelRunner]  # by instance name ("<model>-<i>")
+    runners: dict[str, ModelRunner]  # by served instance name ("<model>-<i>")
     models: list[BundleModel]
+
+    def distinct_runners(self) -> list[tuple[ModelRunner, BundleModel]]:
+        """Each loaded module once (instances may share one), with its model's settings."""
+        settings = {m["name"]: m for m in self.models}
+        distinct = {id(r): r for r in self.runners.values()}
+        return [(r, settings[r.model]) for r in distinct.values()]
 
 
 def load_bundle(bundle: Path) -> LoadedBundle:
@@ -208,7 +263,8 @@ def load_bundle(bundle: Path) -> LoadedBundle:
         for name in instance_names(model["name"], model["instances"]):
             if shared is None or not config["share_weights"]:
                 module = torch.jit.load(str(module_path), map_location="cpu").eval()
-                shared = ModelRunner(name, model["task"], directory, module, meta)
+                label = model["name"] if config["share_weights"] else name
+                shared = ModelRunner(label, model["name"], model["task"], directory, module, meta)
                 shared.warm_up()
             runners[name] = shared
         log.info(

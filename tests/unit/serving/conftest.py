@@ -35,7 +35,11 @@ def trace(source: Path, task: str, out: Path, sequence_length: int = 32) -> Path
 
 
 def pack(
-    state_dir: Path, artifacts: dict[str, Path], instances: int = 2, share_weights: bool = True
+    state_dir: Path,
+    artifacts: dict[str, Path],
+    instances: int = 2,
+    share_weights: bool = True,
+    batching: dict[str, float] | None = None,
 ) -> Path:
     names = {"question-answering": "qa", "text-classification": "cls", "feature-extraction": "fe"}
     inputs = {
@@ -52,6 +56,7 @@ def pack(
                 "max_batch_size": 8,
                 "max_delay_ms": 2.0,
                 "max_queue": 64,
+                **(batching or {}),
             }
             for task in artifacts
         ],

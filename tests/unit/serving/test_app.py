@@ -224,3 +224,35 @@ def test_very_long_texts_are_truncated_not_refused(client: TestClient) -> None:
     long_context = " ".join(["state"] * 2000)
     answer = client.get("/predictions/qa-0", params={"seq_0": "where", "seq_1": long_context})
     assert answer.status_code == 200
+
+
+def _samples(text: str) -> dict[str, float]:
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+
+
+def test_metrics_count_requests_by_model_and_status_in_prometheus_text(
+    client: TestClient,
+) -> None:
+    before = _samples(client.get("/metrics").text)
+    client.get("/predictions/cls-1", params={"seq_0": "counted"})
+    client.get("/predictions/cls-1", params={})  # a 400
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    after = _samples(response.text)
+
+    def grew(sample: str) -> float:
+        return after[sample] - before.get(sample, 0.0)
+
+    assert grew('doinfer_requests_total{code="200",model="cls-1"}') == 1
+    assert grew('doinfer_requests_total{code="400",model="cls-1"}') == 1
+    assert grew('doinfer_request_duration_seconds_count{model="cls-1"}') == 2
+    assert grew('doinfer_batch_size_count{queue="cls"}') == 1  # the 400 never queued
+    assert after['doinfer_queue_depth{queue="cls"}'] == 0
+    lines = response.text.splitlines()
+    assert "# TYPE doinfer_batch_duration_seconds histogram" in lines
+    assert "# TYPE doinfer_dropped_requests_total counter" in lines

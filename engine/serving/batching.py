@@ -1,0 +1,205 @@
+"""Dynamic batching: one bounded queue and one worker per loaded model.
+
+Requests queue while the model computes and run together as the next batch, so a busy
+server batches by itself and an idle one answers a lone request at once. When the model
+frees up with fewer requests queued than its last batch held, it waits up to
+`max_delay_ms` for the rest: their clients are usually just reading the previous answers
+and about to send again (without the wait, a closed loop of 8 clients settles into
+batches of 1 and 7). A batch takes the oldest request and those closest to it in length,
+so little is computed on padding and no request starves. Past `max_queue` waiting
+requests, `submit` refuses at once (the server answers 503) rather than letting latency
+grow without end. A request whose client went away is dropped from the queue before it
+costs any computation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from engine.serving.models import Request
+
+log = logging.getLogger("doinfer.serving")
+
+
+class Runner(Protocol):
+    """What the batcher needs of a model (engine.serving.models.ModelRunner)."""
+
+    name: str
+    executor: Any  # concurrent.futures.Executor: the model's own worker thread
+
+    def infer(self, requests: list[Request]) -> list[Any]: ...
+
+
+class Overloaded(Exception):
+    """The model's queue is full: the client should come back after `retry_after_s`."""
+
+    def __init__(self, model: str, queued: int, retry_after_s: int) -> None:
+        super().__init__(f"model {model} is overloaded ({queued} requests queued)")
+        self.retry_after_s = retry_after_s
+
+
+class BatchObserver(Protocol):
+    """Told of each batch run and of each request dropped; engine.serving.metrics has one."""
+
+    def batch(self, size: int, seconds: float) -> None: ...
+
+    def dropped(self) -> None: ...
+
+
+@dataclass
+class _Pending:
+    request: Request
+    future: asyncio.Future[Any]
+    size: int  # request_size()
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    """A model's batching settings, from the bundle (the spec's `batching`)."""
+
+    max_batch_size: int
+    max_delay_ms: float
+    max_queue: int
+
+
+class Batcher:
+    """Queues requests for one runner and feeds them to it in batches."""
+
+    def __init__(
+        self, runner: Runner, policy: BatchPolicy, observer: BatchObserver | None = None
+    ) -> None:
+        self.runner = runner
+        self.policy = policy
+        self.observer = observer
+        self._queue: deque[_Pending] = deque()
+        self._arrived = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._seconds_per_request = 0.05  # running estimate, for Retry-After
+        self._last_batch = 1
+        self._free_since = 0.0  # perf_counter when the model last finished a batch
+
+    @property
+    def depth(self) -> int:
+        """Requests waiting (not yet in a running batch)."""
+        return len(self._queue)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(
+            self._serve(), name=f"batcher-{self.runner.name}"
+        )
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for pending in self._queue:
+            pending.future.cancel()
+        self._queue.clear()
+
+    async def submit(self, requests: list[Request]) -> list[Any]:
+        """Queue the requests and wait for their answers; cancelling the wait drops them."""
+        if len(self._queue) + len(requests) > self.policy.max_queue:
+            self._drop_cancelled()
+            if len(self._queue) + len(requests) > self.policy.max_queue:
+                raise Overloaded(self.runner.name, len(self._queue), self._retry_after())
+        loop = asyncio.get_running_loop()
+        items = [_Pending(r, loop.create_future(), request_size(r)) for r in requests]
+        self._queue.extend(items)
+        self._arrived.set()
+        if len(items) == 1:
+            return [await items[0].future]
+        return list(await asyncio.gather(*(p.future for p in items)))
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self._drop_cancelled()
+            if not self._queue:
+                self._arrived.clear()
+                await self._arrived.wait()
+                continue
+            await self._wait_for_company()
+            batch = self._take()
+            if not batch:
+                continue
+            started = time.perf_counter()
+            try:
+                answers = await loop.run_in_executor(
+                    self.runner.executor, self.runner.infer, [p.request for p in batch]
+                )
+            except Exception as exc:  # the model failed on this batch: each request says so
+                log.exception("model %s failed on a batch of %d", self.runner.name, len(batch))
+                answers = [exc] * len(batch)
+            self._free_since = time.perf_counter()
+            self._last_batch = len(batch)
+            seconds = self._free_since - started
+            self._seconds_per_request = 0.8 * self._seconds_per_request + 0.2 * (
+                seconds / len(batch)
+            )
+            if self.observer is not None:
+                self.observer.batch(len(batch), seconds)
+            for pending, answer in zip(batch, answers, strict=True):
+                if pending.future.done():  # its client went away meanwhile
+                    continue
+                if isinstance(answer, BaseException):
+                    pending.future.set_exception(answer)
+                else:
+                    pending.future.set_result(answer)
+
+    async def _wait_for_company(self) -> None:
+        """Expect as many requests as the last batch held, until max_delay_ms after the
+        model freed up (a server idle for longer answers a lone request at once)."""
+        expected = min(self._last_batch, self.policy.max_batch_size)
+        if self.policy.max_delay_ms <= 0 or len(self._queue) >= expected:
+            return
+        deadline = self._free_since + self.policy.max_delay_ms / 1000
+        while len(self._queue) < expected:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                return
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def _take(self) -> list[_Pending]:
+        self._drop_cancelled()
+        chosen = set(choose_batch([p.size for p in self._queue], self.policy.max_batch_size))
+        batch = [p for i, p in enumerate(self._queue) if i in chosen]
+        self._queue = deque(p for i, p in enumerate(self._queue) if i not in chosen)
+        return batch
+
+    def _drop_cancelled(self) -> None:
+        if any(p.future.done() for p in self._queue):
+            kept = deque(p for p in self._queue if not p.future.done())
+            if self.observer is not None:
+                for _ in range(len(self._queue) - len(kept)):
+                    self.observer.dropped()
+            self._queue = kept
+
+    def _retry_after(self) -> int:
+        """Whole seconds until the queue has likely drained (Retry-After), at least 1."""
+        return max(1, math.ceil(len(self._queue) * self._seconds_per_request))
+
+
+def choose_batch(sizes: list[int], limit: int) -> list[int]:
+    """Indices of the next batch from a queue of request sizes, oldest first: the oldest
+    request and up to `limit - 1` others nearest it in size (so every request is the
+    oldest one day, and none starves)."""
+    if len(sizes) <= limit:
+        return list(range(len(sizes)))
+    nearest = sorted(range(1, len(sizes)), key=lambda i: abs(sizes[i] - sizes[0]))
+    return sorted([0, *nearest[: limit - 1]])
+
+
+def request_size(request: Request) -> int:
+    """Characters: a cheap stand-in for the token count, to group requests by."""
+    return len(request.seq_0) + len(request.seq_1 or "")

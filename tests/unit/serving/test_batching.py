@@ -1,0 +1,181 @@
+"""The batcher's policy, against a runner whose model calls the test holds and releases."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from engine.serving.batching import Batcher, BatchPolicy, Overloaded, choose_batch
+from engine.serving.models import InvalidInput, Request
+
+
+class HeldRunner:
+    """Records each batch; a call blocks until the test releases it (when `hold` is set)."""
+
+    name = "held"
+
+    def __init__(self, hold: bool = False) -> None:
+        self.executor = ThreadPoolExecutor(max_workers=1)
+        self.batches: list[list[str]] = []
+        self.release = threading.Event()
+        self.started = threading.Event()
+        if not hold:
+            self.release.set()
+
+    def infer(self, requests: list[Request]) -> list[Any]:
+        self.batches.append([r.seq_0 for r in requests])
+        self.started.set()
+        self.release.wait(10)
+        return [InvalidInput("no") if r.seq_0 == "invalid" else {"echo": r.seq_0} for r in requests]
+
+
+class Observer:
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+        self.drops = 0
+
+    def batch(self, size: int, seconds: float) -> None:
+        self.sizes.append(size)
+
+    def dropped(self) -> None:
+        self.drops += 1
+
+
+def policy(batch: int = 8, delay_ms: float = 0, queue: int = 64) -> BatchPolicy:
+    return BatchPolicy(max_batch_size=batch, max_delay_ms=delay_ms, max_queue=queue)
+
+
+async def started(batcher: Batcher) -> Batcher:
+    batcher.start()
+    return batcher
+
+
+async def until(condition: Any, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.001)
+
+
+def run(coroutine: Awaitable[Any]) -> Any:
+    return asyncio.run(coroutine)  # type: ignore[arg-type]
+
+
+def test_requests_that_arrive_while_the_model_computes_form_the_next_batches() -> None:
+    async def scenario() -> list[list[str]]:
+        runner = HeldRunner(hold=True)
+        batcher = await started(Batcher(runner, policy(batch=3)))
+        first = asyncio.create_task(batcher.submit([Request("a")]))
+        await until(runner.started.is_set)
+        rest = [asyncio.create_task(batcher.submit([Request(t)])) for t in "bcdef"]
+        await until(lambda: batcher.depth == 5)
+        runner.release.set()
+        answers = await asyncio.gather(first, *rest)
+        assert [a[0]["echo"] for a in answers] == list("abcdef")
+        await batcher.stop()
+        return runner.batches
+
+    assert run(scenario()) == [["a"], ["b", "c", "d"], ["e", "f"]]
+
+
+def test_an_idle_model_answers_a_lone_request_at_once_whatever_the_delay() -> None:
+    async def scenario() -> float:
+        batcher = await started(Batcher(HeldRunner(), policy(delay_ms=5000)))
+        begin = time.perf_counter()
+        await batcher.submit([Request("alone")])
+        await batcher.stop()
+        return time.perf_counter() - begin
+
+    assert run(scenario()) < 1.0
+
+
+def test_after_a_batch_the_model_waits_for_as_many_requests_as_it_held() -> None:
+    """A closed loop of clients: the answers go out, the same clients send again a little
+    later. Without the wait the first to return would run alone, and the loop would
+    settle into batches of 1 and n - 1."""
+
+    async def scenario() -> list[int]:
+        observer = Observer()
+        batcher = await started(Batcher(HeldRunner(), policy(delay_ms=2000), observer))
+        await asyncio.gather(*(batcher.submit([Request(f"r{i}")]) for i in range(4)))
+        assert observer.sizes == [1, 3] or observer.sizes == [4]
+        second = [asyncio.create_task(batcher.submit([Request("early")]))]
+        await asyncio.sleep(0.1)
+        second += [asyncio.create_task(batcher.submit([Request(f"s{i}")])) for i in range(3)]
+        await asyncio.gather(*second)
+        await batcher.stop()
+        return observer.sizes
+
+    sizes = run(scenario())
+    assert sizes[-1] == 4, sizes
+
+
+def test_a_batch_takes_the_oldest_request_and_those_nearest_its_length() -> None:
+    assert choose_batch([10, 500, 13, 480, 9, 11], 3) == [0, 4, 5]
+    assert choose_batch([10, 500], 3) == [0, 1]
+    assert choose_batch([500, 10, 12, 480], 2) == [0, 3]
+
+
+def test_a_full_queue_refuses_at_once_with_a_retry_after() -> None:
+    async def scenario() -> Overloaded:
+        runner = HeldRunner(hold=True)
+        batcher = await started(Batcher(runner, policy(queue=2)))
+        busy = asyncio.create_task(batcher.submit([Request("computing")]))
+        await until(runner.started.is_set)
+        queued = [asyncio.create_task(batcher.submit([Request(t)])) for t in "ab"]
+        await until(lambda: batcher.depth == 2)
+        with pytest.raises(Overloaded) as refused:
+            await batcher.submit([Request("c")])
+        runner.release.set()
+        await asyncio.gather(busy, *queued)
+        await batcher.stop()
+        return refused.value
+
+    refused = run(scenario())
+    assert refused.retry_after_s >= 1
+
+
+def test_a_request_whose_client_left_is_never_computed() -> None:
+    async def scenario() -> tuple[list[list[str]], int]:
+        runner = HeldRunner(hold=True)
+        observer = Observer()
+        batcher = await started(Batcher(runner, policy(), observer))
+        busy = asyncio.create_task(batcher.submit([Request("computing")]))
+        await until(runner.started.is_set)
+        gone = asyncio.create_task(batcher.submit([Request("gone")]))
+        stays = asyncio.create_task(batcher.submit([Request("stays")]))
+        await until(lambda: batcher.depth == 2)
+        gone.cancel()
+        runner.release.set()
+        await asyncio.gather(busy, stays)
+        await batcher.stop()
+        return runner.batches, observer.drops
+
+    batches, drops = run(scenario())
+    assert batches == [["computing"], ["stays"]]
+    assert drops == 1
+
+
+def test_an_invalid_request_fails_alone_and_a_failing_model_fails_its_batch() -> None:
+    class Broken(HeldRunner):
+        def infer(self, requests: list[Request]) -> list[Any]:
+            raise RuntimeError("model exploded")
+
+    async def scenario() -> None:
+        batcher = await started(Batcher(HeldRunner(), policy()))
+        with pytest.raises(InvalidInput):
+            await batcher.submit([Request("fine"), Request("invalid")])
+        assert await batcher.submit([Request("fine")]) == [{"echo": "fine"}]
+        await batcher.stop()
+        broken = await started(Batcher(Broken(), policy()))
+        with pytest.raises(RuntimeError, match="exploded"):
+            await broken.submit([Request("x")])
+        await broken.stop()
+
+    run(scenario())
