@@ -169,8 +169,9 @@ def server_code_digest() -> str:
 
 
 def _default_threads(total_replicas: int) -> int:
-    """Intra-op threads per replica: share this host's cores among its replicas."""
-    return max(1, (os.cpu_count() or 1) // max(1, total_replicas))
+    """Intra-op threads per replica: share the cores this process may use (its affinity,
+    not the machine's count) among the host's replicas."""
+    return max(1, len(os.sched_getaffinity(0)) // max(1, total_replicas))
 
 
 def _library_versions() -> dict[str, str]:

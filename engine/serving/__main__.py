@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     from engine.serving.app import create_app
     from engine.serving.models import BundleError, load_bundle
 
-    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
+    torch.set_num_interop_threads(1)  # one worker thread per model does the computing
     try:
         bundle = load_bundle(args.bundle)
     except BundleError as exc:

@@ -260,10 +260,12 @@ def load_bundle(bundle: Path) -> LoadedBundle:
             )
         started = time.monotonic()
         shared: ModelRunner | None = None
+        # a NeuronCore runs one loaded module: on inf every instance loads its own
+        share = config["share_weights"] and config["processor"] != "inf"
         for name in instance_names(model["name"], model["instances"]):
-            if shared is None or not config["share_weights"]:
+            if shared is None or not share:
                 module = torch.jit.load(str(module_path), map_location="cpu").eval()
-                label = model["name"] if config["share_weights"] else name
+                label = model["name"] if share else name
                 shared = ModelRunner(label, model["name"], model["task"], directory, module, meta)
                 shared.warm_up()
             runners[name] = shared

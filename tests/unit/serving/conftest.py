@@ -40,13 +40,14 @@ def pack(
     instances: int = 2,
     share_weights: bool = True,
     batching: dict[str, float] | None = None,
+    processor: str = "cpu",
 ) -> Path:
     names = {"question-answering": "qa", "text-classification": "cls", "feature-extraction": "fe"}
     inputs = {
         "spec": "t",
         "environment": "e",
         "server": "s",
-        "processor": "cpu",
+        "processor": processor,
         "share_weights": share_weights,
         "models": [
             {

@@ -47,6 +47,17 @@ def test_instances_may_each_have_their_own_module(tiny_artifacts, tmp_path: Path
     assert loaded.runners["fe-0"].module is not loaded.runners["fe-1"].module
 
 
+def test_on_inf_every_instance_has_its_own_module(tiny_artifacts, tmp_path: Path) -> None:
+    """A NeuronCore runs one loaded module; sharing is for cpu and gpu. (A CPU module
+    stands in for a Neuron one: loading it is the same call.)"""
+    bundle = pack(
+        tmp_path, {"feature-extraction": tiny_artifacts["feature-extraction"][1]}, processor="inf"
+    )
+    loaded = load_bundle(bundle)
+    assert loaded.runners["fe-0"].module is not loaded.runners["fe-1"].module
+    assert [r.name for r, _ in loaded.distinct_runners()] == ["fe-0", "fe-1"]
+
+
 def untraced_answer(source: Path, question: str, context: str) -> str:
     """What the untraced model answers, decoded the same way (best span in the context)."""
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
