@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import engine
-from engine.artifacts import ARTIFACT_FORMAT, BUNDLE_CONFIG_FILE, BUNDLE_MODELS_DIR, BundleConfig
+from engine.artifacts import BUNDLE_CONFIG_FILE
+from engine.bundles import write_bundle
 from engine.errors import Cancelled, StepFailed
 from engine.runtimes.base import Log, ReplicaStatus, Runtime
 
@@ -53,28 +54,7 @@ class LocalRuntime(Runtime):
             return {"bundle": str(bundle)}
         tmp = server_dir / f".tmp-{fingerprint[:16]}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
-        for model in inputs["models"]:
-            _link_tree(Path(artifacts[model["name"]]), tmp / BUNDLE_MODELS_DIR / model["name"])
-        config: BundleConfig = {
-            "format": ARTIFACT_FORMAT,
-            "server": inputs["server"],
-            "processor": inputs["processor"],
-            "threads": None,
-            "share_weights": inputs["share_weights"],
-            "models": [
-                {
-                    "name": m["name"],
-                    "task": m["task"],
-                    "instances": m["instances"],
-                    "artifact": f"{BUNDLE_MODELS_DIR}/{m['name']}",
-                    "max_batch_size": m["max_batch_size"],
-                    "max_delay_ms": m["max_delay_ms"],
-                    "max_queue": m["max_queue"],
-                }
-                for m in inputs["models"]
-            ],
-        }
-        (tmp / BUNDLE_CONFIG_FILE).write_text(json.dumps(config, indent=2))
+        write_bundle(tmp, inputs, artifacts)
         os.replace(tmp, bundle)
         log(f"packed {bundle}")
         self._prune_bundles(inputs["spec"], inputs["environment"], inputs["server"], log)
@@ -339,20 +319,6 @@ def _signal(pid: int, signum: int) -> None:
 def _reap(pid: int) -> None:
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
-
-
-def _link_tree(src: Path, dst: Path) -> None:
-    """Hard-link a directory tree (copy where links cannot cross filesystems)."""
-    for path in src.rglob("*"):
-        target = dst / path.relative_to(src)
-        if path.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(path, target)
-        except OSError:
-            shutil.copy2(path, target)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
