@@ -109,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replica", type=int, default=0, help="replica index (default 0)")
     p.add_argument("--tail", type=int, default=100, help="lines from the end (default 100)")
 
+    p = command("exec", cmd_exec, "run a command in a server replica (a shell by default)")
+    p.add_argument("server", help="server name")
+    p.add_argument("--replica", type=int, default=0, help="replica index (default 0)")
+    p.add_argument(
+        "cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="what to run (default sh)"
+    )
+
     p = command("bench", cmd_bench, "run the spec's scenarios against what is deployed")
     p.add_argument("scenarios", nargs="*", help="scenario names (default: all)")
     p.add_argument("--json", type=Path, help="write the full results as JSON")
@@ -226,6 +233,13 @@ def cmd_logs(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     print(text)
     return EXIT_OK
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    workspace = Workspace.open(args.spec, _state_dir(args))
+    command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    tty = sys.stdin.isatty() and sys.stdout.isatty()
+    return workspace.exec(args.server, args.replica, command or ["sh"], tty)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

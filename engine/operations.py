@@ -6,7 +6,6 @@ The CLI composes these calls: lock -> plan -> show -> confirm -> apply -> result
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import Callable, Iterator
@@ -115,22 +114,31 @@ class Workspace:
                         replica["index"],
                         "missing",
                         replica["url"],
-                        f"pid {replica['pid']}",
+                        replica.get("container") or f"pid {replica.get('pid')}",
                     )
                 )
             statuses += found.values()  # running without a record: an interrupted apply
         return statuses
 
     def logs(self, server: str, replica: int, tail: int) -> str:
+        self._check_server(server)
+        return self.ctx.runtime.logs(self.spec.name, self.spec.environment, server, replica, tail)
+
+    def exec(self, server: str, replica: int, command: list[str], tty: bool) -> int:
+        """Run a command in a replica (a container); its exit code."""
+        self._check_server(server)
+        return self.ctx.runtime.exec(
+            self.spec.name, self.spec.environment, server, replica, command, tty
+        )
+
+    def _check_server(self, server: str) -> None:
         if server not in {s.name for s in self.spec.servers}:
             names = ", ".join(s.name for s in self.spec.servers)
             raise DoinferError(f"no server {server!r} in {self.spec.name} (servers: {names})")
-        return self.ctx.runtime.logs(self.spec.name, self.spec.environment, server, replica, tail)
 
     def bench(self, names: list[str]) -> list[Any]:
         """Run scenarios against what is deployed now; the state is not changed."""
-        from engine.bench.scenarios import run_scenario
-        from engine.bench.targets import targets_from_deploys
+        from engine.steps.scenario import run_on
 
         scenarios = {s.name: s for s in self.spec.scenarios}
         unknown = [n for n in names if n not in scenarios]
@@ -147,8 +155,8 @@ class Workspace:
         missing = [i for i, o in deploys.items() if o is None]
         if missing:
             raise DoinferError(f"{', '.join(missing)} not applied yet: run doinfer apply first")
-        targets = targets_from_deploys({k: v for k, v in deploys.items() if v is not None})
-        return [asyncio.run(run_scenario(scenarios[n], targets)) for n in names or scenarios]
+        found = {k: v for k, v in deploys.items() if v is not None}
+        return [run_on(self.ctx.runtime, scenarios[n], found, _quiet) for n in names or scenarios]
 
 
 def execute(
@@ -164,8 +172,13 @@ def execute(
             f"the state of {plan.spec}/{plan.environment} changed since this plan was made "
             f"(serial {plan.serial}, now {state.serial}): make a new plan"
         )
+    ctx.runtime.check()  # an unreachable runtime fails here, before any step changes anything
     executor = Executor(STEP_KINDS, ctx, store, state, on_event, max_parallel)
     return ApplyResult(executor.run(plan))
+
+
+def _quiet(line: str) -> None:
+    pass
 
 
 def saved_plan_target(plan: Plan, state_dir: Path) -> tuple[StateStore, Context]:

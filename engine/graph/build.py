@@ -11,6 +11,7 @@ import functools
 import hashlib
 import importlib.metadata
 import os
+from collections.abc import Callable
 from dataclasses import asdict
 from graphlib import TopologicalSorter
 from pathlib import Path
@@ -19,12 +20,34 @@ from typing import Any
 import engine
 from engine.graph.fingerprint import fingerprint
 from engine.graph.step import Step
+from engine.runtimes import image_names
 from engine.sources import ResolvedSource, resolve_source
 from engine.spec.model import Scenario, Server, Spec
+
+IMAGE_RUNTIMES = ("docker",)  # runtimes that run images (kubernetes will too)
 
 
 def trace_id(model: str, processor: str) -> str:
     return f"trace/{model}@{processor}"
+
+
+def image_id(processor: str) -> str:
+    return f"image/{processor}"
+
+
+def image_inputs(spec: Spec, processor: str) -> dict[str, Any]:
+    """What a base image is made of: its Dockerfile, the image it starts from, and the
+    pinned requirements of its wheelhouse. Names nothing of the spec: specs share it."""
+    from engine.runtimes import wheelhouse
+
+    return {
+        "processor": processor,
+        "base_image": spec.runtime.base_images.get(processor)
+        or image_names.DEFAULT_BASE_IMAGES[processor],
+        "dockerfile": image_names.dockerfile_digest(processor),
+        "requirements": wheelhouse.server_requirements(processor),
+        "pip_index": wheelhouse.pip_index_args(processor),
+    }
 
 
 def build_steps(spec: Spec, cache_dir: Path) -> list[Step]:
@@ -38,22 +61,25 @@ def build_steps(spec: Spec, cache_dir: Path) -> list[Step]:
         kind: str,
         inputs: dict[str, Any],
         needs: list[str],
-        summary: str,
+        summary: str | Callable[[str], str],  # or made from the fingerprint (image names)
         updatable: frozenset[str] = frozenset(),
         follows_upstream: bool = False,
         exclusive: bool = False,
+        after_apply: tuple[str, ...] = (),
     ) -> Step:
         upstream = {n: steps[n].fingerprint for n in needs}
+        digest = fingerprint(inputs, upstream)
         step = Step(
             step_id,
             kind,
             inputs,
             tuple(needs),
-            fingerprint(inputs, upstream),
-            summary,
+            digest,
+            summary(digest) if callable(summary) else summary,
             updatable,
             follows_upstream,
             exclusive,
+            after_apply,
         )
         steps[step_id] = step
         return step
@@ -85,31 +111,81 @@ def build_steps(spec: Spec, cache_dir: Path) -> list[Step]:
                 f"{trace['batch_size']}x{trace['sequence_length']}",
             )
 
+    images = spec.runtime.kind in IMAGE_RUNTIMES
+    if images:
+        for processor in sorted({s.processor for s in spec.servers}):
+            inputs = image_inputs(spec, processor)
+            add(
+                image_id(processor),
+                "image",
+                inputs,
+                [],
+                lambda fp, p=processor, base=inputs["base_image"]: (
+                    f"base image {image_names.base_tag(p, fp)} from {base}"
+                ),
+                after_apply=("image_id",),
+            )
+
     total_replicas = sum(s.replicas for s in spec.servers)
     deploy_ids: list[str] = []
     for server in spec.servers:
+        models = ", ".join(f"{m.model} x{m.instances}" for m in server.models)
+        pack_needs = [trace_id(m.model, server.processor) for m in server.models]
+        if images:
+            pack_needs.append(image_id(server.processor))
         pack = add(
             f"pack/{server.name}",
             "pack",
             _pack_inputs(spec, server),
-            [trace_id(m.model, server.processor) for m in server.models],
-            f"pack {server.name}: " + ", ".join(f"{m.model} x{m.instances}" for m in server.models),
+            pack_needs,
+            (
+                lambda fp, name=server.name, models=models: (
+                    f"pack {name}: {models} into "
+                    f"{image_names.server_tag(spec.name, spec.environment, name, fp)}"
+                )
+            )
+            if images
+            else f"pack {server.name}: {models}",
+            after_apply=("image_id",) if images else (),
         )
+        deploy_needs = [pack.id]
+        if images and spec.runtime.registry:
+            push = add(
+                f"push/{server.name}",
+                "push",
+                {
+                    "spec": spec.name,
+                    "environment": spec.environment,
+                    "server": server.name,
+                    "registry": spec.runtime.registry,
+                },
+                [pack.id],
+                f"push {server.name}'s image to {spec.runtime.registry}",
+                after_apply=("digest",),
+            )
+            deploy_needs.append(push.id)
+        deploy_inputs = {
+            "spec": spec.name,
+            "environment": spec.environment,
+            "server": server.name,
+            "runtime": spec.runtime.kind,
+            "replicas": server.replicas,
+            "port": server.port,
+            "bind_address": spec.runtime.bind_address,
+            "threads": server.threads or _default_threads(total_replicas),
+            "models": pack.inputs["models"],
+        }
+        if images:
+            deploy_inputs |= {
+                "processor": server.processor,
+                "container_port": spec.runtime.port,
+                "restart": spec.runtime.restart,
+            }
         deploy = add(
             f"deploy/{server.name}",
             "deploy",
-            {
-                "spec": spec.name,
-                "environment": spec.environment,
-                "server": server.name,
-                "runtime": spec.runtime.kind,
-                "replicas": server.replicas,
-                "port": server.port,
-                "bind_address": spec.runtime.bind_address,
-                "threads": server.threads or _default_threads(total_replicas),
-                "models": pack.inputs["models"],
-            },
-            [pack.id],
+            deploy_inputs,
+            deploy_needs,
             f"deploy {server.name}: {server.replicas} replica(s) on {spec.runtime.kind}",
             updatable=frozenset({"replicas"}),
         )
@@ -131,7 +207,7 @@ def build_steps(spec: Spec, cache_dir: Path) -> list[Step]:
 
 
 def _pack_inputs(spec: Spec, server: Server) -> dict[str, Any]:
-    return {
+    inputs = {
         "spec": spec.name,
         "environment": spec.environment,
         "server": server.name,
@@ -150,6 +226,9 @@ def _pack_inputs(spec: Spec, server: Server) -> dict[str, Any]:
             for m in server.models
         ],
     }
+    if spec.runtime.kind in IMAGE_RUNTIMES:  # the image carries all of doinfer's code
+        inputs |= {"image": image_id(server.processor), "engine_code": package_digest()}
+    return inputs
 
 
 def _scenario_inputs(scenario: Scenario) -> dict[str, Any]:
@@ -165,6 +244,18 @@ def server_code_digest() -> str:
     digest = hashlib.sha256()
     for path in files:
         digest.update(f"{path.name}\0".encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@functools.cache
+def package_digest() -> str:
+    """All of doinfer's code: a server image carries it (the load clients run from it too)."""
+    package = Path(engine.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        relative = path.relative_to(package)
+        if relative.parts[0] != "images":
+            digest.update(f"{relative}\0".encode() + path.read_bytes())
     return digest.hexdigest()[:16]
 
 

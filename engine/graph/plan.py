@@ -29,6 +29,7 @@ class Change:
     summary: str
     fingerprint: str | None  # desired; None for a delete
     previous: str | None  # recorded; None for a create
+    values: dict[str, str] = field(default_factory=dict)  # outputs: recorded, or "known after"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -39,6 +40,7 @@ class Change:
             "summary": self.summary,
             "fingerprint": self.fingerprint,
             "previous": self.previous,
+            "values": self.values,
         }
 
     @classmethod
@@ -51,7 +53,19 @@ class Change:
             data["summary"],
             data["fingerprint"],
             data["previous"],
+            dict(data.get("values", {})),
         )
+
+
+KNOWN_AFTER_APPLY = "(known after apply)"
+
+
+def output_values(step: Step, record: Mapping[str, Any] | None, action: Action) -> dict[str, str]:
+    """The step's after-apply outputs: recorded ones for a no-op, else not known yet."""
+    if action is Action.NOOP and record is not None:
+        outputs = record.get("outputs", {})
+        return {name: str(outputs.get(name, "?")) for name in step.after_apply}
+    return dict.fromkeys(step.after_apply, KNOWN_AFTER_APPLY)
 
 
 @dataclass
@@ -187,6 +201,7 @@ def make_plan(
                 step.summary,
                 step.fingerprint,
                 record.get("fingerprint") if record else None,
+                output_values(step, record, action),
             )
         )
     for step_id in _reverse_order(state, set(state.steps) - desired):

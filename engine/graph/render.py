@@ -55,6 +55,7 @@ def render_text(plan: Plan, colour: bool = False, show_noop: bool = False) -> st
             + f"  {change.summary}"
         )
         lines.extend(f"        {reason}" for reason in change.reasons)
+        lines.extend(f"        {name}: {value}" for name, value in change.values.items())
     if shown:
         lines.append("")
     lines.append(summary_line(plan))
@@ -85,7 +86,10 @@ def render_markdown(plan: Plan) -> str:
 
 
 def _markdown_row(change: Change) -> str:
-    why = "<br>".join(_escape(r) for r in change.reasons)
+    why = "<br>".join(
+        [_escape(r) for r in change.reasons]
+        + [f"{k}: {_escape(v)}" for k, v in change.values.items()]
+    )
     return (
         f"| `{SYMBOL[change.action]}` | `{change.step_id}` | {change.action} | "
         f"{_escape(change.summary)}<br>{why} |"

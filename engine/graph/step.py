@@ -30,6 +30,7 @@ class Step:
     updatable: frozenset[str] = field(default_factory=frozenset)  # inputs changeable in place
     follows_upstream: bool = False  # re-run whenever an upstream step changes at all
     exclusive: bool = False  # never runs alongside another exclusive step (measurements)
+    after_apply: tuple[str, ...] = ()  # outputs known only after apply (an image id, a digest)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,6 +43,7 @@ class Step:
             "updatable": sorted(self.updatable),
             "follows_upstream": self.follows_upstream,
             "exclusive": self.exclusive,
+            "after_apply": list(self.after_apply),
         }
 
     @classmethod
@@ -56,6 +58,7 @@ class Step:
             updatable=frozenset(data.get("updatable", ())),
             follows_upstream=bool(data.get("follows_upstream", False)),
             exclusive=bool(data.get("exclusive", False)),
+            after_apply=tuple(data.get("after_apply", ())),
         )
 
 

@@ -13,7 +13,11 @@ def get_runtime(kind: str, state_dir: Path) -> Runtime:
         from engine.runtimes.local import LocalRuntime
 
         return LocalRuntime(state_dir)
+    if kind == "docker":
+        from engine.runtimes.docker import DockerRuntime
+
+        return DockerRuntime(state_dir)
     raise DoinferError(
         f"runtime.kind {kind!r} is not available in this version of doinfer yet; "
-        f"the local runtime is (runtime: {{kind: local}})"
+        f"the local and docker runtimes are"
     )

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from engine.errors import DoinferError
+
 Log = Callable[[str], None]
 
 
@@ -37,10 +39,19 @@ class ReplicaStatus:
 
 class Runtime(ABC):
     kind: str
+    runs_clients: bool = False  # load clients run inside the runtime (run_clients)
+
+    def check(self) -> None:  # noqa: B027 (most runtimes have nothing to check)
+        """Raise a DoinferError when the runtime cannot be reached (before any change)."""
 
     @abstractmethod
     def pack(
-        self, inputs: dict[str, Any], artifacts: dict[str, str], fingerprint: str, log: Log
+        self,
+        inputs: dict[str, Any],
+        artifacts: dict[str, str],
+        fingerprint: str,
+        log: Log,
+        cancelled: Callable[[], bool] = lambda: False,
     ) -> dict[str, Any]:
         """Assemble a server's models into what a replica runs (a bundle, an image)."""
 
@@ -69,6 +80,21 @@ class Runtime(ABC):
     @abstractmethod
     def logs(self, spec: str, environment: str, server: str, index: int, tail: int) -> str: ...
 
+    def exec(
+        self, spec: str, environment: str, server: str, index: int, command: list[str], tty: bool
+    ) -> int:
+        """Run a command in a replica (a shell by default); its exit code."""
+        raise DoinferError(
+            f"exec needs a container runtime; the {self.kind} runtime runs replicas as "
+            f"processes on this machine (see `doinfer status` for their pids)"
+        )
+
+    def run_clients(
+        self, deploys: dict[str, dict[str, Any]], argv: list[str], count: int, log: Log
+    ) -> list[str]:
+        """Run `count` load-client processes (`python ARGV`) beside the servers; their stdout."""
+        raise NotImplementedError(f"the {self.kind} runtime runs load clients in-process")
+
     def deploy_drift(self, inputs: dict[str, Any], outputs: dict[str, Any]) -> list[str]:
         """Replicas missing, dead, changed or extra compared with the recorded deploy."""
         found = {
@@ -87,3 +113,30 @@ class Runtime(ABC):
                 drift.append(f"replica {index} ({status.detail}) runs something else")
         drift += [f"replica {i} ({r.detail}) is not in the spec" for i, r in sorted(found.items())]
         return drift
+
+
+class ImageRuntime(ABC):
+    """The ability to build and push images (docker, kubernetes): the image and push steps
+    need a runtime with it."""
+
+    @abstractmethod
+    def build_base(
+        self, inputs: dict[str, Any], fingerprint: str, log: Log, cancelled: Callable[[], bool]
+    ) -> dict[str, Any]:
+        """Build (or find) the base image of a processor, named after its fingerprint."""
+
+    @abstractmethod
+    def image_drift(self, outputs: dict[str, Any]) -> list[str]:
+        """Why a recorded image no longer exists as recorded ([] when it does)."""
+
+    @abstractmethod
+    def push(self, inputs: dict[str, Any], pack: dict[str, Any], log: Log) -> dict[str, Any]:
+        """Push a server image to the registry; its reference and digest."""
+
+    @abstractmethod
+    def push_drift(self, outputs: dict[str, Any]) -> list[str]:
+        """Why a pushed image is no longer in the registry ([] when it is)."""
+
+    @abstractmethod
+    def unpush(self, outputs: dict[str, Any], log: Log) -> None:
+        """Undo what `push` left on this machine."""

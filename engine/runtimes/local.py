@@ -45,7 +45,12 @@ class LocalRuntime(Runtime):
     # -- pack ---------------------------------------------------------------------------
 
     def pack(
-        self, inputs: dict[str, Any], artifacts: dict[str, str], fingerprint: str, log: Log
+        self,
+        inputs: dict[str, Any],
+        artifacts: dict[str, str],
+        fingerprint: str,
+        log: Log,
+        cancelled: Callable[[], bool] = lambda: False,
     ) -> dict[str, Any]:
         server_dir = self._bundles_dir(inputs["spec"], inputs["environment"], inputs["server"])
         bundle = server_dir / fingerprint[:16]

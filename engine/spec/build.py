@@ -43,7 +43,13 @@ def build_spec(doc: dict[str, Any], path: Path) -> Spec:
             )
             for s in doc.get("servers", [])
         ),
-        runtime=Runtime(**{**runtime, "node_selector": dict(runtime.get("node_selector", {}))}),
+        runtime=Runtime(
+            **{
+                **runtime,
+                "node_selector": dict(runtime.get("node_selector", {})),
+                "base_images": dict(runtime.get("base_images", {})),
+            }
+        ),
         scenarios=tuple(
             Scenario(**{**s, "slo": Slo(**s["slo"]) if "slo" in s else None})
             for s in doc.get("scenarios", [])

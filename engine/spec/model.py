@@ -96,6 +96,8 @@ class Runtime:
     node_selector: dict[str, str] = field(default_factory=dict)
     port: int = 8080  # the port a server listens on inside a container/pod
     bind_address: str = "127.0.0.1"
+    base_images: dict[str, str] = field(default_factory=dict)  # processor -> image (docker)
+    restart: Literal["no", "on-failure", "unless-stopped", "always"] = "unless-stopped"
 
 
 @dataclass(frozen=True)

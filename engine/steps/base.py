@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from engine.errors import Cancelled
+from engine.errors import Cancelled, DoinferError
 from engine.graph.step import Action, Observation, Step
-from engine.runtimes.base import Runtime
+from engine.runtimes.base import ImageRuntime, Runtime
 
 Log = Callable[[str], None]
 
@@ -52,3 +52,10 @@ class StepKind(Protocol):
         ...
 
     def destroy(self, record: dict[str, Any], ctx: Context, log: Log) -> None: ...
+
+
+def image_runtime(ctx: Context, step_id: str) -> ImageRuntime:
+    """The runtime, as one that builds images (a plan saved for another runtime may ask)."""
+    if not isinstance(ctx.runtime, ImageRuntime):
+        raise DoinferError(f"{step_id} needs a runtime that builds images, not {ctx.runtime.kind}")
+    return ctx.runtime

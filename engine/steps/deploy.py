@@ -13,7 +13,8 @@ class DeployStep:
         return Observation(drift=tuple(ctx.runtime.deploy_drift(step.inputs, record["outputs"])))
 
     def apply(self, request: ApplyRequest, ctx: Context, log: Log) -> dict[str, Any]:
-        (pack,) = request.upstream.values()
+        # pack, and push when there is a registry: the pushed reference is what runs
+        pack = {k: v for outputs in request.upstream.values() for k, v in outputs.items()}
         outputs = ctx.runtime.deploy(request.step.inputs, pack, log, ctx.cancel.is_set)
         ctx.check_cancelled()
         return outputs

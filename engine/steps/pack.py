@@ -15,9 +15,15 @@ class PackStep:
     def apply(self, request: ApplyRequest, ctx: Context, log: Log) -> dict[str, Any]:
         inputs = request.step.inputs
         artifacts = {m["name"]: request.upstream[m["trace"]]["artifact"] for m in inputs["models"]}
+        if "image" in inputs:  # an image runtime builds on the base image of the image step
+            inputs = {**inputs, "base_image": request.upstream[inputs["image"]]["image"]}
         # A replaced pack's predecessor may still be serving; the runtime prunes it once
         # no replica uses it.
-        return ctx.runtime.pack(inputs, artifacts, request.step.fingerprint, log)
+        outputs = ctx.runtime.pack(
+            inputs, artifacts, request.step.fingerprint, log, ctx.cancel.is_set
+        )
+        ctx.check_cancelled()
+        return outputs
 
     def destroy(self, record: dict[str, Any], ctx: Context, log: Log) -> None:
         ctx.runtime.unpack(record["outputs"], log)

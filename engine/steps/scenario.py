@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.errors import StepFailed
 from engine.graph.step import Observation, Step
+from engine.runtimes.base import Runtime
 from engine.spec.model import Scenario, Slo
 from engine.steps.base import ApplyRequest, Context, Log
 
@@ -38,13 +39,9 @@ class ScenarioStep:
 
     def apply(self, request: ApplyRequest, ctx: Context, log: Log) -> dict[str, Any]:
         from engine.bench.report import render_table
-        from engine.bench.scenarios import run_scenario
-        from engine.bench.targets import targets_from_deploys
 
         scenario = scenario_from_inputs(request.step.inputs)
-        targets = targets_from_deploys(request.upstream)
-        log(f"{scenario.kind}: {len(targets)} target(s)")
-        result = asyncio.run(run_scenario(scenario, targets))
+        result = run_on(ctx.runtime, scenario, request.upstream, log)
         directory = results_dir(ctx)
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"{scenario.name}-{time.strftime('%Y%m%dT%H%M%S')}.json"
@@ -55,6 +52,23 @@ class ScenarioStep:
 
     def destroy(self, record: dict[str, Any], ctx: Context, log: Log) -> None:
         pass  # results are kept: they are the record of what was measured
+
+
+def run_on(
+    runtime: Runtime, scenario: Scenario, deploys: dict[str, dict[str, Any]], log: Log
+) -> ScenarioResult:
+    """Run a scenario against deployed servers: from this process, or from load clients
+    inside the runtime where it runs them (containers on the servers' network)."""
+    from engine.bench.scenarios import run_scenario
+    from engine.bench.targets import targets_from_deploys
+
+    if runtime.runs_clients:
+        from engine.runtimes.load_client import run_scenario_in_runtime
+
+        return run_scenario_in_runtime(runtime, scenario, deploys, log)
+    targets = targets_from_deploys(deploys)
+    log(f"{scenario.kind}: {len(targets)} target(s)")
+    return asyncio.run(run_scenario(scenario, targets))
 
 
 def load_result(path: str) -> ScenarioResult:

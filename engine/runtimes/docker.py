@@ -1,0 +1,489 @@
+"""The Docker runtime: each replica is a container of the server's image.
+
+Containers carry labels (spec, environment, server, replica, step, and the fingerprint of
+what they run), so observe() finds them after the CLI restarts, whatever the state file
+says; a stopped, missing or changed container is drift. They run with `--init` (they stop
+at once), a restart policy, on a network of their own per spec and environment (load
+clients join it), and are published on 127.0.0.1 unless the spec says otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import hashlib
+import json
+import os
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from python_on_whales import Container, DockerClient
+from python_on_whales.exceptions import DockerException, NoSuchContainer
+
+from engine.errors import Cancelled, DoinferError, StepFailed
+from engine.runtimes import docker_images as images
+from engine.runtimes.base import ImageRuntime, Log, ReplicaStatus, Runtime
+from engine.runtimes.docker_engine import (
+    ENVIRONMENT,
+    FINGERPRINT,
+    REPLICA,
+    ROLE,
+    SERVER,
+    SPEC,
+    STEP,
+    check_daemon,
+    client,
+    docker_errors,
+    labels_filter,
+    reason,
+)
+
+READY_TIMEOUT_S = 180.0
+STOP_TIMEOUT_S = 10
+LOG_TAIL_LINES = 30
+CLIENT_TIMEOUT_S = 3600.0
+
+
+def container_name(spec: str, environment: str, server: str, index: int) -> str:
+    return f"doinfer-{spec}-{environment}-{server}-{index}"
+
+
+def network_name(spec: str, environment: str) -> str:
+    return f"doinfer-{spec}-{environment}"
+
+
+def replica_key(inputs: dict[str, Any], image_id: str, index: int) -> str:
+    """What a replica runs: while this is unchanged, a running container is kept as it is."""
+    port = inputs["port"] + index if inputs["port"] else None
+    text = json.dumps(
+        [
+            image_id,
+            inputs["threads"],
+            inputs["bind_address"],
+            port,
+            inputs["container_port"],
+            inputs["restart"],
+            inputs["processor"],
+        ]
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def device_options(processor: str, server: str) -> dict[str, Any]:
+    """What a processor needs of the host: all GPUs, or the Neuron devices; no privileges."""
+    if processor == "gpu":
+        return {"gpus": "all"}
+    if processor == "inf":
+        devices = sorted(glob.glob("/dev/neuron*"))
+        if not devices:
+            raise StepFailed(
+                f"server {server} runs on inf, and this host has no /dev/neuron* device "
+                f"(is the Neuron driver installed?)"
+            )
+        return {"devices": devices}
+    return {}
+
+
+def run_options(
+    inputs: dict[str, Any], image: str, index: int, key: str, network: str
+) -> dict[str, Any]:
+    """The `docker run` of one replica, as python-on-whales keyword arguments."""
+    spec, env, server = inputs["spec"], inputs["environment"], inputs["server"]
+    host_port = str(inputs["port"] + index) if inputs["port"] else ""
+    return {
+        "image": image,
+        "command": ["--port", str(inputs["container_port"]), "--threads", str(inputs["threads"])],
+        "name": container_name(spec, env, server, index),
+        "detach": True,
+        "init": True,
+        "restart": inputs["restart"],
+        "networks": [network],
+        "network_aliases": [f"{server}-{index}"],
+        "publish": [(f"{inputs['bind_address']}:{host_port}", inputs["container_port"])],
+        "labels": {
+            SPEC: spec,
+            ENVIRONMENT: env,
+            SERVER: server,
+            REPLICA: str(index),
+            STEP: f"deploy/{server}",
+            FINGERPRINT: key,
+        },
+        **device_options(inputs["processor"], server),
+    }
+
+
+class DockerRuntime(Runtime, ImageRuntime):
+    kind = "docker"
+    runs_clients = True
+
+    def __init__(self, state_dir: Path, docker: DockerClient | None = None) -> None:
+        self.state_dir = state_dir
+        self.docker = docker or client()
+
+    def check(self) -> None:
+        check_daemon(self.docker)
+
+    # -- images -------------------------------------------------------------------------
+
+    def build_base(
+        self, inputs: dict[str, Any], fingerprint: str, log: Log, cancelled: Callable[[], bool]
+    ) -> dict[str, Any]:
+        return images.build_base(
+            self.docker,
+            inputs,
+            fingerprint,
+            self._work_dir(),
+            self.state_dir / "cache",
+            log,
+            cancelled,
+        )
+
+    def image_drift(self, outputs: dict[str, Any]) -> list[str]:
+        return images.image_drift(self.docker, outputs)
+
+    def pack(
+        self,
+        inputs: dict[str, Any],
+        artifacts: dict[str, str],
+        fingerprint: str,
+        log: Log,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> dict[str, Any]:
+        outputs = images.build_server(
+            self.docker, inputs, artifacts, fingerprint, self._work_dir(), log, cancelled
+        )
+        images.prune_server_images(
+            self.docker,
+            inputs["spec"],
+            inputs["environment"],
+            inputs["server"],
+            {outputs["image_id"]},
+            log,
+        )
+        return outputs
+
+    def pack_drift(self, outputs: dict[str, Any]) -> list[str]:
+        return images.image_drift(self.docker, outputs)
+
+    def unpack(self, outputs: dict[str, Any], log: Log) -> None:
+        images.remove_image(self.docker, outputs["image"], log)
+
+    def push(self, inputs: dict[str, Any], pack: dict[str, Any], log: Log) -> dict[str, Any]:
+        return images.push(self.docker, inputs, pack["image"], log)
+
+    def push_drift(self, outputs: dict[str, Any]) -> list[str]:
+        return images.push_drift(self.docker, outputs)
+
+    def unpush(self, outputs: dict[str, Any], log: Log) -> None:
+        """Drop the local registry tag; the registry keeps what was pushed (as registries do)."""
+        images.remove_image(self.docker, outputs["reference"], log)
+        log(f"kept {outputs['digest']} in the registry")
+
+    # -- replicas -----------------------------------------------------------------------
+
+    def deploy(
+        self, inputs: dict[str, Any], pack: dict[str, Any], log: Log, cancelled: Callable[[], bool]
+    ) -> dict[str, Any]:
+        spec, env, server = inputs["spec"], inputs["environment"], inputs["server"]
+        image = pack.get("reference") or pack["image"]
+        existing = dict(self._containers(spec, env, server))
+        keys = [replica_key(inputs, pack["image_id"], i) for i in range(inputs["replicas"])]
+        kept = {
+            i
+            for i, key in enumerate(keys)
+            if i in existing
+            and existing[i].config.labels.get(FINGERPRINT) == key
+            and existing[i].state.status == "running"
+        }
+        self._check_ports(inputs, [i for i in range(inputs["replicas"]) if i not in existing])
+        network = self._ensure_network(spec, env, log)
+        started: list[Container] = []
+        replicas: list[Container] = []
+        try:
+            for index, key in enumerate(keys):
+                old = existing.pop(index, None)
+                if index in kept and old is not None:
+                    log(f"replica {index} ({old.name}) already runs this image: kept")
+                    replicas.append(old)
+                    continue
+                if old is not None:
+                    self._remove(old, log)
+                container = self._start(run_options(inputs, image, index, key, network), log)
+                started.append(container)
+                replicas.append(container)
+            for old in existing.values():
+                self._remove(old, log)
+            records = [self._wait_ready(c, inputs, log, cancelled) for c in replicas]
+        except Cancelled:
+            raise  # what started is labelled: the next apply adopts or replaces it
+        except BaseException:
+            for container in started:
+                with contextlib.suppress(DockerException):
+                    self.docker.container.remove(container, force=True)
+            raise
+        images.prune_server_images(self.docker, spec, env, server, {pack["image_id"]}, log)
+        return {
+            "spec": spec,
+            "environment": env,
+            "image": image,
+            "image_id": pack["image_id"],
+            "network": network,
+            "replicas": records,
+            "models": [
+                {"name": m["name"], "task": m["task"], "instances": m["instances"]}
+                for m in inputs["models"]
+            ],
+        }
+
+    def replicas(self, spec: str, environment: str, server: str) -> list[ReplicaStatus]:
+        statuses = []
+        for index, container in self._containers(spec, environment, server):
+            state = container.state
+            status = {"running": "running", "restarting": "restarting", "paused": "paused"}.get(
+                state.status or "", "stopped"
+            )
+            detail = f"container {container.name}"
+            if status == "stopped":
+                detail += f", exit code {state.exit_code}"
+            statuses.append(
+                ReplicaStatus(
+                    server,
+                    index,
+                    status,
+                    _host_url(container),
+                    detail,
+                    container.config.labels.get(FINGERPRINT),
+                )
+            )
+        return statuses
+
+    def undeploy(self, spec: str, environment: str, server: str, log: Log) -> None:
+        for _, container in self._containers(spec, environment, server):
+            self._remove(container, log)
+        self._remove_network_if_unused(spec, environment, log)
+
+    def logs(self, spec: str, environment: str, server: str, index: int, tail: int) -> str:
+        name = container_name(spec, environment, server, index)
+        try:
+            return str(self.docker.container.logs(name, tail=tail)).rstrip()
+        except NoSuchContainer:
+            return ""
+        except DockerException as exc:
+            with docker_errors(f"reading the log of {name}"):
+                raise exc
+        return ""
+
+    def exec(
+        self, spec: str, environment: str, server: str, index: int, command: list[str], tty: bool
+    ) -> int:
+        name = container_name(spec, environment, server, index)
+        try:
+            output = self.docker.container.execute(
+                name, command, interactive=tty, tty=tty, stream=False
+            )
+        except NoSuchContainer:
+            raise DoinferError(f"replica {index} of {server} ({name}) does not exist") from None
+        except DockerException as exc:
+            if exc.return_code in (126, 127) or "is not running" in reason(exc):
+                with docker_errors(f"exec in {name}"):
+                    raise exc
+            if exc.stdout:
+                print(exc.stdout, end="")
+            return exc.return_code
+        if output:
+            print(output)
+        return 0
+
+    # -- load clients -------------------------------------------------------------------
+
+    def run_clients(
+        self, deploys: dict[str, dict[str, Any]], argv: list[str], count: int, log: Log
+    ) -> list[str]:
+        """Run `count` Python load clients (python ARGV) as containers on the servers'
+        network, from a server image (it has doinfer), and return each one's stdout."""
+        first = next(iter(sorted(deploys.items())))[1]
+        spec, env = first["spec"], first["environment"]
+        outputs: list[str | BaseException] = [""] * count
+        names = [f"doinfer-{spec}-{env}-client-{i}-{os.getpid()}" for i in range(count)]
+
+        def one(i: int) -> None:
+            try:
+                outputs[i] = str(
+                    self.docker.run(
+                        first["image"],
+                        ["-m", *argv] if argv[0] != "-m" else argv,
+                        entrypoint="python",
+                        name=names[i],
+                        networks=[first["network"]],
+                        labels={SPEC: spec, ENVIRONMENT: env, ROLE: "load-client"},
+                        remove=True,
+                    )
+                )
+            except BaseException as exc:  # reported below, with the others
+                outputs[i] = exc
+
+        threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(count)]
+        log(f"{count} load client container(s) on network {first['network']}")
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(CLIENT_TIMEOUT_S)
+        failures = [o for o in outputs if isinstance(o, BaseException)]
+        if failures:
+            for name in names:
+                with contextlib.suppress(DockerException):
+                    self.docker.container.remove(name, force=True)
+            first_failure = failures[0]
+            detail = reason(first_failure) if isinstance(first_failure, DockerException) else ""
+            raise StepFailed(
+                f"{len(failures)} of {count} load client container(s) failed: "
+                f"{detail or first_failure}",
+                (first_failure.stderr or "") if isinstance(first_failure, DockerException) else "",
+            )
+        return [str(o) for o in outputs]
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _work_dir(self) -> Path:
+        directory = self.state_dir / "build"
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory
+
+    def _containers(self, spec: str, environment: str, server: str) -> list[tuple[int, Container]]:
+        with docker_errors("listing containers"):
+            found = self.docker.container.list(
+                all=True,
+                filters=labels_filter(**{SPEC: spec, ENVIRONMENT: environment, SERVER: server}),
+            )
+        return sorted(
+            ((int(c.config.labels.get(REPLICA, "-1")), c) for c in found), key=lambda p: p[0]
+        )
+
+    def _check_ports(self, inputs: dict[str, Any], indexes: list[int]) -> None:
+        """Fail before changing anything when a fixed port of a new replica is taken."""
+        if not inputs["port"]:
+            return
+        for index in indexes:
+            port = inputs["port"] + index
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                try:
+                    probe.bind((inputs["bind_address"], port))
+                except OSError as exc:
+                    raise StepFailed(
+                        f"cannot publish replica {index} of {inputs['server']} on "
+                        f"{inputs['bind_address']}:{port}: {exc.strerror} (another process "
+                        f"or container holds the port; change servers[].port or free it)"
+                    ) from None
+
+    def _ensure_network(self, spec: str, environment: str, log: Log) -> str:
+        name = network_name(spec, environment)
+        with docker_errors(f"creating the network {name}"):
+            if not self.docker.network.exists(name):
+                self.docker.network.create(
+                    name, labels={SPEC: spec, ENVIRONMENT: environment, ROLE: "network"}
+                )
+                log(f"created network {name}")
+        return name
+
+    def _remove_network_if_unused(self, spec: str, environment: str, log: Log) -> None:
+        name = network_name(spec, environment)
+        with docker_errors("listing containers"):
+            left = self.docker.container.list(
+                all=True, filters=labels_filter(**{SPEC: spec, ENVIRONMENT: environment})
+            )
+        if left:
+            return
+        with docker_errors(f"removing the network {name}"):
+            if self.docker.network.exists(name):
+                self.docker.network.remove(name)
+                log(f"removed network {name}")
+
+    def _start(self, options: dict[str, Any], log: Log) -> Container:
+        name = options["name"]
+        try:
+            container = self.docker.run(**options)
+        except DockerException as exc:
+            with contextlib.suppress(DockerException):
+                self.docker.container.remove(name, force=True)  # created, but not started
+            detail = reason(exc)
+            if "address already in use" in detail or "port is already allocated" in detail:
+                raise StepFailed(
+                    f"cannot publish {name} on {options['publish'][0][0]}: the port is taken "
+                    f"({detail})"
+                ) from None
+            with docker_errors(f"starting {name}"):
+                raise exc
+        assert isinstance(container, Container)
+        log(f"started {name} ({container.id[:12]})")
+        return container
+
+    def _remove(self, container: Container, log: Log) -> None:
+        name = container.name  # read before: the object inspects lazily
+        with docker_errors(f"removing {name}"), contextlib.suppress(NoSuchContainer):
+            self.docker.container.remove(name, force=True)
+        log(f"removed {name}")
+
+    def _wait_ready(
+        self, container: Container, inputs: dict[str, Any], log: Log, cancelled: Callable[[], bool]
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        index = int(container.config.labels[REPLICA])
+        while time.monotonic() < deadline:
+            if cancelled():
+                raise Cancelled("interrupted while waiting for containers")
+            with docker_errors(f"inspecting {container.name}"):
+                container.reload()
+            state = container.state
+            if state.status not in ("running", "created") or (container.restart_count or 0) > 0:
+                raise StepFailed(
+                    f"container {container.name} exited (code {state.exit_code}) before it "
+                    f"was ready; its log ends:",
+                    self._tail(container),
+                )
+            url = _host_url(container)
+            if url and _ready(url):
+                log(f"replica {index} ready on {url}")
+                return {
+                    "index": index,
+                    "container": container.name,
+                    "id": container.id,
+                    "url": url,
+                    "internal_url": f"http://{inputs['server']}-{index}:{inputs['container_port']}",
+                    "key": container.config.labels[FINGERPRINT],
+                }
+            time.sleep(0.3)
+        raise StepFailed(
+            f"container {container.name} not ready after {READY_TIMEOUT_S:.0f} s; its log ends:",
+            self._tail(container),
+        )
+
+    def _tail(self, container: Container) -> str:
+        try:
+            return str(self.docker.container.logs(container, tail=LOG_TAIL_LINES))
+        except DockerException:
+            return "(no log)"
+
+
+def _host_url(container: Container) -> str | None:
+    """The published address of a running container's server port."""
+    for bindings in (container.network_settings.ports or {}).values():
+        for binding in bindings or []:
+            host = binding.get("HostIp") or "127.0.0.1"
+            host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+            if binding.get("HostPort"):
+                return f"http://{host}:{binding['HostPort']}"
+    return None
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False

@@ -1,0 +1,278 @@
+"""Images of the Docker runtime: base images per processor, server images, registry pushes.
+
+Names are known before apply (they follow from fingerprints); image ids and registry
+digests only after. A base image is shared by every spec whose servers need the same
+processor, Dockerfile and requirements, like a traced model in the cache; a server image
+belongs to one server of one spec and environment, and carries its labels.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from python_on_whales import DockerClient
+from python_on_whales.exceptions import DockerException, NoSuchImage
+from python_on_whales.utils import run as run_docker
+
+import engine
+from engine.bundles import link_tree, write_bundle
+from engine.errors import StepFailed
+from engine.runtimes.docker_engine import (
+    ENVIRONMENT,
+    FINGERPRINT,
+    LABEL,
+    SERVER,
+    SPEC,
+    STEP,
+    classic_build,
+    docker_command,
+    docker_errors,
+    labels_filter,
+    reason,
+)
+from engine.runtimes.image_names import (
+    base_tag,
+    dockerfile,
+    is_loopback,
+    registry_host,
+    registry_reference,
+    server_tag,
+)
+from engine.runtimes.wheelhouse import Platform, ensure_wheelhouse
+
+PROBE = (
+    "import json, platform, sys; print(json.dumps({'python': '%d.%d' % sys.version_info[:2], "
+    "'machine': platform.machine(), 'glibc': platform.libc_ver()[1]}))"
+)
+ECR = re.compile(r"^\d{12}\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
+
+Log = Callable[[str], None]
+Cancelled = Callable[[], bool]
+
+
+# -- base images ------------------------------------------------------------------------
+
+
+def build_base(
+    docker: DockerClient,
+    inputs: dict[str, Any],
+    fingerprint: str,
+    work_dir: Path,
+    cache_dir: Path,
+    log: Log,
+    cancelled: Cancelled,
+) -> dict[str, Any]:
+    """Build the base image of a processor, unless an image of that name exists."""
+    processor, base = inputs["processor"], inputs["base_image"]
+    tag = base_tag(processor, fingerprint)
+    existing = _image(docker, tag)
+    if existing is not None:
+        log(f"base image {tag} exists")
+        return {"image": tag, "image_id": existing.id}
+    context = Path(tempfile.mkdtemp(prefix="image-", dir=work_dir))
+    stages = [f"{tag}-python", f"{tag}-install"]
+    try:
+        shutil.copy(dockerfile(processor), context / "Dockerfile")
+        what = f"building the {processor} base image from {base}"
+
+        def build(*args: str) -> None:
+            command = ["--build-arg", f"BASE_IMAGE={base}", *args, str(context)]
+            classic_build(docker, command, what, log, cancelled)
+
+        log(f"{what}: Python")
+        build("--target", "python", "-t", stages[0])
+        platform = _probe(docker, stages[0])
+        log(f"{base} has Python {platform.python} on {platform.machine}, glibc {platform.glibc}")
+        wheels = ensure_wheelhouse(
+            cache_dir, inputs["requirements"], platform, inputs["pip_index"], log, cancelled
+        )
+        link_tree(wheels, context / "wheelhouse")
+        log(f"{what}: installing the wheelhouse")
+        build("--target", "install", "-t", stages[1])
+        labels = {STEP: f"image/{processor}", FINGERPRINT: fingerprint}
+        build(*[a for k, v in labels.items() for a in ("--label", f"{k}={v}")], "-t", tag)
+    finally:
+        shutil.rmtree(context, ignore_errors=True)
+        # The stages' tags go: `install` (with the wheelhouse) is deleted, `python` stays as
+        # the final image's parent. The classic builder would leave them dangling otherwise.
+        for stage in stages:
+            with contextlib.suppress(DockerException):
+                docker.image.remove(stage)
+    with docker_errors(f"inspecting {tag}"):
+        image = docker.image.inspect(tag)
+    log(f"built {tag} ({image.id[:19]})")
+    return {"image": tag, "image_id": image.id, "python": platform.python}
+
+
+def image_drift(docker: DockerClient, outputs: dict[str, Any]) -> list[str]:
+    image = _image(docker, outputs["image"])
+    if image is None:
+        return [f"image {outputs['image']} is gone"]
+    if image.id != outputs["image_id"]:
+        return [f"image {outputs['image']} was rebuilt outside doinfer ({image.id[:19]})"]
+    return []
+
+
+def _probe(docker: DockerClient, image: str) -> Platform:
+    with docker_errors(f"asking {image} which Python it has"):
+        output = docker.run(image, ["python3", "-c", PROBE], remove=True, entrypoint="")
+    data = json.loads(str(output).strip().splitlines()[-1])
+    return Platform(data["python"], data["machine"], data["glibc"])
+
+
+def _image(docker: DockerClient, reference: str) -> Any:
+    try:
+        return docker.image.inspect(reference)
+    except NoSuchImage:
+        return None
+    except DockerException as exc:
+        with docker_errors(f"inspecting {reference}"):
+            raise exc
+
+
+# -- server images ----------------------------------------------------------------------
+
+
+def build_server(
+    docker: DockerClient,
+    inputs: dict[str, Any],
+    artifacts: dict[str, str],
+    fingerprint: str,
+    work_dir: Path,
+    log: Log,
+    cancelled: Cancelled,
+) -> dict[str, Any]:
+    """The server image: base + doinfer's code + the bundle, tagged by the pack fingerprint.
+
+    `inputs["base_image"]` is the base image's tag, from the image step.
+    """
+    tag = server_tag(inputs["spec"], inputs["environment"], inputs["server"], fingerprint)
+    existing = _image(docker, tag)
+    if existing is not None and existing.config.labels.get(FINGERPRINT) == fingerprint:
+        log(f"server image {tag} exists")
+        return {"image": tag, "image_id": existing.id}
+    context = Path(tempfile.mkdtemp(prefix="pack-", dir=work_dir))
+    try:
+        shutil.copy(dockerfile("server"), context / "Dockerfile")
+        shutil.copytree(
+            Path(engine.__file__).parent,
+            context / "engine",
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "images"),
+        )
+        write_bundle(context / "bundle", inputs, artifacts)
+        labels = {
+            SPEC: inputs["spec"],
+            ENVIRONMENT: inputs["environment"],
+            SERVER: inputs["server"],
+            STEP: f"pack/{inputs['server']}",
+            FINGERPRINT: fingerprint,
+        }
+        args = ["--build-arg", f"BASE_IMAGE={inputs['base_image']}", "-t", tag]
+        args += [a for k, v in labels.items() for a in ("--label", f"{k}={v}")]
+        what = f"building the server image {tag}"
+        classic_build(docker, [*args, str(context)], what, log, cancelled)
+    finally:
+        shutil.rmtree(context, ignore_errors=True)
+    with docker_errors(f"inspecting {tag}"):
+        image = docker.image.inspect(tag)
+    log(f"built {tag} ({image.id[:19]})")
+    return {"image": tag, "image_id": image.id}
+
+
+def remove_image(docker: DockerClient, reference: str, log: Log) -> None:
+    """Remove one tag; the image goes with its last tag (a running container keeps it)."""
+    try:
+        docker.image.remove(reference)
+        log(f"removed image {reference}")
+    except NoSuchImage:
+        pass
+    except DockerException as exc:
+        log(f"kept image {reference}: {reason(exc)}")
+
+
+def prune_server_images(
+    docker: DockerClient, spec: str, environment: str, server: str, keep: set[str], log: Log
+) -> None:
+    """Remove a server's older images that no container runs (kept: `keep`, by id)."""
+    with docker_errors("listing images"):
+        images = docker.image.list(
+            filters=labels_filter(**{SPEC: spec, ENVIRONMENT: environment, SERVER: server})
+        )
+        in_use = {c.image for c in docker.container.list(all=True, filters=[("label", LABEL)])}
+    for image in images:
+        if image.id in keep or image.id in in_use:
+            continue
+        for tag in image.repo_tags:
+            remove_image(docker, tag, log)
+
+
+# -- registry ---------------------------------------------------------------------------
+
+
+def push(docker: DockerClient, inputs: dict[str, Any], image: str, log: Log) -> dict[str, Any]:
+    """Tag the server image for the registry, log in where doinfer knows how, push."""
+    reference = registry_reference(inputs["registry"], image)
+    _login(docker, registry_host(reference), log)
+    with docker_errors(f"pushing {reference}"):
+        docker.image.tag(image, reference)
+        log(f"pushing {reference}")
+        docker.image.push(reference, quiet=True)
+        pushed = docker.image.inspect(reference)
+    repository = reference.rsplit(":", 1)[0]
+    digest = next((d for d in pushed.repo_digests if d.startswith(f"{repository}@")), None)
+    if digest is None:
+        raise StepFailed(f"pushed {reference}, but the registry returned no digest for it")
+    log(f"pushed {digest}")
+    return {"reference": reference, "digest": digest, "image_id": pushed.id}
+
+
+def push_drift(docker: DockerClient, outputs: dict[str, Any]) -> list[str]:
+    """Ask the registry whether the pushed manifest is still there."""
+    reference = outputs["reference"]
+    command = [*docker_command(docker), "manifest", "inspect"]
+    if is_loopback(registry_host(reference)):
+        command.append("--insecure")  # the engine, too, speaks plain HTTP to loopback
+    try:
+        run_docker([*command, reference])
+    except DockerException as exc:
+        detail = reason(exc)
+        if "no such manifest" in detail or "not found" in detail.lower():
+            return [f"{reference} is no longer in the registry"]
+        return [f"cannot check {reference} in the registry ({detail})"]
+    return []
+
+
+def _login(docker: DockerClient, host: str, log: Log) -> None:
+    """ECR needs a token from the AWS CLI; other registries use docker's credential helpers."""
+    match = ECR.match(host)
+    if not match:
+        return
+    region = match.group(1)
+    try:
+        password = subprocess.run(
+            ["aws", "ecr", "get-login-password", "--region", region],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout.strip()
+    except FileNotFoundError:
+        raise StepFailed(
+            f"pushing to the ECR registry {host} needs the AWS CLI (aws ecr get-login-password)"
+        ) from None
+    except subprocess.CalledProcessError as exc:
+        detail = (exc.stderr or "").strip().splitlines()
+        raise StepFailed(
+            f"cannot get an ECR login for {host}: {detail[-1] if detail else exc}"
+        ) from None
+    with docker_errors(f"logging in to {host}"):
+        docker.login(server=host, username="AWS", password=password)
+    log(f"logged in to {host}")
