@@ -1,0 +1,177 @@
+"""The Docker runtime's pure parts: container options, names, wheel platforms, requirement
+pins, Docker's error messages, the ECR login. The engine itself is exercised by
+tests/integration/docker/."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+from python_on_whales.exceptions import DockerException
+
+from engine.errors import DoinferError, StepFailed
+from engine.runtimes import docker as docker_runtime
+from engine.runtimes import docker_images
+from engine.runtimes.docker import replica_key, run_options
+from engine.runtimes.docker_engine import DaemonUnavailable, docker_errors, reason
+from engine.runtimes.image_names import is_loopback, registry_reference, server_tag
+from engine.runtimes.wheelhouse import Platform, pip_index_args, server_requirements
+
+INPUTS: dict[str, Any] = {
+    "spec": "demo",
+    "environment": "prod",
+    "server": "web",
+    "runtime": "docker",
+    "processor": "cpu",
+    "replicas": 2,
+    "port": 8081,
+    "bind_address": "127.0.0.1",
+    "threads": 2,
+    "container_port": 8080,
+    "restart": "unless-stopped",
+    "models": [],
+}
+
+
+def test_a_replica_runs_with_init_labels_restart_and_a_port_on_loopback() -> None:
+    options = run_options(INPUTS, "img:1", 1, "k" * 16, "doinfer-demo-prod")
+    assert options["name"] == "doinfer-demo-prod-web-1"
+    assert options["init"] is True and options["detach"] is True
+    assert options["restart"] == "unless-stopped"
+    assert options["publish"] == [("127.0.0.1:8082", 8080)]
+    assert options["networks"] == ["doinfer-demo-prod"]
+    assert options["network_aliases"] == ["web-1"]
+    assert options["command"] == ["--port", "8080", "--threads", "2"]
+    assert options["labels"] == {
+        "io.doinfer.spec": "demo",
+        "io.doinfer.environment": "prod",
+        "io.doinfer.server": "web",
+        "io.doinfer.replica": "1",
+        "io.doinfer.step": "deploy/web",
+        "io.doinfer.fingerprint": "k" * 16,
+    }
+    assert "privileged" not in options and "gpus" not in options
+
+
+def test_without_a_port_docker_picks_a_free_one_on_the_bind_address() -> None:
+    options = run_options({**INPUTS, "port": None}, "img:1", 0, "k", "net")
+    assert options["publish"] == [("127.0.0.1:", 8080)]  # -p 127.0.0.1::8080
+
+
+def test_gpu_replicas_get_the_gpus_and_inf_replicas_the_neuron_devices(monkeypatch) -> None:
+    assert run_options({**INPUTS, "processor": "gpu"}, "i", 0, "k", "n")["gpus"] == "all"
+    monkeypatch.setattr(docker_runtime.glob, "glob", lambda _: ["/dev/neuron1", "/dev/neuron0"])
+    options = run_options({**INPUTS, "processor": "inf"}, "i", 0, "k", "n")
+    assert options["devices"] == ["/dev/neuron0", "/dev/neuron1"]
+    monkeypatch.setattr(docker_runtime.glob, "glob", lambda _: [])
+    with pytest.raises(StepFailed, match="no /dev/neuron"):
+        run_options({**INPUTS, "processor": "inf"}, "i", 0, "k", "n")
+
+
+def test_the_replica_key_follows_what_runs() -> None:
+    key = replica_key(INPUTS, "sha256:a", 0)
+    assert key == replica_key({**INPUTS, "replicas": 5}, "sha256:a", 0)  # scaling keeps it
+    assert key != replica_key(INPUTS, "sha256:b", 0)  # another image
+    assert key != replica_key({**INPUTS, "threads": 1}, "sha256:a", 0)
+    assert key != replica_key(INPUTS, "sha256:a", 1)  # another host port
+
+
+def test_names_of_images_and_registry_references() -> None:
+    tag = server_tag("demo", "prod", "web", "0123456789abcdef")
+    assert tag == "doinfer-demo-web:prod-0123456789ab"
+    assert registry_reference("localhost:5000/team/", tag) == f"localhost:5000/team/{tag}"
+    assert is_loopback("127.0.0.1:5000") and is_loopback("localhost:5000")
+    assert not is_loopback("123456789012.dkr.ecr.us-west-2.amazonaws.com")
+
+
+def test_wheel_platforms_run_from_the_image_glibc_down() -> None:
+    tags = Platform("3.11", "x86_64", "2.36").tags()
+    assert tags[0] == "manylinux_2_36_x86_64"
+    assert "manylinux_2_17_x86_64" in tags and "manylinux2014_x86_64" in tags
+    assert tags[-1] == "linux_x86_64"
+    assert "manylinux2014_aarch64" in Platform("3.12", "aarch64", "2.17").tags()
+    assert "manylinux_2_28_x86_64" not in Platform("3.11", "x86_64", "2.17").tags()
+
+
+def test_requirements_are_pinned_to_what_runs_here() -> None:
+    import importlib.metadata
+
+    pins = server_requirements("cpu")
+    torch = next(p for p in pins if p.startswith("torch=="))
+    assert torch == "torch==" + importlib.metadata.version("torch").split("+")[0]
+    assert f"litestar=={importlib.metadata.version('litestar')}" in pins
+    assert not any(p.startswith(("pytest", "ruff")) for p in pins)  # no test extras
+    inf = server_requirements("inf")
+    assert "torch-neuronx" in inf and not any(p.startswith("torch==") for p in inf)
+    assert pip_index_args("inf") and pip_index_args("cpu") == []
+
+
+def failure(stderr: str) -> DockerException:
+    return DockerException(["docker", "x"], 1, b"", stderr.encode())
+
+
+def test_a_missing_daemon_is_a_message_that_says_what_to_do() -> None:
+    missing = failure(
+        "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. "
+        "Is the docker daemon running?\n"
+    )
+    with pytest.raises(DaemonUnavailable, match="Start it") as caught, docker_errors("listing"):
+        raise missing
+    assert "nothing was changed" in str(caught.value)
+
+
+def test_other_docker_errors_name_what_was_being_done() -> None:
+    error = failure("Error response from daemon: conflict: unable to remove repository\n")
+    assert reason(error) == "conflict: unable to remove repository"
+    expected = r"^removing x: conflict: unable to remove repository$"
+    with pytest.raises(StepFailed, match=expected), docker_errors("removing x"):
+        raise error
+
+
+class FakeDocker:
+    def __init__(self) -> None:
+        self.logins: list[dict[str, str]] = []
+
+    def login(self, **kwargs: str) -> None:
+        self.logins.append(kwargs)
+
+
+def fake_aws(tmp_path: Path, script: str) -> None:
+    aws = tmp_path / "bin" / "aws"
+    aws.parent.mkdir()
+    aws.write_text(f"#!/bin/sh\n{script}\n")
+    aws.chmod(aws.stat().st_mode | stat.S_IEXEC)
+
+
+def test_ecr_logs_in_with_a_token_from_the_aws_cli(tmp_path: Path, monkeypatch) -> None:
+    fake_aws(tmp_path, 'echo "$@" > "$(dirname "$0")/args"; echo secret-token')
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    docker = FakeDocker()
+    host = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+    docker_images._login(docker, host, lambda _: None)  # type: ignore[arg-type]
+    assert docker.logins == [{"server": host, "username": "AWS", "password": "secret-token"}]
+    args = (tmp_path / "bin" / "args").read_text().split()
+    assert args == ["ecr", "get-login-password", "--region", "eu-west-1"]
+    other = FakeDocker()
+    docker_images._login(other, "127.0.0.1:5000", lambda _: None)  # type: ignore[arg-type]
+    assert other.logins == []  # docker's own credential helpers do the rest
+
+
+def test_ecr_without_the_aws_cli_is_a_clear_failure(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(StepFailed, match="needs the AWS CLI"):
+        docker_images._login(
+            FakeDocker(),  # type: ignore[arg-type]
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com",
+            lambda _: None,
+        )
+
+
+def test_exec_is_for_containers(tmp_path: Path) -> None:
+    from engine.runtimes.local import LocalRuntime
+
+    with pytest.raises(DoinferError, match="exec needs a container runtime"):
+        LocalRuntime(tmp_path).exec("demo", "default", "web", 0, ["sh"], False)
