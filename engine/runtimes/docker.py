@@ -372,6 +372,8 @@ class DockerRuntime(Runtime, ImageRuntime):
         for index in indexes:
             port = inputs["port"] + index
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                # as docker-proxy binds: a closed connection's TIME_WAIT is no owner
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
                     probe.bind((inputs["bind_address"], port))
                 except OSError as exc:

