@@ -340,11 +340,12 @@ class DockerRuntime(Runtime, ImageRuntime):
                 with contextlib.suppress(DockerException):
                     self.docker.container.remove(name, force=True)
             first_failure = failures[0]
-            detail = reason(first_failure) if isinstance(first_failure, DockerException) else ""
+            stderr = getattr(first_failure, "stderr", None) or ""
+            last = stderr.strip().splitlines()[-1:]  # a client's error is its last line
             raise StepFailed(
                 f"{len(failures)} of {count} load client container(s) failed: "
-                f"{detail or first_failure}",
-                (first_failure.stderr or "") if isinstance(first_failure, DockerException) else "",
+                f"{last[0] if last else first_failure}",
+                stderr[-3000:],
             )
         return [str(o) for o in outputs]
 
