@@ -175,3 +175,35 @@ def test_exec_is_for_containers(tmp_path: Path) -> None:
 
     with pytest.raises(DoinferError, match="exec needs a container runtime"):
         LocalRuntime(tmp_path).exec("demo", "default", "web", 0, ["sh"], False)
+
+
+def test_a_wheelhouse_is_downloaded_once_and_a_failure_says_why(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from engine.runtimes import wheelhouse
+
+    calls: list[list[str]] = []
+
+    def pip(command: list[str], log: Any, cancelled: Any) -> tuple[int, list[str]]:
+        calls.append(command)
+        dest = Path(command[command.index("--dest") + 1])
+        (dest / "torch-2.13.0-cp311-cp311-manylinux_2_28_x86_64.whl").write_bytes(b"w")
+        return 0, []
+
+    monkeypatch.setattr(wheelhouse, "run_streaming", pip)
+    platform = Platform("3.11", "x86_64", "2.36")
+    first = wheelhouse.ensure_wheelhouse(tmp_path, ["torch==2.13.0"], platform, [], print, bool)
+    again = wheelhouse.ensure_wheelhouse(tmp_path, ["torch==2.13.0"], platform, [], print, bool)
+    assert first == again and len(calls) == 1
+    assert (first / "requirements.txt").read_text() == "torch==2.13.0\n"
+    assert calls[0][calls[0].index("--python-version") + 1] == "3.11"
+    assert "--only-binary=:all:" in calls[0] and "manylinux2014_x86_64" in calls[0]
+
+    monkeypatch.setattr(
+        wheelhouse,
+        "run_streaming",
+        lambda *_: (1, ["ERROR: No matching distribution found for torch==9.9"]),
+    )
+    with pytest.raises(StepFailed, match=r"No matching distribution found for torch==9\.9"):
+        wheelhouse.ensure_wheelhouse(tmp_path, ["torch==9.9"], platform, [], print, bool)
+    assert not list((tmp_path / "wheelhouses").glob(".tmp-*"))  # nothing half-made is left
