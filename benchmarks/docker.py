@@ -8,12 +8,13 @@ Builds (a fresh state directory, so the wheelhouse is downloaded again):
   server     a changed batching setting: only the server image is rebuilt, on the base
   base       the base image's tag removed by hand: rebuilt with the apt layer and the
              wheelhouse cached (pip installs again)
-Throughput (closed loop from this process, benchmarks/corpus.py texts, 1 replica with
---threads threads): a local replica, the container through its published port, and the
-container from a client container on its network (`doinfer bench`, what the runtime does).
+Throughput (closed loop at --concurrency, the scenario's default request, 1 replica with
+--threads threads): a local replica and the container through its published port, both
+loaded from this process, and the container loaded from a client container on its network
+(`doinfer bench`, what the runtime does).
 
     python benchmarks/docker.py --base-image doinfer-test/debian:bookworm [--cold]
-        [--seconds 10] [--concurrency 8] [--threads 2]
+        [--no-builds] [--seconds 10] [--concurrency 8] [--threads 2]
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.serving import closed_loop  # noqa: E402
+from engine.bench.scenarios import run_scenario  # noqa: E402
+from engine.bench.targets import Target  # noqa: E402
+from engine.spec.model import Scenario  # noqa: E402
 
 SPEC = """\
 apiVersion: doinfer/v1
@@ -95,10 +98,35 @@ def url_of(state: Path, spec: Path) -> str:
 
 
 def throughput(url: str, args: argparse.Namespace) -> str:
-    load = asyncio.run(closed_loop(url, args.concurrency, args.seconds, seed=1))
+    """The spec's `load` scenario, sent from this process (as `doinfer bench` does locally)."""
+    scenario = Scenario("load", "benchmark", duration_s=args.seconds, concurrency=args.concurrency)
+    target = Target(url, "minilm", 0, "minilm-0", "minilm", "feature-extraction")
+    summary = asyncio.run(run_scenario(scenario, [target])).summary()
     return (
-        f"{load.throughput:6.1f} req/s, p50 {load.percentile(50):5.1f} ms, "
-        f"p99 {load.percentile(99):6.1f} ms ({sum(load.statuses.values())} requests)"
+        f"{summary.throughput:6.1f} req/s, p50 {summary.p50_ms:5.1f} ms, "
+        f"p99 {summary.p99_ms:6.1f} ms ({summary.requests} requests, {summary.errors} errors)"
+    )
+
+
+def builds(state: Path, spec: Path, changed: Path, report: list[str]) -> None:
+    """After a first apply: no change, a changed server image, a base rebuilt on its cache."""
+    took, out = doinfer(state, "apply", str(spec), "--yes")
+    assert "No changes." in out
+    report.append(f"no-change apply: {took:.2f} s (nothing built, no container touched)")
+
+    took, out = doinfer(state, "apply", str(changed), "--yes")
+    report.append(
+        f"batching changed: server image rebuilt on the base in "
+        f"{step_times(out).get('pack/minilm', 0):.1f} s (apply {took:.1f} s)"
+    )
+
+    state_file = state / "state" / "docker-bench-docker" / "default.json"
+    base = json.loads(state_file.read_text())["steps"]["image/cpu"]["outputs"]["image"]
+    subprocess.run(["docker", "rmi", "--no-prune", base], capture_output=True, check=True)
+    took, out = doinfer(state, "apply", str(changed), "--yes")
+    report.append(
+        f"base image tag removed: rebuilt in {step_times(out).get('image/cpu', 0):.1f} s "
+        f"(apt layer and wheelhouse cached; apply {took:.1f} s)"
     )
 
 
@@ -106,6 +134,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base-image", required=True, help="the base image to build on")
     parser.add_argument("--cold", action="store_true", help="remove doinfer's base images first")
+    parser.add_argument("--no-builds", action="store_true", help="measure throughput only")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
@@ -132,26 +161,11 @@ def main() -> None:
                 f"{times.get('pack/minilm', 0):.1f} s, trace {times.get('trace/minilm@cpu', 0):.1f}"
                 f" s, containers {times.get('deploy/minilm', 0):.1f} s"
             )
-            took, out = doinfer(state, "apply", str(docker_spec), "--yes")
-            assert "No changes." in out
-            report.append(f"no-change apply: {took:.2f} s (nothing built, no container touched)")
-
             changed = write_spec(directory, "docker", args, delay=3)
-            took, out = doinfer(state, "apply", str(changed), "--yes")
-            report.append(
-                f"batching changed: server image rebuilt on the base in "
-                f"{step_times(out).get('pack/minilm', 0):.1f} s (apply {took:.1f} s)"
-            )
-
-            state_file = state / "state" / "docker-bench-docker" / "default.json"
-            base = json.loads(state_file.read_text())["steps"]["image/cpu"]["outputs"]["image"]
-            subprocess.run(["docker", "rmi", "--no-prune", base], capture_output=True, check=True)
-            took, out = doinfer(state, "apply", str(changed), "--yes")
-            report.append(
-                f"base image tag removed: rebuilt in {step_times(out).get('image/cpu', 0):.1f} s "
-                f"(apt layer and wheelhouse cached; apply {took:.1f} s)"
-            )
-
+            if not args.no_builds:
+                builds(state, docker_spec, changed, report)
+            else:
+                doinfer(state, "apply", str(changed), "--yes")
             url = url_of(state, changed)
             report.append(f"container via published port {url}: {throughput(url, args)}")
             _, out = doinfer(state, "bench", str(changed), "load")
