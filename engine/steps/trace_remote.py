@@ -28,7 +28,7 @@ import asyncssh
 from engine.artifacts import artifact_problem
 from engine.errors import Cancelled, StepFailed
 from engine.remote import files
-from engine.remote.connect import connect
+from engine.remote.connect import connect, describe
 from engine.remote.hosts import RemoteHost
 from engine.remote.process import Finished, run_streaming
 from engine.steps.base import Context, Log
@@ -81,14 +81,17 @@ class RemoteTrace:
     async def run(self) -> None:
         self.log(f"connecting to host {self.host.label}")
         async with await connect(self.host, self.log) as conn:
-            sftp = await conn.start_sftp_client()
-            work = await files.make_workdir(sftp)
             try:
-                await self._trace(conn, sftp, work)
-            finally:
-                # A lost link fails this at once; the host's /tmp then keeps the directory.
-                with contextlib.suppress(OSError, asyncssh.Error):
-                    await asyncio.wait_for(files.remove(sftp, work), 30)
+                sftp = await conn.start_sftp_client()
+                work = await files.make_workdir(sftp)
+                try:
+                    await self._trace(conn, sftp, work)
+                finally:
+                    # A lost link fails this at once; the host's /tmp keeps the directory.
+                    with contextlib.suppress(OSError, asyncssh.Error):
+                        await asyncio.wait_for(files.remove(sftp, work), 30)
+            except (OSError, asyncssh.Error) as exc:  # e.g. the link broke during a transfer
+                raise StepFailed(f"{self.what}: {describe(exc, self.host)}") from None
 
     async def _trace(
         self, conn: asyncssh.SSHClientConnection, sftp: asyncssh.SFTPClient, work: str
@@ -135,9 +138,9 @@ class RemoteTrace:
             return StepFailed(f"{self.what} was killed by signal {finished.exit_signal}", detail)
         if finished.exit_status is None:
             return StepFailed(
-                f"{self.what}: lost the connection to the host (keepalives unanswered for "
-                f"{self.host.connect_timeout_s:g}s); the trace stops on the host once its "
-                f"sshd sees the connection gone",
+                f"{self.what}: lost the connection to the host mid-trace (no exit status came "
+                f"back; a host silent for {self.host.connect_timeout_s:g}s counts as lost); "
+                f"the trace stops on the host once its sshd sees the connection gone",
                 detail,
             )
         if self.inputs["processor"] == "inf":  # the Neuron compiler's logs say why

@@ -22,7 +22,6 @@ from engine.artifacts import artifact_problem
 from engine.errors import Cancelled, StepFailed
 from engine.graph.executor import Event, Executor
 from engine.graph.plan import make_plan
-from engine.remote.hosts import RemoteHost
 from engine.state import StateStore
 from engine.steps.base import Context
 from engine.steps.trace import TraceStep
@@ -145,29 +144,6 @@ def test_traces_run_on_their_hosts_in_parallel_and_come_back_verified(
         assert (server.logins(), other.logins()) == logins
 
 
-def test_a_remote_failure_shows_the_tail_of_its_stderr(
-    server: sshd.SshServer, tmp_path: Path
-) -> None:
-    """The host cannot download an hf: model (it is offline); the source, full of shell
-    syntax, travels in the job file and is never run."""
-    token = secrets.token_hex(6)
-    source = f"hf:org/m;cd${{IFS}}..;touch${{IFS}}{token}$(touch${{IFS}}{token}b)"
-    settings = server.host_settings("gpu-a", "gpu")
-    step = trace_step(trace_inputs("m", source), settings)
-    log = Lines()
-    with pytest.raises(StepFailed) as failed:
-        apply_trace(step, tmp_path / "state", log)
-    assert str(failed.value).startswith(
-        f"trace of m on host {RemoteHost.from_settings(settings).label} failed (exit 3): "
-        f"cannot download {source} from the Hugging Face Hub"
-    )
-    assert "source: path:" in failed.value.detail  # the tail of the remote stderr
-    assert f"gpu-a: error: cannot download {source}" in log.text  # streamed too
-    assert list(Path("/tmp").glob(f"{token}*")) == []
-    assert not log.workdir().exists()
-    assert not list((tmp_path / "state" / "cache" / "traces").glob("*/model.pt"))
-
-
 def test_an_interrupted_apply_stops_the_remote_trace(
     server: sshd.SshServer, tmp_path: Path
 ) -> None:
@@ -193,3 +169,94 @@ def test_an_interrupted_apply_stops_the_remote_trace(
     assert processes_mentioning(str(workdir)) == []
     assert not workdir.exists()
     assert not any("saved" in line for line in seen)  # it was stopped mid-trace
+
+
+FAKE_NEURONX = '''
+"""TEST ONLY: a stand-in torch_neuronx for a host without Inferentia. It logs like the
+compiler into compiler_workdir, records its call, then fails or traces on the cpu."""
+import json, os, pathlib
+import torch
+
+def trace(module, example_inputs, compiler_workdir=None, **kwargs):
+    work = pathlib.Path(compiler_workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    shapes = [list(t.shape) for t in example_inputs]
+    with open(os.environ["FAKE_NEURONX_CALLS"], "a") as calls:
+        calls.write(json.dumps({"shapes": shapes, "workdir": compiler_workdir, **kwargs}) + "\\n")
+    if os.environ.get("FAKE_NEURONX_FAIL"):
+        (work / "log-neuron-cc.txt").write_text("ERROR: unsupported operator aten::gelu\\n")
+        raise RuntimeError("neuronx-cc failed with exit code 70")
+    (work / "log-neuron-cc.txt").write_text("compiled\\n")
+    return torch.jit.trace(module, tuple(example_inputs), strict=False)
+'''
+
+
+def fake_inferentia_python(directory: Path, fail: bool) -> tuple[Path, Path]:
+    """A host `python` that has the stand-in torch_neuronx (and not the cpu override)."""
+    (directory / "fake").mkdir(parents=True)
+    (directory / "fake" / "torch_neuronx.py").write_text(FAKE_NEURONX)
+    calls = directory / "calls.jsonl"
+    python = directory / "python"
+    python.write_text(
+        "#!/bin/sh\n"
+        "unset DOINFER_TEST_ONLY_DEVICE\n"
+        f"export PYTHONPATH={shlex.quote(str(directory / 'fake'))}\n"
+        f"export FAKE_NEURONX_CALLS={shlex.quote(str(calls))}\n"
+        + ("export FAKE_NEURONX_FAIL=1\n" if fail else "")
+        + f'exec {shlex.quote(sys.executable)} "$@"\n'
+    )
+    python.chmod(0o755)
+    return python, calls
+
+
+def test_an_inf_trace_brings_back_one_module_per_padded_length(
+    server: sshd.SshServer, tiny: Path, tmp_path: Path
+) -> None:
+    python, calls = fake_inferentia_python(tmp_path / "host", fail=False)
+    inputs = {
+        **trace_inputs("tiny", str(tiny), "inf"),
+        "trace": {"sequence_length": 32, "batch_size": 2, "pipeline_cores": 1},
+    }
+    log = Lines()
+    step = trace_step(inputs, server.host_settings("inf-a", "inf", python=str(python)))
+    outputs = apply_trace(step, tmp_path / "state", log)
+    workdir = log.workdir()
+    compiled = [json.loads(line) for line in calls.read_text().splitlines()]
+    assert compiled == [
+        {"shapes": [[2, 16]] * 3, "workdir": f"{workdir}/compiler/16"},
+        {"shapes": [[2, 32]] * 3, "workdir": f"{workdir}/compiler/32"},
+    ]
+    artifact = Path(outputs["artifact"])
+    meta = json.loads((artifact / "doinfer-trace.json").read_text())
+    assert (meta["processor"], meta["device"]) == ("inf", "neuronx")
+    assert {k: v["file"] for k, v in meta["modules"].items()} == {
+        "16": "model-16.pt",
+        "32": "model.pt",
+    }
+    assert artifact_problem(artifact, full_check=True) is None  # every module's sha256
+
+
+def test_a_failed_inf_compile_keeps_the_compilers_log(
+    server: sshd.SshServer, tiny: Path, tmp_path: Path
+) -> None:
+    python, _ = fake_inferentia_python(tmp_path / "host", fail=True)
+    step = trace_step(
+        trace_inputs("tiny", str(tiny), "inf"),
+        server.host_settings("inf-a", "inf", python=str(python)),
+    )
+    log = Lines()
+    with pytest.raises(StepFailed) as failed:
+        apply_trace(step, tmp_path / "state", log)
+    assert str(failed.value).endswith(
+        "failed (exit 1): tracing tiny failed: RuntimeError: neuronx-cc failed with exit code 70"
+    )
+    # the tail of the remote stderr: the compiler's traceback
+    assert "Traceback (most recent call last):" in failed.value.detail
+    assert "RuntimeError: neuronx-cc failed with exit code 70" in failed.value.detail
+    assert "inf-a: RuntimeError: neuronx-cc failed with exit code 70" in log.text  # streamed
+    kept = tmp_path / "state" / "logs" / "traces" / "tiny@inf"
+    assert f"compiler logs: {kept}" in failed.value.detail
+    assert (kept / "16" / "log-neuron-cc.txt").read_text() == (
+        "ERROR: unsupported operator aten::gelu\n"
+    )
+    assert not log.workdir().exists()
