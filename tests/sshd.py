@@ -6,8 +6,9 @@
 starts `sshd -D -e -f CONFIG` with a host key, a client key and an authorized_keys file
 made for the test, and waits for its banner. It is an honest stand-in for an accelerator
 host, with one declared difference: its sessions get DOINFER_TEST_ONLY_DEVICE=cpu (sshd's
-SetEnv), so the trace script traces a gpu or inf model on the cpu. Everything else (keys,
-SFTP, the remote command, its output and exit status) is the real thing.
+SetEnv), so the trace script traces a gpu or inf model on the cpu (and HF_HUB_OFFLINE=1:
+the Hub is out of reach here, so a download fails at once). Everything else (keys, SFTP,
+the remote command, its output and exit status) is the real thing.
 
 `skip_reason()` says why sshd cannot run here (tests then skip, printing it).
 """

@@ -22,6 +22,7 @@ from engine.artifacts import artifact_problem
 from engine.errors import Cancelled, StepFailed
 from engine.graph.executor import Event, Executor
 from engine.graph.plan import make_plan
+from engine.remote.hosts import RemoteHost
 from engine.state import StateStore
 from engine.steps.base import Context
 from engine.steps.trace import TraceStep
@@ -259,4 +260,19 @@ def test_a_failed_inf_compile_keeps_the_compilers_log(
     assert (kept / "16" / "log-neuron-cc.txt").read_text() == (
         "ERROR: unsupported operator aten::gelu\n"
     )
+    assert not log.workdir().exists()
+
+
+def test_a_trace_over_its_time_is_stopped_on_the_host(
+    server: sshd.SshServer, tiny: Path, tmp_path: Path
+) -> None:
+    settings = server.host_settings("gpu-a", "gpu", trace_timeout_s=1.0)  # less than imports
+    log = Lines()
+    with pytest.raises(StepFailed) as failed:
+        apply_trace(trace_step(trace_inputs("tiny", str(tiny)), settings), tmp_path, log)
+    assert str(failed.value) == (
+        f"trace of tiny on host {RemoteHost.from_settings(settings).label} did not finish "
+        f"within 1s (trace_timeout_s); it was stopped"
+    )
+    assert processes_mentioning(str(log.workdir())) == []
     assert not log.workdir().exists()
