@@ -8,6 +8,7 @@ the host's sshd notices the client gone (the job watches its stdin).
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,11 +73,14 @@ def test_a_host_cut_off_mid_trace_fails_in_time_and_its_job_stops(
     assert noticed < 3.0 + 3.0  # within the host's timeout, and a keepalive interval
     assert not list((tmp_path / "state" / "cache" / "traces").iterdir())
 
-    workdir = str(lines.workdir())
-    deadline = time.monotonic() + 20
-    while processes_mentioning(workdir) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert processes_mentioning(workdir) == []  # sshd ended the session: the job stopped
+    workdir = lines.workdir()
+    try:
+        deadline = time.monotonic() + 20
+        while processes_mentioning(str(workdir)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert processes_mentioning(str(workdir)) == []  # sshd ended the session: it stopped
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)  # left on the host: the link was gone
 
 
 def test_a_silent_host_fails_the_apply_by_name_and_leaves_the_state_alone(
