@@ -52,13 +52,18 @@ def render_text(plan: Plan, colour: bool = False, show_noop: bool = False) -> st
         symbol = SYMBOL[change.action].rjust(3)
         lines.append(
             paint(change.action, f"{symbol} {change.step_id.ljust(width)}  {change.action}")
-            + f"  {change.summary}"
+            + f"  {described(change)}"
         )
         lines.extend(f"        {reason}" for reason in change.reasons)
     if shown:
         lines.append("")
     lines.append(summary_line(plan))
     return "\n".join(lines)
+
+
+def described(change: Change) -> str:
+    """The step's summary, and where it runs when that is not this machine."""
+    return f"{change.summary}, on {change.runs_on}" if change.runs_on else change.summary
 
 
 def render_markdown(plan: Plan) -> str:
@@ -88,7 +93,7 @@ def _markdown_row(change: Change) -> str:
     why = "<br>".join(_escape(r) for r in change.reasons)
     return (
         f"| `{SYMBOL[change.action]}` | `{change.step_id}` | {change.action} | "
-        f"{_escape(change.summary)}<br>{why} |"
+        f"{_escape(described(change))}<br>{why} |"
     )
 
 

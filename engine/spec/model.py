@@ -59,6 +59,9 @@ class Host:
     known_hosts: str | None = None
     python: str = "python3"
     max_parallel: int = 1
+    connect_timeout_s: float = 10.0
+    connect_attempts: int = 3
+    trace_timeout_s: float = 3600.0
 
 
 @dataclass(frozen=True)
