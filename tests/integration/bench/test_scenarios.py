@@ -11,7 +11,8 @@ from collections.abc import Iterator
 import pytest
 from aiohttp import web
 
-from engine.bench.scenarios import run_scenario
+from engine.bench.plan import START_DELAY_S
+from engine.bench.scenarios import Tick, run_scenario
 from engine.bench.targets import Target
 from engine.spec.model import Scenario
 
@@ -80,19 +81,17 @@ def test_sequential_hits_every_target_once(server: StandInServer) -> None:
 
 def test_random_sends_exactly_n_spread_by_seed(server: StandInServer) -> None:
     names = ["m-0", "m-1", "m-2", "m-3"]
-    progress: list[tuple[int, int]] = []
+    ticks: list[Tick] = []
     scenario = Scenario("random", "random", requests=40, interval_ms=1)
     result = asyncio.run(
-        run_scenario(
-            scenario,
-            targets(server.port, names),
-            on_progress=lambda d, t: progress.append((d, t)),
-            seed=3,
-        )
+        run_scenario(scenario, targets(server.port, names), on_tick=ticks.append, seed=3)
     )
     assert sum(server.hits.values()) == 40 and len(result.samples) == 40
     assert len(server.hits) == 4  # spread over every target
-    assert progress[-1] == (40, 40)
+    assert [(t.answered, t.expected_requests, t.done) for t in ticks[-2:]] == [
+        (40, 40, False),
+        (40, 40, True),
+    ]
     first_order = [s.target for s in result.samples]
     repeat = asyncio.run(run_scenario(scenario, targets(server.port, names), seed=3))
     assert [s.target for s in repeat.samples] == first_order
@@ -114,7 +113,7 @@ def test_benchmark_closed_loop_stops_on_time(server: StandInServer) -> None:
     scenario = Scenario("load", "benchmark", duration_s=0.5, concurrency=4)
     started = time.monotonic()
     result = asyncio.run(run_scenario(scenario, targets(server.port, ["m-0", "m-1"])))
-    assert time.monotonic() - started < 0.5 + 1.0
+    assert time.monotonic() - started < START_DELAY_S + 0.5 + 1.0  # clients start, then 0.5 s
     assert result.ok and len(result.samples) > 20
     assert result.summary().throughput > 20
 
