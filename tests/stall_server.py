@@ -3,7 +3,9 @@
 Every request takes `service_ms` from its arrival; during the last `stall_ms` of every
 `period_s` (counted from the server's `epoch`) the server is stalled, and a request that
 arrives then is served only when the stall ends, as behind a stop-the-world pause.
-`Stalls.truth_ms(t)` is the latency a request sent at wall-clock time t should see.
+`Stalls.truth_ms(t)` is the latency a request sent at wall-clock time t should see, on
+top of the network round trip; `GET /calibrate...` is served in `service_ms` and never
+stalled, so a plain client can measure that round trip as it is after an idle wait.
 
 The timing is exact to a few microseconds: the event loop waits with select()'s
 microsecond timeout, wakes a little early and spins to the due time (an epoll timer would
@@ -64,9 +66,10 @@ class Handler(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.buffer += data
         while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
-            self.buffer = self.buffer[end + 4 :]
+            head, self.buffer = self.buffer[:end], self.buffer[end + 4 :]
             arrived, clock = time.time(), time.perf_counter()
-            wait = self.stalls.wait_s(arrived)
+            # /calibrate: the service time but never a stall, to measure the round trip
+            wait = 0.0 if head.startswith(b"GET /calibrate") else self.stalls.wait_s(arrived)
             due = clock + wait + self.stalls.service_ms / 1000
             body = json.dumps({"waited_s": wait}).encode()
             answer = (

@@ -69,8 +69,8 @@ async def send(pool: Pool, request: Prepared, since: float) -> tuple[float, int,
     """(latency ms counted from `since`, a perf_counter time; status; error text)."""
     try:
         response = await pool.get(request.host, request.port, request.data)
-        status = response.status
-        error = "" if 200 <= status < 300 else response.body[:200].decode(errors="replace")
     except (OSError, TimeoutError, ProtocolError) as exc:
-        status, error = 0, f"{type(exc).__name__}: {exc}"[:200]
-    return (time.perf_counter() - since) * 1000, status, error
+        return (time.perf_counter() - since) * 1000, 0, f"{type(exc).__name__}: {exc}"[:200]
+    status = response.status
+    error = "" if 200 <= status < 300 else response.body[:200].decode(errors="replace")
+    return (response.received_at - since) * 1000, status, error

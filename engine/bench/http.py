@@ -9,6 +9,8 @@ be the bottleneck. Anything beyond GET with a Content-Length or chunked answer i
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -21,6 +23,8 @@ class ProtocolError(Exception):
 class Response:
     status: int
     body: bytes
+    received_at: float = 0.0  # perf_counter when the last byte arrived (before the loop
+    # hands it to the waiting task, which takes another turn of the loop)
 
 
 def request_bytes(host: str, port: int, path: str) -> bytes:
@@ -58,7 +62,8 @@ class _Connection(asyncio.Protocol):
         if parsed is not None:
             response, keep_alive, used = parsed
             del self.buffer[:used]
-            self.waiter.set_result((response, keep_alive))
+            arrived = dataclasses.replace(response, received_at=time.perf_counter())
+            self.waiter.set_result((arrived, keep_alive))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -70,7 +75,8 @@ class _Connection(asyncio.Protocol):
             self.waiter.set_exception(error)
             return
         if parsed is not None:
-            self.waiter.set_result((parsed[0], False))
+            arrived = dataclasses.replace(parsed[0], received_at=time.perf_counter())
+            self.waiter.set_result((arrived, False))
         else:
             self.waiter.set_exception(exc or ConnectionResetError("connection closed by server"))
 

@@ -27,9 +27,10 @@ from engine.bench.plan import ClientPlan, ClientResult
 
 OnProgress = Callable[[int, int], None]  # (requests answered, errors so far)
 
-EARLY_S = 0.0003  # an open loop's request may leave this early, so timer slack is no lag
+EARLY_S = 0.001  # an open loop's request may leave this early, so timer slack is no lag
 LATE_MS = 5.0  # an open-loop request that leaves later than this after its time is late
-BEHIND_FRACTION = 0.01  # more late requests than this: the client could not keep the rate
+HICCUP_FRACTION = 0.01  # more late requests than this are worth a note
+BEHIND_FRACTION = 0.1  # more than this: the client could not keep the rate
 LATE_START_S = 0.1  # a client that starts later than this after start_at says so
 MAX_IN_FLIGHT = 10_000  # an open loop's bound on requests (connections) in flight
 
@@ -50,19 +51,9 @@ class Client:
 
     async def run(self) -> ClientResult:
         plan = self.plan
-        late_start = 0.0
-        if plan.start_at is not None:
-            wait = plan.start_at - time.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            late_start = -wait
-            if late_start > LATE_START_S:
-                self.notes.append(
-                    f"client {plan.client} started {late_start:.2f} s late; "
-                    f"its samples are {late_start:.2f} s later on the timeline"
-                )
-        self.origin = time.perf_counter() + plan.warmup_s
-        started_at = time.time() + plan.warmup_s + max(late_start, 0.0)
+        begin = await self._start()
+        self.origin = time.perf_counter() + (begin - time.time()) + plan.warmup_s
+        started_at = begin + plan.warmup_s
         shape = {
             "sequential": self._sequential,
             "random": self._random,
@@ -89,10 +80,37 @@ class Client:
             notes=self.notes,
         )
 
-    async def _hit(self, index: int, since: float, due: float | None = None) -> None:
-        """Send, and record unless it is warm-up. `due`: an open loop's intended send time."""
+    async def _start(self) -> float:
+        """Wait for the plan's start time and return it (wall clock): every client's
+        schedule counts from the same instant, however late its process woke. A client
+        that started much too late begins now, and says so."""
+        plan = self.plan
+        if plan.start_at is None:
+            return time.time()
+        wait = plan.start_at - time.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        late = time.time() - plan.start_at
+        if late <= LATE_START_S:
+            return plan.start_at
+        self.notes.append(
+            f"client {plan.client} started {late:.2f} s late; its samples are "
+            f"{late:.2f} s later on the timeline"
+        )
+        return time.time()
+
+    async def _hit(self, index: int, due: float | None = None) -> None:
+        """Send, and record unless it is warm-up.
+
+        `due` is an open loop's intended send time: a request that leaves late counts its
+        latency from it; one that leaves early (at most EARLY_S) from when it left.
+        """
+        now = time.perf_counter()
+        since = now if due is None else min(now, due)
+        start = (now if due is None else due) - self.origin
+        if due is not None and start >= 0:
+            self.lags.append(max(0.0, now - due) * 1000)
         latency, status, error = await send(self.pool, self.requests[index], since)
-        start = (since if due is None else due) - self.origin
         if start < 0:  # warm-up
             return
         if not 200 <= status < 300:
@@ -103,21 +121,21 @@ class Client:
     async def _sequential(self) -> None:
         """Every target once, in order."""
         for index in range(len(self.requests)):
-            await self._hit(index, time.perf_counter())
+            await self._hit(index)
 
     async def _random(self) -> None:
         """`requests` requests one at a time, `interval_ms` apart, to targets drawn at random."""
         for i in range(self.plan.requests):
             if i and self.plan.interval_ms:
                 await asyncio.sleep(self.plan.interval_ms / 1000)
-            await self._hit(self.pick(), time.perf_counter())
+            await self._hit(self.pick())
 
     async def _closed(self) -> None:
         deadline = self.origin + self.plan.duration_s
 
         async def worker() -> None:
-            while (now := time.perf_counter()) < deadline:
-                await self._hit(self.pick(), now)
+            while time.perf_counter() < deadline:
+                await self._hit(self.pick())
 
         await asyncio.gather(*(worker() for _ in range(self.plan.concurrency)))
 
@@ -140,11 +158,7 @@ class Client:
             if len(in_flight) >= limit:
                 capped += 1
                 await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-            sent = time.perf_counter()
-            if due >= self.origin:
-                self.lags.append(max(0.0, sent - due) * 1000)
-            # late: latency counts from the intended time; early: from the actual send
-            task = asyncio.create_task(self._hit(self.pick(), min(sent, due), due))
+            task = asyncio.create_task(self._hit(self.pick(), due))
             in_flight.add(task)
             task.add_done_callback(in_flight.discard)
             if due <= now:  # behind: let the loop read answers before the next request
@@ -156,19 +170,30 @@ class Client:
                 f"client {plan.client}: {limit} requests were in flight at once, "
                 f"{capped} request(s) waited for one to finish"
             )
-        if unsent:
-            self.notes.append(
-                f"client {plan.client} could not keep {plan.rate:g} requests/s: when the "
-                f"window ended, {unsent} of its scheduled requests had not been sent; "
-                f"they are missing from the results. Use more clients."
-            )
+        self._note_lateness(unsent)
+
+    def _note_lateness(self, unsent: int) -> None:
+        """Say how far behind its schedule an open loop fell, if it did."""
+        plan = self.plan
         late = sum(lag > LATE_MS for lag in self.lags)
-        if self.lags and late > BEHIND_FRACTION * len(self.lags):
+        what = f"{late} of {len(self.lags)} requests left more than {LATE_MS:g} ms late"
+        worst = f"at worst {max(self.lags, default=0):.0f} ms"
+        if unsent or late > BEHIND_FRACTION * len(self.lags):
+            missing = (
+                f"; {unsent} scheduled requests were never sent before the window ended and "
+                f"are missing from the results"
+                if unsent
+                else ""
+            )
             self.notes.append(
-                f"client {plan.client} could not keep {plan.rate:g} requests/s: {late} of "
-                f"{len(self.lags)} requests left more than {LATE_MS:g} ms after their intended "
-                f"time (at worst {max(self.lags):.0f} ms); their latency counts from the "
-                f"intended time, so it includes that delay. Use more clients."
+                f"client {plan.client} could not keep {plan.rate:g} requests/s: {what} "
+                f"({worst}){missing}. Latency counts from the intended send time, so it "
+                f"includes the delay. Use more clients."
+            )
+        elif late > HICCUP_FRACTION * len(self.lags):
+            self.notes.append(
+                f"client {plan.client}: {what} ({worst}), as when the machine it runs on is "
+                f"busy; their latency includes that delay"
             )
 
     def _schedule(self) -> Iterator[float]:

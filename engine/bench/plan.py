@@ -11,10 +11,12 @@ import dataclasses
 import random
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from engine.bench.targets import Target, weigh
-from engine.spec.model import Scenario
+
+if TYPE_CHECKING:  # a client process needs no spec (importing it costs 0.1 s of startup)
+    from engine.spec.model import Scenario
 
 Mode = Literal["sequential", "random", "closed", "open"]
 
