@@ -36,9 +36,12 @@ def render_table(results: list[ScenarioResult]) -> str:
 
 
 def render_details(results: list[ScenarioResult]) -> str:
-    """Per replica and per model, for scenarios with more than one of either."""
+    """Per replica and per model, for benchmarks with more than one of either (probes'
+    few requests say little per group; the HTML report has them all)."""
     blocks = []
     for result in results:
+        if result.kind != "benchmark":
+            continue
         for title, groups in (("replica", result.by_replica()), ("model", result.by_model())):
             if 1 < len(groups) <= DETAIL_LIMIT:
                 rows = [(title, *COLUMNS[2:])]
