@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
 import sys
 from collections.abc import Callable
 
@@ -34,36 +36,48 @@ async def run_local_clients(
     processes: list[asyncio.subprocess.Process] = []
     try:
         for _ in plans:
-            processes.append(
-                await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "engine.bench.worker",
-                    "--plan",
-                    "-",
-                    stdin=asyncio.subprocess.PIPE,
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.PIPE,
-                )
-            )
+            await _start_client(processes)
         limit = max(p.warmup_s + p.duration_s for p in plans) + REQUEST_TIMEOUT_S + GRACE_S
-        return await asyncio.wait_for(
-            asyncio.gather(
+        async with asyncio.timeout(limit):
+            return await asyncio.gather(
                 *(
                     _collect(process, plan, lambda a, e, i=i: relay(i, a, e))
                     for i, (process, plan) in enumerate(zip(processes, plans, strict=True))
                 )
-            ),
-            limit,
-        )
+            )
     except TimeoutError:
         raise DoinferError(f"load clients of {plans[0].scenario} did not finish in time") from None
     finally:
         for process in processes:
             if process.returncode is None:
+                # os.kill, not process.kill(): that polls, and so may reap a client that
+                # just exited (Ctrl-C reaches it too) under asyncio's child watcher
                 with contextlib.suppress(ProcessLookupError):
-                    process.kill()
+                    os.kill(process.pid, signal.SIGKILL)
                 await process.wait()
+
+
+async def _start_client(processes: list[asyncio.subprocess.Process]) -> None:
+    """Start a load-client process and add it to `processes`, even when interrupted while
+    it starts: it is then stopped and reaped with the others (asyncio would abandon a
+    half-started child, and reap it twice)."""
+    starting = asyncio.ensure_future(
+        asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "engine.bench.worker",
+            "--plan",
+            "-",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    )
+    try:
+        processes.append(await asyncio.shield(starting))
+    except asyncio.CancelledError:
+        processes.append(await starting)
+        raise
 
 
 async def _collect(

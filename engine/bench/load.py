@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import itertools
 import random
 import resource
@@ -188,7 +189,7 @@ class Client:
             self.notes.append(
                 f"client {plan.client} could not keep {plan.rate:g} requests/s: {what} "
                 f"({worst}){missing}. Latency counts from the intended send time, so it "
-                f"includes the delay. Use more clients."
+                f"includes the delay. Use more clients, or a less busy machine."
             )
         elif late > HICCUP_FRACTION * len(self.lags):
             self.notes.append(
@@ -258,4 +259,5 @@ def raise_file_limit() -> None:
     """A load client may hold thousands of connections: lift its soft limit to the hard one."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        with contextlib.suppress(ValueError, OSError):  # an unlimited hard limit, say
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

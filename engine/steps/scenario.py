@@ -7,12 +7,14 @@ result is written to a JSON file next to the state, and its summary is recorded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import StepFailed
+from engine.errors import Cancelled, DoinferError, StepFailed
 from engine.graph.step import Observation, Step
 from engine.spec.model import Scenario, Slo
 from engine.steps.base import ApplyRequest, Context, Log
@@ -44,7 +46,15 @@ class ScenarioStep:
         scenario = scenario_from_inputs(request.step.inputs)
         targets = targets_from_deploys(request.upstream)
         log(f"{scenario.kind}: {len(targets)} target(s)")
-        result = asyncio.run(run_scenario(scenario, targets, clients=ctx.runtime.run_load_clients))
+        try:
+            result = asyncio.run(
+                _until_cancelled(
+                    run_scenario(scenario, targets, clients=ctx.runtime.run_load_clients), ctx
+                )
+            )
+        except DoinferError:
+            ctx.check_cancelled()  # Ctrl-C reaches the load clients too: a cancel, not a failure
+            raise
         directory = results_dir(ctx)
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"{scenario.name}-{time.strftime('%Y%m%dT%H%M%S')}.json"
@@ -58,6 +68,21 @@ class ScenarioStep:
 
     def destroy(self, record: dict[str, Any], ctx: Context, log: Log) -> None:
         pass  # results are kept: they are the record of what was measured
+
+
+async def _until_cancelled(
+    scenario: Coroutine[Any, Any, ScenarioResult], ctx: Context
+) -> ScenarioResult:
+    """Run a scenario, stopping it (and its load clients) soon after an interrupt."""
+    task = asyncio.ensure_future(scenario)
+    while not task.done():
+        await asyncio.wait([task], timeout=0.1)
+        if ctx.cancel.is_set() and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            raise Cancelled("interrupted")
+    return task.result()
 
 
 def load_result(path: str) -> ScenarioResult:

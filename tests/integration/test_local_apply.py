@@ -226,6 +226,46 @@ def test_a_missed_slo_exits_3_and_says_which(state_dir: Path, tmp_path: Path) ->
     assert "p99 ms" in compared.stdout and "load" in compared.stdout
 
 
+def test_ctrl_c_stops_a_bench_and_its_load_clients(state_dir: Path, tmp_path: Path) -> None:
+    long = tmp_path / "long.yaml"
+    long.write_text(f"extends: {SPEC}\nscenarios:\n  - {{name: load, duration_s: 600}}\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine", "bench", str(long), "load", "--state-dir", str(state_dir)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(load_clients(proc.pid)) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and stderr.strip() == "interrupted", stderr
+    assert load_clients(proc.pid) == []
+
+
+def load_clients(parent: int) -> list[int]:
+    """Live load-client processes started by `parent`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"engine.bench.worker" in cmdline and int(stat[1]) == parent and stat[0] != "Z":
+            found.append(int(proc.name))
+    return found
+
+
 def test_a_dead_server_is_drift_and_apply_restarts_only_it(state_dir: Path) -> None:
     before = {r["replica"]: r for r in status(state_dir)}
     pid = int(before[1]["detail"].split()[1])

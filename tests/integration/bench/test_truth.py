@@ -106,9 +106,20 @@ def run(scenario: Scenario, server: StallServer, seed: int) -> tuple[ScenarioRes
     return result, round_trip.ms
 
 
+def steady_run(scenario: Scenario, server: StallServer) -> tuple[ScenarioResult, float]:
+    """A run whose clients say they were held up (requests left late: this machine, shared
+    with other work, was busy, not the server) cannot show how accurate the client is:
+    such a run is repeated, at most twice. The last run is judged whatever it says."""
+    for seed in (4, 5, 6):
+        result, round_trip = run(scenario, server, seed)
+        if not result.notes:
+            break
+    return result, round_trip
+
+
 def test_open_loop_percentiles_match_the_truth_stalls_included(server: StallServer) -> None:
     scenario = Scenario("open", "benchmark", duration_s=8, rate=25, clients=2)
-    result, round_trip = run(scenario, server, seed=4)
+    result, round_trip = steady_run(scenario, server)
     measured = np.array([s.latency_ms for s in result.samples])
     assert result.ok and len(result.samples) > 300
     assert not [n for n in result.notes if "could not keep" in n]  # the clients kept up
