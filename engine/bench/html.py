@@ -79,6 +79,7 @@ def _scenario(result: ScenarioResult) -> str:
         _verdicts(result),
     ]
     parts += [f'<div class="note">{escape(note)}</div>' for note in result.notes]
+    parts.append(_errors(result))
     if len(result.samples) < MIN_CHART_SAMPLES:
         parts.append(f"<p>{len(result.samples)} samples: too few to chart.</p>")
     else:
@@ -149,6 +150,16 @@ def _verdicts(result: ScenarioResult) -> str:
     return f"<ul>{''.join(items)}</ul>"
 
 
+def _errors(result: ScenarioResult) -> str:
+    """Errors by status, each with the first answer's text as an example."""
+    rows = []
+    for status, count in result.summary().errors_by_status.items():
+        example = next(s.error for s in result.samples if str(s.status) == status)
+        label = "no answer" if status == "0" else f"HTTP {status}"
+        rows.append((escape(label), str(count), f'<span class="text">{escape(example)}</span>'))
+    return _table(("error", "count", "example"), rows) if rows else ""
+
+
 def _status(result: ScenarioResult) -> str:
     missed = [v for v in result.verdicts() if not v.met]
     if missed:
@@ -217,7 +228,9 @@ def _throughput_over_time(result: ScenarioResult) -> str:
         "seconds since measuring began (send time)",
         "answers/s",
     )
-    chart.bars([(i.start_s, i.start_s + step, i.requests / step) for i in intervals], BLUE, "ok")
+    chart.bars(
+        [(i.start_s, i.start_s + step, i.requests / step) for i in intervals], BLUE, "answers"
+    )
     if any(i.errors for i in intervals):
         chart.bars(
             [(i.start_s, i.start_s + step, i.errors / step) for i in intervals], RED, "errors"

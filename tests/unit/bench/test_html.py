@@ -41,6 +41,7 @@ def test_each_scenario_has_its_charts_and_tables() -> None:
     assert "MISSED" in page and "p99 SLO 100 ms" in page  # the objective drawn on the chart
     assert "By replica" in page and "By model" in page and "lag p99 ms" in page
     assert "a &lt;note&gt;" in page and "<note>" not in page
+    assert "<td>HTTP 503</td><td>4</td>" in page and "busy &lt;b&gt;" in page  # by status
 
 
 def test_stalls_put_the_latency_axis_on_a_log_scale() -> None:
