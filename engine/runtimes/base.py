@@ -11,7 +11,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine.bench.plan import ClientPlan, ClientResult
 
 Log = Callable[[str], None]
 
@@ -68,6 +71,19 @@ class Runtime(ABC):
 
     @abstractmethod
     def logs(self, spec: str, environment: str, server: str, index: int, tail: int) -> str: ...
+
+    async def run_load_clients(
+        self, plans: list[ClientPlan], on_progress: Callable[[int, int], None]
+    ) -> list[ClientResult]:
+        """Run a benchmark's load clients and return their results.
+
+        By default they are processes on this machine. A runtime whose servers live
+        elsewhere runs the same client (`python -m engine.bench.worker`) next to them,
+        in a container or a Job, and collects the JSON it writes.
+        """
+        from engine.bench.launch import run_local_clients
+
+        return await run_local_clients(plans, on_progress)
 
     def deploy_drift(self, inputs: dict[str, Any], outputs: dict[str, Any]) -> list[str]:
         """Replicas missing, dead, changed or extra compared with the recorded deploy."""

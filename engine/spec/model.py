@@ -122,6 +122,7 @@ class Scenario:
     concurrency: int | None = None  # benchmark, closed loop
     rate: float | None = None  # benchmark, open loop (requests/s)
     arrivals: Literal["poisson", "constant"] = "poisson"
+    weights: dict[str, float] | None = None  # random, benchmark: weight per target key pattern
     seq_0: str | None = None  # request text; None: a default per task
     seq_1: str | None = None
     slo: Slo | None = None

@@ -77,7 +77,37 @@ def semantic_errors(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
                     f"concurrency (closed loop) or rate (open loop)",
                 )
             )
+        if "weights" in scenario:
+            errors += _weight_errors(doc, marks, i)
     return errors
+
+
+def _weight_errors(doc: dict[str, Any], marks: Marks, i: int) -> list[Diagnostic]:
+    """A weight map must select the targets the spec deploys (the load generator's rule)."""
+    from engine.bench.targets import target_key, weigh
+
+    scenario = doc["scenarios"][i]
+    where = mark_of(marks, ("scenarios", i, "weights"))
+    if scenario["kind"] == "sequential":
+        return [
+            Diagnostic(
+                where,
+                f"scenarios[{i}].weights: a sequential scenario sends one request to every "
+                f"target; weights apply to random and benchmark scenarios",
+            )
+        ]
+    keys = [
+        target_key(server["name"], replica, f"{packed['model']}-{n}")
+        for server in doc.get("servers", [])
+        for replica in range(server.get("replicas", 1))
+        for packed in server["models"]
+        for n in range(packed.get("instances", 1))
+    ]
+    try:
+        weigh(keys, scenario["weights"])
+    except ValueError as exc:
+        return [Diagnostic(where, f"scenarios[{i}].weights: {exc}")]
+    return []
 
 
 def _unique_names(doc: dict[str, Any], marks: Marks, section: str) -> list[Diagnostic]:

@@ -178,3 +178,64 @@ def test_benchmark_needs_one_load_shape(write) -> None:
         f"{path}:13:5: error: scenarios[0]: a benchmark needs exactly one of concurrency "
         f"(closed loop) or rate (open loop)"
     ]
+
+
+def test_benchmark_with_neither_concurrency_nor_rate(write) -> None:
+    text = VALID.replace("{name: smoke, kind: sequential}", "{name: load, kind: benchmark}")
+    path = write("s.yaml", text)
+    assert errors_of(path) == [
+        f"{path}:13:5: error: scenarios[0]: a benchmark needs exactly one of concurrency "
+        f"(closed loop) or rate (open loop)"
+    ]
+
+
+def test_weights_must_select_deployed_targets(write) -> None:
+    text = VALID.replace(
+        "{name: smoke, kind: sequential}",
+        "{name: load, kind: benchmark, rate: 5, weights: {web/0/tiny-1: 3, nope: 1}}",
+    )
+    path = write("s.yaml", text)
+    assert errors_of(path) == [
+        f"{path}:13:{weights_column(text)}: error: scenarios[0].weights: weight key 'nope' "
+        f"selects no target "
+        f"(targets: web/0/tiny-0, web/0/tiny-1)"
+    ]
+
+
+def test_weights_may_not_select_a_target_twice(write) -> None:
+    text = VALID.replace(
+        "{name: smoke, kind: sequential}",
+        "{name: mix, kind: random, weights: {'web': 1, '*/*/tiny-0': 2}}",
+    )
+    path = write("s.yaml", text)
+    assert errors_of(path) == [
+        f"{path}:13:{weights_column(text)}: error: scenarios[0].weights: weight keys 'web' "
+        f"and '*/*/tiny-0' "
+        f"both select web/0/tiny-0"
+    ]
+
+
+def test_weights_do_not_apply_to_a_sequential_scenario(write) -> None:
+    text = VALID.replace(
+        "{name: smoke, kind: sequential}", "{name: smoke, kind: sequential, weights: {web: 1}}"
+    )
+    path = write("s.yaml", text)
+    (error,) = errors_of(path)
+    column = weights_column(text)
+    assert error.startswith(f"{path}:13:{column}: error: scenarios[0].weights: a sequential")
+
+
+def test_weights_keys_have_at_most_three_parts(write) -> None:
+    text = VALID.replace(
+        "{name: smoke, kind: sequential}",
+        "{name: mix, kind: random, weights: {web/0/tiny-0/x: 1}}",
+    )
+    path = write("s.yaml", text)
+    (error,) = errors_of(path)
+    assert error.startswith(f"{path}:13:") and "web/0/tiny-0/x" in error
+
+
+def weights_column(text: str) -> int:
+    """1-based column of the weight map on line 13 (the scenario's line)."""
+    line = text.splitlines()[12]
+    return line.index("weights: ") + len("weights: ") + 1
