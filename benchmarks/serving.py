@@ -303,7 +303,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each load run")
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads per server")
     parser.add_argument("--batch", type=int, default=8, help="max_batch_size")
-    parser.add_argument("--delay", type=float, default=0.0, help="max_delay_ms")
+    parser.add_argument("--delay", type=float, default=2.0, help="max_delay_ms")
     parser.add_argument("--queue", type=int, default=256, help="max_queue")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--write", action="store_true", help="update docs/BENCHMARKS.md")

@@ -4,10 +4,19 @@ A *traced artifact* is what the trace step produces, whether it ran here or on a
 host, and what the content-addressed cache stores under its fingerprint:
 
     <artifact>/
-      model.pt              torch.jit traced module (inputs in the order of meta["inputs"])
+      model.pt              torch.jit traced module (inputs in the order of meta["inputs"]),
+                            at the traced batch size and sequence length
+      model-<len>.pt        inf only: one compiled module per shorter padded length
+                            (padded_lengths), at the traced batch size
       tokenizer/            the tokenizer, saved with save_pretrained (fast tokenizer)
       config.json           the model's transformers config (id2label for classification)
       doinfer-trace.json    TraceMeta: what was traced, how, with which versions, sha256
+
+A Neuron module takes exactly the shape it was compiled at, so an inf artifact holds one
+module per length of padded_lengths(sequence_length): meta["modules"] maps each length
+(as a string) to its file and sha256 ("128" -> model.pt, "64" -> model-64.pt, ...), and a
+server pads each batch to the shortest length that holds it and runs that module. cpu and
+gpu artifacts have model.pt only, which takes any shape, and no "modules".
 
 A *bundle* is what the pack step produces: everything one model server needs, and
 nothing it would have to fetch (never a hub at start):
@@ -20,6 +29,7 @@ nothing it would have to fetch (never a hub at start):
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -37,6 +47,11 @@ class Pooling(TypedDict):
     normalize: bool
 
 
+class ModuleFile(TypedDict):
+    file: str  # relative to the artifact: "model.pt" or "model-<len>.pt"
+    sha256: str
+
+
 class TraceMeta(TypedDict, total=False):
     format: int
     model: str
@@ -47,9 +62,10 @@ class TraceMeta(TypedDict, total=False):
     inputs: list[str]  # e.g. ["input_ids", "attention_mask", "token_type_ids"]
     pooling: Pooling  # feature-extraction only
     sha256: str  # of model.pt
+    modules: dict[str, ModuleFile]  # inf only: per padded sequence length ("16", ..., "128")
     torch_version: str
     transformers_version: str
-    device: str  # what the module was traced on: "cpu", "cuda", "neuron"
+    device: str  # what the module was traced on: "cpu", "cuda", "neuron", "neuronx"
 
 
 class BundleModel(TypedDict):
@@ -77,6 +93,29 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def module_files(meta: TraceMeta) -> dict[str, str]:
+    """Every module file of an artifact and the sha256 it must have."""
+    files = {MODULE_FILE: meta.get("sha256", "")}
+    for module in meta.get("modules", {}).values():
+        files[module["file"]] = module["sha256"]
+    return files
+
+
+def artifact_problem(directory: Path, full_check: bool) -> str | None:
+    """Why a traced artifact is unusable, or None. The full check hashes every module."""
+    try:
+        meta: TraceMeta = json.loads((directory / TRACE_META_FILE).read_text())
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        return f"artifact {directory} is missing from the cache"
+    for name, digest in module_files(meta).items():
+        module = directory / name
+        if not module.is_file():
+            return f"{module} is missing"
+        if full_check and sha256_file(module) != digest:
+            return f"{module} does not match its sha256"
+    return None
 
 
 def instance_names(model: str, instances: int) -> list[str]:

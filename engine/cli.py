@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from engine import __version__
-from engine.console import Progress
+from engine.console import LoadProgress, Progress
 from engine.errors import DoinferError
 from engine.graph.plan import Plan
 from engine.graph.render import RENDERERS, render_text, summary_line
@@ -27,7 +27,7 @@ from engine.operations import (
 from engine.spec import SpecError, load_spec
 from engine.state import StateError, StateStore, default_state_dir
 
-EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_SLO, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -116,9 +116,28 @@ def build_parser() -> argparse.ArgumentParser:
         "cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="what to run (default sh)"
     )
 
-    p = command("bench", cmd_bench, "run the spec's scenarios against what is deployed")
+    help_text = "run the spec's scenarios against what is deployed; gate on their SLOs"
+    p = sub.add_parser(
+        "bench",
+        parents=[common],
+        help=help_text,
+        description=f"{help_text}. Exit status: 0 every objective met, {EXIT_SLO} an SLO "
+        f"missed (or errors where none are accepted), {EXIT_ERROR} could not run.",
+    )
+    p.set_defaults(handler=cmd_bench)
+    p.add_argument("spec", type=Path, nargs="?", help="the spec file (YAML)")
     p.add_argument("scenarios", nargs="*", help="scenario names (default: all)")
-    p.add_argument("--json", type=Path, help="write the full results as JSON")
+    p.add_argument(
+        "--json", type=Path, help="write every result, raw samples included, as JSON here"
+    )
+    p.add_argument("--report", type=Path, help="write the HTML report here")
+    p.add_argument(
+        "--compare",
+        nargs=2,
+        type=Path,
+        metavar=("A.json", "B.json"),
+        help="show what changed between two runs' --json files (no spec needed)",
+    )
     return parser
 
 
@@ -243,15 +262,38 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from engine.bench.report import render_table
+    from engine.bench.html import render_html
+    from engine.bench.report import render_details, render_table, render_verdicts
+    from engine.bench.results import BenchRun
 
+    if args.compare:
+        if args.spec or args.scenarios:
+            raise DoinferError("bench --compare takes two result files and no spec")
+        from engine.bench.report import render_compare
+
+        a, b = (BenchRun.load(path) for path in args.compare)
+        print(render_compare(a, b, str(args.compare[0]), str(args.compare[1])))
+        return EXIT_OK
+    if args.spec is None:
+        raise DoinferError("bench needs a spec (or --compare A.json B.json)")
     workspace = Workspace.open(args.spec, _state_dir(args))
-    results = workspace.bench(args.scenarios)
-    print(render_table(results))
-    if args.json:
-        args.json.write_text(json.dumps([r.to_dict() for r in results]))
-        print(f"results: {args.json}", file=sys.stderr)
-    return EXIT_OK if all(r.ok for r in results) else EXIT_ERROR
+    with LoadProgress() as progress:
+        run = workspace.bench(args.scenarios, progress)
+    default_json, default_report = workspace.bench_files(run.started_at)
+    json_path, report_path = args.json or default_json, args.report or default_report
+    run.write(json_path)
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(render_html(run))
+    for block in (
+        render_table(run.results),
+        render_details(run.results),
+        render_verdicts(run.results),
+    ):
+        if block:
+            print(block + "\n")
+    print(f"results: {json_path}")
+    print(f"report: {report_path}")
+    return EXIT_OK if all(r.ok for r in run.results) else EXIT_SLO
 
 
 # -- helpers ----------------------------------------------------------------------------

@@ -6,12 +6,14 @@ The CLI composes these calls: lock -> plan -> show -> confirm -> apply -> result
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import DoinferError
 from engine.graph.build import build_steps
@@ -25,6 +27,10 @@ from engine.spec.model import Spec
 from engine.state import StateStore
 from engine.steps.base import Context
 from engine.steps.registry import STEP_KINDS
+
+if TYPE_CHECKING:  # the bench (numpy) is imported only to run it
+    from engine.bench.results import BenchRun
+    from engine.bench.scenarios import OnTick
 
 
 @dataclass
@@ -136,9 +142,12 @@ class Workspace:
             names = ", ".join(s.name for s in self.spec.servers)
             raise DoinferError(f"no server {server!r} in {self.spec.name} (servers: {names})")
 
-    def bench(self, names: list[str]) -> list[Any]:
-        """Run scenarios against what is deployed now; the state is not changed."""
-        from engine.steps.scenario import run_on
+    def bench(self, names: list[str], on_tick: OnTick | None = None) -> BenchRun:
+        """Run scenarios against what is deployed now, one after another; the state is not
+        changed. Benchmarks' load clients run where the runtime puts them."""
+        from engine.bench.results import BenchRun
+        from engine.bench.scenarios import run_scenario
+        from engine.bench.targets import targets_from_deploys
 
         scenarios = {s.name: s for s in self.spec.scenarios}
         unknown = [n for n in names if n not in scenarios]
@@ -147,6 +156,8 @@ class Workspace:
                 f"no scenario {', '.join(unknown)} in {self.spec.name} "
                 f"(scenarios: {', '.join(scenarios) or 'none'})"
             )
+        if not scenarios:
+            raise DoinferError(f"{self.spec.name} has no scenarios to run")
         state = self.store.load()
         deploys = {
             f"deploy/{s.name}": state.steps.get(f"deploy/{s.name}", {}).get("outputs")
@@ -155,8 +166,25 @@ class Workspace:
         missing = [i for i, o in deploys.items() if o is None]
         if missing:
             raise DoinferError(f"{', '.join(missing)} not applied yet: run doinfer apply first")
-        found = {k: v for k, v in deploys.items() if v is not None}
-        return [run_on(self.ctx.runtime, scenarios[n], found, _quiet) for n in names or scenarios]
+        targets = targets_from_deploys({k: v for k, v in deploys.items() if v is not None})
+        started = time.time()
+        results = [
+            asyncio.run(
+                run_scenario(
+                    scenarios[n], targets, on_tick, clients=self.ctx.runtime.run_load_clients
+                )
+            )
+            for n in names or scenarios
+        ]
+        return BenchRun(
+            self.spec.name, self.spec.environment, self.spec.runtime.kind, started, results
+        )
+
+    def bench_files(self, started_at: float) -> tuple[Path, Path]:
+        """Where a bench run's JSON and HTML report go when the user names no file."""
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(started_at))
+        base = self.state_dir / "reports" / f"{self.spec.name}-{self.spec.environment}-{stamp}"
+        return base.with_suffix(".json"), base.with_suffix(".html")
 
 
 def execute(
@@ -175,10 +203,6 @@ def execute(
     ctx.runtime.check()  # an unreachable runtime fails here, before any step changes anything
     executor = Executor(STEP_KINDS, ctx, store, state, on_event, max_parallel)
     return ApplyResult(executor.run(plan))
-
-
-def _quiet(line: str) -> None:
-    pass
 
 
 def saved_plan_target(plan: Plan, state_dir: Path) -> tuple[StateStore, Context]:

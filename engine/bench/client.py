@@ -1,18 +1,19 @@
 """One request, timed: the unit every scenario is made of.
 
-aiohttp with one session per scenario (keep-alive connections); latency is taken with
-perf_counter around the whole exchange, body included.
+A target's request is built once (bytes on the wire) and sent over the pool's keep-alive
+connections. Latency counts from `since`: the moment the request was meant to leave, which
+in an open loop is its intended send time, so time spent waiting in the client counts too.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+import urllib.parse
+from dataclasses import astuple, dataclass
 from typing import Any
 
-import aiohttp
-
 from engine.artifacts import default_request
+from engine.bench.http import Pool, ProtocolError, request_bytes
 from engine.bench.targets import Target
 
 REQUEST_TIMEOUT_S = 30.0
@@ -21,7 +22,7 @@ REQUEST_TIMEOUT_S = 30.0
 @dataclass(frozen=True)
 class Sample:
     target: str  # Target.key
-    start: float  # seconds since the scenario began
+    start: float  # seconds since measuring began (the intended send time in an open loop)
     latency_ms: float
     status: int  # HTTP status, 0 when no answer came (refused, reset, timeout)
     error: str = ""
@@ -31,18 +32,20 @@ class Sample:
         return 200 <= self.status < 300
 
     def to_list(self) -> list[Any]:
-        return list(asdict(self).values())
+        return list(astuple(self))
 
     @classmethod
     def from_list(cls, values: list[Any]) -> Sample:
         return cls(*values)
 
 
-def session() -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(
-        timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
-        connector=aiohttp.TCPConnector(limit=0),
-    )
+@dataclass(frozen=True)
+class Prepared:
+    """A target's request, ready to send."""
+
+    host: str
+    port: int
+    data: bytes
 
 
 def query_for(target: Target, seq_0: str | None, seq_1: str | None) -> dict[str, str]:
@@ -54,16 +57,20 @@ def query_for(target: Target, seq_0: str | None, seq_1: str | None) -> dict[str,
     return params
 
 
-async def send(
-    http: aiohttp.ClientSession, target: Target, params: dict[str, str], origin: float
-) -> Sample:
-    start = time.perf_counter()
+def prepare(target: Target, seq_0: str | None, seq_1: str | None) -> Prepared:
+    url = urllib.parse.urlsplit(target.url)
+    host, port = url.hostname or "127.0.0.1", url.port or 80
+    query = urllib.parse.urlencode(query_for(target, seq_0, seq_1))
+    path = f"{url.path.rstrip('/')}/predictions/{urllib.parse.quote(target.instance)}?{query}"
+    return Prepared(host, port, request_bytes(host, port, path))
+
+
+async def send(pool: Pool, request: Prepared, since: float) -> tuple[float, int, str]:
+    """(latency ms counted from `since`, a perf_counter time; status; error text)."""
     try:
-        async with http.get(f"{target.url}/predictions/{target.instance}", params=params) as r:
-            body = await r.read()
-            status = r.status
-            error = "" if r.ok else body[:200].decode(errors="replace")
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        status, error = 0, f"{type(exc).__name__}: {exc}"[:200]
-    latency = (time.perf_counter() - start) * 1000
-    return Sample(target.key, start - origin, latency, status, error)
+        response = await pool.get(request.host, request.port, request.data)
+    except (OSError, TimeoutError, ProtocolError) as exc:
+        return (time.perf_counter() - since) * 1000, 0, f"{type(exc).__name__}: {exc}"[:200]
+    status = response.status
+    error = "" if 200 <= status < 300 else response.body[:200].decode(errors="replace")
+    return (response.received_at - since) * 1000, status, error

@@ -22,7 +22,7 @@ from engine.graph.fingerprint import fingerprint
 from engine.graph.step import Step
 from engine.runtimes import image_names
 from engine.sources import ResolvedSource, resolve_source
-from engine.spec.model import Scenario, Server, Spec
+from engine.spec.model import Host, Scenario, Server, Spec
 
 IMAGE_RUNTIMES = ("docker",)  # runtimes that run images (kubernetes will too)
 
@@ -66,6 +66,7 @@ def build_steps(spec: Spec, cache_dir: Path) -> list[Step]:
         follows_upstream: bool = False,
         exclusive: bool = False,
         after_apply: tuple[str, ...] = (),
+        host: Host | None = None,
     ) -> Step:
         upstream = {n: steps[n].fingerprint for n in needs}
         digest = fingerprint(inputs, upstream)
@@ -79,10 +80,15 @@ def build_steps(spec: Spec, cache_dir: Path) -> list[Step]:
             updatable,
             follows_upstream,
             exclusive,
-            after_apply,
+            after_apply=after_apply,
+            runs_on=host_settings(host, spec.path.parent) if host else None,
+            pool=f"host/{host.name}" if host else None,
+            pool_limit=host.max_parallel if host else 1,
         )
         steps[step_id] = step
         return step
+
+    place = trace_placer(spec)
 
     for server in spec.servers:
         for packed in server.models:
@@ -109,6 +115,7 @@ def build_steps(spec: Spec, cache_dir: Path) -> list[Step]:
                 [],
                 f"trace {model.name} ({model.source}, {model.task}) on {server.processor}, "
                 f"{trace['batch_size']}x{trace['sequence_length']}",
+                host=place(server.processor),
             )
 
     images = spec.runtime.kind in IMAGE_RUNTIMES
@@ -204,6 +211,33 @@ def build_steps(spec: Spec, cache_dir: Path) -> list[Step]:
 
     order = TopologicalSorter({s.id: s.needs for s in steps.values()}).static_order()
     return [steps[i] for i in order]
+
+
+def trace_placer(spec: Spec) -> Callable[[str], Host | None]:
+    """Which host traces for a processor: a host of that processor if the spec lists any
+    (the least loaded so far, in spec order, so a plan says exactly where each trace
+    runs), else none: the trace runs here (cpu, or a local device that validation found)."""
+    load: dict[str, int] = {h.name: 0 for h in spec.hosts}
+
+    def place(processor: str) -> Host | None:
+        candidates = [h for h in spec.hosts if h.processor == processor]
+        if not candidates:
+            return None
+        host = min(candidates, key=lambda h: load[h.name] / h.max_parallel)
+        load[host.name] += 1
+        return host
+
+    return place
+
+
+def host_settings(host: Host, base_dir: Path) -> dict[str, Any]:
+    """A host as a step records it: JSON, with key files as absolute paths (~ expanded,
+    relative paths against the spec's directory), so a saved plan applies from anywhere."""
+    settings = asdict(host)
+    for key in ("identity", "known_hosts"):
+        if settings[key] is not None:
+            settings[key] = str(base_dir / os.path.expanduser(settings[key]))
+    return settings
 
 
 def _pack_inputs(spec: Spec, server: Server) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 """Apply a plan: deletes first (dependents before what they need), then the rest in
-topological order, independent steps in parallel. State is recorded after every step.
+topological order, independent steps in parallel (at most `max_parallel`, and at most a
+pool's limit of one pool, e.g. the traces one host may run at once). State is recorded
+after every step.
 
 The executor knows nothing of what steps do (it looks up their kind) nor of terminals
 (it reports through `on_event`).
@@ -12,6 +14,7 @@ import contextlib
 import signal
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from graphlib import TopologicalSorter
@@ -104,12 +107,16 @@ class Executor:
         outcomes: list[Outcome] = []
         blocked: set[str] = set()
         running: dict[asyncio.Task[Outcome], str] = {}
+        in_pool: Counter[str] = Counter()  # running steps per pool (e.g. traces per host)
         ready: list[str] = []
         while sorter.is_active():
             ready += sorter.get_ready()
-            while ready and len(running) < self.max_parallel:
-                step_id = ready.pop(0)
-                if blocked & set(steps[step_id].needs) or self.ctx.cancel.is_set():
+            for step_id in list(ready):
+                if len(running) >= self.max_parallel:
+                    break
+                step = steps[step_id]
+                if blocked & set(step.needs) or self.ctx.cancel.is_set():
+                    ready.remove(step_id)
                     status = "cancelled" if self.ctx.cancel.is_set() else "skipped"
                     why = "interrupted" if status == "cancelled" else "an upstream step failed"
                     self.on_event(Event(status, step_id, todo[step_id].action, why))
@@ -117,13 +124,21 @@ class Executor:
                     blocked.add(step_id)
                     sorter.done(step_id)
                     continue
-                task = asyncio.create_task(self._apply(steps[step_id], todo[step_id]))
+                if step.pool is not None and in_pool[step.pool] >= step.pool_limit:
+                    continue  # its pool is full: a later ready step may still start
+                ready.remove(step_id)
+                if step.pool is not None:
+                    in_pool[step.pool] += 1
+                task = asyncio.create_task(self._apply(step, todo[step_id]))
                 running[task] = step_id
             if not running:
                 continue
             finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             for task in finished:
                 step_id = running.pop(task)
+                pool = steps[step_id].pool
+                if pool is not None:
+                    in_pool[pool] -= 1
                 outcome = task.result()
                 outcomes.append(outcome)
                 if outcome.status != "ok":

@@ -13,6 +13,7 @@ from typing import Any
 
 from engine.graph.fingerprint import changed_keys, diff_inputs
 from engine.graph.step import Action, Observation, Step
+from engine.remote.hosts import RemoteHost
 from engine.state import State
 
 PLAN_FORMAT = "doinfer-plan/1"
@@ -29,6 +30,7 @@ class Change:
     summary: str
     fingerprint: str | None  # desired; None for a delete
     previous: str | None  # recorded; None for a create
+    runs_on: str | None = None  # "host gpu-a (ec2-user@10.0.0.7:22)"; None: on this machine
     values: dict[str, str] = field(default_factory=dict)  # outputs: recorded, or "known after"
 
     def to_dict(self) -> dict[str, Any]:
@@ -40,6 +42,7 @@ class Change:
             "summary": self.summary,
             "fingerprint": self.fingerprint,
             "previous": self.previous,
+            "runs_on": self.runs_on,
             "values": self.values,
         }
 
@@ -53,6 +56,7 @@ class Change:
             data["summary"],
             data["fingerprint"],
             data["previous"],
+            data.get("runs_on"),
             dict(data.get("values", {})),
         )
 
@@ -201,6 +205,7 @@ def make_plan(
                 step.summary,
                 step.fingerprint,
                 record.get("fingerprint") if record else None,
+                where(step.runs_on),
                 output_values(step, record, action),
             )
         )
@@ -220,6 +225,11 @@ def make_plan(
     return Plan(
         spec, environment, runtime, spec_path, state.lineage, state.serial, steps, changes, document
     )
+
+
+def where(runs_on: dict[str, Any] | None) -> str | None:
+    """A remote host as a plan shows it: `host gpu-a (ec2-user@10.0.0.7:22)`."""
+    return None if runs_on is None else f"host {RemoteHost.from_settings(runs_on).label}"
 
 
 def destroy_plan(state: State, *, runtime: str, spec_path: str) -> Plan:

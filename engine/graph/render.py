@@ -52,7 +52,7 @@ def render_text(plan: Plan, colour: bool = False, show_noop: bool = False) -> st
         symbol = SYMBOL[change.action].rjust(3)
         lines.append(
             paint(change.action, f"{symbol} {change.step_id.ljust(width)}  {change.action}")
-            + f"  {change.summary}"
+            + f"  {described(change)}"
         )
         lines.extend(f"        {reason}" for reason in change.reasons)
         lines.extend(f"        {name}: {value}" for name, value in change.values.items())
@@ -60,6 +60,11 @@ def render_text(plan: Plan, colour: bool = False, show_noop: bool = False) -> st
         lines.append("")
     lines.append(summary_line(plan))
     return "\n".join(lines)
+
+
+def described(change: Change) -> str:
+    """The step's summary, and where it runs when that is not this machine."""
+    return f"{change.summary}, on {change.runs_on}" if change.runs_on else change.summary
 
 
 def render_markdown(plan: Plan) -> str:
@@ -92,7 +97,7 @@ def _markdown_row(change: Change) -> str:
     )
     return (
         f"| `{SYMBOL[change.action]}` | `{change.step_id}` | {change.action} | "
-        f"{_escape(change.summary)}<br>{why} |"
+        f"{_escape(described(change))}<br>{why} |"
     )
 
 

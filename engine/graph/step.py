@@ -30,6 +30,11 @@ class Step:
     updatable: frozenset[str] = field(default_factory=frozenset)  # inputs changeable in place
     follows_upstream: bool = False  # re-run whenever an upstream step changes at all
     exclusive: bool = False  # never runs alongside another exclusive step (measurements)
+    # Where the step runs: a remote host's settings (name, address, ...), None for here. Not
+    # part of the fingerprint: the same inputs give the same result on any suitable host.
+    runs_on: dict[str, Any] | None = None
+    pool: str | None = None  # steps of one pool run at most pool_limit at once (a host's slots)
+    pool_limit: int = 1
     after_apply: tuple[str, ...] = ()  # outputs known only after apply (an image id, a digest)
 
     def to_dict(self) -> dict[str, Any]:
@@ -43,6 +48,9 @@ class Step:
             "updatable": sorted(self.updatable),
             "follows_upstream": self.follows_upstream,
             "exclusive": self.exclusive,
+            "runs_on": self.runs_on,
+            "pool": self.pool,
+            "pool_limit": self.pool_limit,
             "after_apply": list(self.after_apply),
         }
 
@@ -58,6 +66,9 @@ class Step:
             updatable=frozenset(data.get("updatable", ())),
             follows_upstream=bool(data.get("follows_upstream", False)),
             exclusive=bool(data.get("exclusive", False)),
+            runs_on=data.get("runs_on"),
+            pool=data.get("pool"),
+            pool_limit=int(data.get("pool_limit", 1)),
             after_apply=tuple(data.get("after_apply", ())),
         )
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine.bench.plan import ClientPlan, ClientResult
 
 from engine.errors import DoinferError
 
@@ -39,7 +42,6 @@ class ReplicaStatus:
 
 class Runtime(ABC):
     kind: str
-    runs_clients: bool = False  # load clients run inside the runtime (run_clients)
 
     def check(self) -> None:  # noqa: B027 (most runtimes have nothing to check)
         """Raise a DoinferError when the runtime cannot be reached (before any change)."""
@@ -89,11 +91,18 @@ class Runtime(ABC):
             f"processes on this machine (see `doinfer status` for their pids)"
         )
 
-    def run_clients(
-        self, deploys: dict[str, dict[str, Any]], argv: list[str], count: int, log: Log
-    ) -> list[str]:
-        """Run `count` load-client processes (`python ARGV`) beside the servers; their stdout."""
-        raise NotImplementedError(f"the {self.kind} runtime runs load clients in-process")
+    async def run_load_clients(
+        self, plans: list[ClientPlan], on_progress: Callable[[int, int], None]
+    ) -> list[ClientResult]:
+        """Run a benchmark's load clients and return their results.
+
+        By default they are processes on this machine. A runtime whose servers live
+        elsewhere runs the same client (`python -m engine.bench.worker`) next to them,
+        in a container or a Job, and collects the JSON it writes.
+        """
+        from engine.bench.launch import run_local_clients
+
+        return await run_local_clients(plans, on_progress)
 
     def deploy_drift(self, inputs: dict[str, Any], outputs: dict[str, Any]) -> list[str]:
         """Replicas missing, dead, changed or extra compared with the recorded deploy."""

@@ -9,19 +9,21 @@ clients join it), and are published on 127.0.0.1 unless the spec says otherwise.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import glob
 import hashlib
 import json
 import os
 import socket
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from python_on_whales import Container, DockerClient
 from python_on_whales.exceptions import DockerException, NoSuchContainer
@@ -39,15 +41,19 @@ from engine.runtimes.docker_engine import (
     STEP,
     check_daemon,
     client,
+    docker_command,
     docker_errors,
     labels_filter,
     reason,
 )
 
+if TYPE_CHECKING:
+    from engine.bench.plan import ClientPlan, ClientResult
+
 READY_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 10
 LOG_TAIL_LINES = 30
-CLIENT_TIMEOUT_S = 3600.0
+CLIENT_START_S = 30.0  # a client container's start, on top of its plan's time
 
 
 def container_name(spec: str, environment: str, server: str, index: int) -> str:
@@ -118,9 +124,18 @@ def run_options(
     }
 
 
+@dataclass(frozen=True)
+class Route:
+    """How a load client container reaches a server container."""
+
+    url: str  # on the network: http://<server>-<replica>:<port>
+    network: str
+    image: str
+    labels: dict[str, str]  # spec and environment, for the client containers too
+
+
 class DockerRuntime(Runtime, ImageRuntime):
     kind = "docker"
-    runs_clients = True
 
     def __init__(self, state_dir: Path, docker: DockerClient | None = None) -> None:
         self.state_dir = state_dir
@@ -302,52 +317,115 @@ class DockerRuntime(Runtime, ImageRuntime):
 
     # -- load clients -------------------------------------------------------------------
 
-    def run_clients(
-        self, deploys: dict[str, dict[str, Any]], argv: list[str], count: int, log: Log
-    ) -> list[str]:
-        """Run `count` Python load clients (python ARGV) as containers on the servers'
-        network, from a server image (it has doinfer), and return each one's stdout."""
-        first = next(iter(sorted(deploys.items())))[1]
-        spec, env = first["spec"], first["environment"]
-        outputs: list[str | BaseException] = [""] * count
-        names = [f"doinfer-{spec}-{env}-client-{i}-{os.getpid()}" for i in range(count)]
+    async def run_load_clients(
+        self, plans: list[ClientPlan], on_progress: Callable[[int, int], None]
+    ) -> list[ClientResult]:
+        """Run each client (`python -m engine.bench.worker`) in a container of a server's
+        image on the servers' network, so it reaches them by name and not through the
+        ports published on the host; collect the JSON results it writes."""
+        from engine.bench.launch import GRACE_S
+        from engine.bench.launch import _collect as collect  # one client's output and progress
 
-        def one(i: int) -> None:
-            try:
-                outputs[i] = str(
-                    self.docker.run(
-                        first["image"],
-                        ["-m", *argv] if argv[0] != "-m" else argv,
-                        entrypoint="python",
-                        name=names[i],
-                        networks=[first["network"]],
-                        labels={SPEC: spec, ENVIRONMENT: env, ROLE: "load-client"},
-                        remove=True,
+        routes = await asyncio.to_thread(self._routes)
+        route = routes.get(plans[0].targets[0].url)
+        if route is None:
+            raise DoinferError(
+                f"{plans[0].targets[0].url} is no container of doinfer's: apply the spec first"
+            )
+        plans = [
+            dataclasses.replace(
+                plan,
+                targets=[
+                    dataclasses.replace(t, url=routes[t.url].url if t.url in routes else t.url)
+                    for t in plan.targets
+                ],
+            )
+            for plan in plans
+        ]
+        names = [f"{route.network}-client-{plan.client}-{os.getpid()}" for plan in plans]
+        counts = [(0, 0)] * len(plans)
+
+        def relay(index: int, answered: int, errors: int) -> None:
+            counts[index] = (answered, errors)
+            on_progress(sum(c[0] for c in counts), sum(c[1] for c in counts))
+
+        processes = []
+        try:
+            for name in names:
+                command = [
+                    *docker_command(self.docker),
+                    "run",
+                    "--interactive",
+                    "--rm",
+                    "--name",
+                    name,
+                    "--network",
+                    route.network,
+                    "--label",
+                    f"{ROLE}=load-client",
+                    *[a for k, v in route.labels.items() for a in ("--label", f"{k}={v}")],
+                    "--entrypoint",
+                    "python",
+                    route.image,
+                    *["-m", "engine.bench.worker", "--plan", "-"],
+                ]
+                processes.append(
+                    await asyncio.create_subprocess_exec(
+                        *command,
+                        stdin=asyncio.subprocess.PIPE,
+                        stdout=asyncio.subprocess.PIPE,
+                        stderr=asyncio.subprocess.PIPE,
                     )
                 )
-            except BaseException as exc:  # reported below, with the others
-                outputs[i] = exc
+            limit = max(p.warmup_s + p.duration_s for p in plans) + CLIENT_START_S + GRACE_S
+            async with asyncio.timeout(limit):
+                results = await asyncio.gather(
+                    *(
+                        collect(process, plan, lambda a, e, i=i: relay(i, a, e))
+                        for i, (process, plan) in enumerate(zip(processes, plans, strict=True))
+                    )
+                )
+        except TimeoutError:
+            raise DoinferError(
+                f"load client containers of {plans[0].scenario} did not finish in time"
+            ) from None
+        finally:
+            for process in processes:
+                if process.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        process.kill()
+                    await process.wait()
+            # the docker command's end does not stop its container: remove what is left
+            await asyncio.to_thread(self._remove_clients, names)
+        results[0].notes.append(
+            f"{len(plans)} load client(s) ran as containers on the network {route.network}"
+        )
+        return list(results)
 
-        threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(count)]
-        log(f"{count} load client container(s) on network {first['network']}")
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(CLIENT_TIMEOUT_S)
-        failures = [o for o in outputs if isinstance(o, BaseException)]
-        if failures:
-            for name in names:
-                with contextlib.suppress(DockerException):
-                    self.docker.container.remove(name, force=True)
-            first_failure = failures[0]
-            stderr = getattr(first_failure, "stderr", None) or ""
-            last = stderr.strip().splitlines()[-1:]  # a client's error is its last line
-            raise StepFailed(
-                f"{len(failures)} of {count} load client container(s) failed: "
-                f"{last[0] if last else first_failure}",
-                stderr[-3000:],
+    def _routes(self) -> dict[str, Route]:
+        """doinfer's running server containers by published URL: how a client container
+        on their network reaches each, and which image and labels it takes."""
+        with docker_errors("listing containers"):
+            found = self.docker.container.list(filters=[("label", STEP)])
+        routes = {}
+        for container in found:
+            labels = container.config.labels
+            url = _host_url(container)
+            if url is None or REPLICA not in labels:
+                continue
+            port = next(iter(container.network_settings.ports or {"8080/tcp": None})).split("/")[0]
+            routes[url] = Route(
+                f"http://{labels[SERVER]}-{labels[REPLICA]}:{port}",
+                network_name(labels[SPEC], labels[ENVIRONMENT]),
+                container.config.image,
+                {SPEC: labels[SPEC], ENVIRONMENT: labels[ENVIRONMENT]},
             )
-        return [str(o) for o in outputs]
+        return routes
+
+    def _remove_clients(self, names: list[str]) -> None:
+        for name in names:
+            with contextlib.suppress(DockerException):
+                self.docker.container.remove(name, force=True)
 
     # -- internals ----------------------------------------------------------------------
 

@@ -32,6 +32,9 @@ from engine.errors import Cancelled, StepFailed
 from engine.runtimes.base import Log, ReplicaStatus, Runtime
 
 READY_TIMEOUT_S = 180.0
+# sh -c: wait for the engine's "go" on stdin (EOF: the engine died before recording this
+# replica), then become the model server (same pid) with stdin from /dev/null.
+HOLD_UNTIL_RECORDED = 'read -r go && [ "$go" = go ] || exit 1; exec "$@" </dev/null'
 STOP_TIMEOUT_S = 10.0
 LOG_TAIL_LINES = 30
 
@@ -198,28 +201,37 @@ class LocalRuntime(Runtime):
             "TOKENIZERS_PARALLELISM": "false",
             "HF_HUB_OFFLINE": "1",
         }
-        with log_path.open("ab") as log_file:
-            proc = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                pass_fds=(sock.fileno(),),
-                start_new_session=True,
-                env=env,
-            )
-        sock.close()
-        record = {
-            "index": index,
-            "pid": proc.pid,
-            "port": port,
-            "url": f"http://{host}:{port}",
-            "key": key,
-            "bundle": pack["bundle"],
-            "log": str(log_path),
-            "started_at": time.time(),
-        }
-        _write_json(run_dir / f"replica-{index}.json", record)
+        # The replica waits on a pipe until its pid is recorded: an engine killed between
+        # spawning and recording closes the pipe, and the replica exits instead of running
+        # on where no apply or destroy would ever find it.
+        go_read, go_write = os.pipe()
+        try:
+            with log_path.open("ab") as log_file:
+                proc = subprocess.Popen(
+                    ["/bin/sh", "-c", HOLD_UNTIL_RECORDED, "sh", *command],
+                    stdin=go_read,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    pass_fds=(sock.fileno(),),
+                    start_new_session=True,
+                    env=env,
+                )
+            sock.close()
+            record = {
+                "index": index,
+                "pid": proc.pid,
+                "port": port,
+                "url": f"http://{host}:{port}",
+                "key": key,
+                "bundle": pack["bundle"],
+                "log": str(log_path),
+                "started_at": time.time(),
+            }
+            _write_json(run_dir / f"replica-{index}.json", record)
+            os.write(go_write, b"go\n")
+        finally:
+            os.close(go_read)
+            os.close(go_write)
         log(f"replica {index}: pid {proc.pid} on {record['url']}")
         return record, proc
 

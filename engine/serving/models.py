@@ -8,6 +8,7 @@ while a model computes.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import time
@@ -29,6 +30,7 @@ from engine.artifacts import (
     BundleModel,
     TraceMeta,
     instance_names,
+    module_files,
     padded_lengths,
     sha256_file,
 )
@@ -66,7 +68,7 @@ class ModelRunner:
         model: str,
         task: str,
         directory: Path,
-        module: torch.jit.ScriptModule,
+        modules: dict[int, torch.jit.ScriptModule],
         meta: TraceMeta,
     ) -> None:
         from transformers import AutoTokenizer
@@ -75,7 +77,7 @@ class ModelRunner:
         self.model = model
         self.task = task
         self.meta = meta
-        self.module = module
+        self.modules = modules  # by the sequence length each takes (cpu/gpu: one, any length)
         self.tokenizer = AutoTokenizer.from_pretrained(
             str(directory / TOKENIZER_DIR), use_fast=True
         )
@@ -94,6 +96,10 @@ class ModelRunner:
         self.batch_rows = int(meta["trace"].get("batch_size", 1)) if self.fixed_shapes else None
         self.lengths = padded_lengths(self.max_length) if self.fixed_shapes else None
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"infer-{name}")
+
+    def module_for(self, length: int) -> torch.jit.ScriptModule:
+        """The module compiled for this padded length, or the one that takes any."""
+        return self.modules.get(length) or self.modules[self.max_length]
 
     @property
     def needs_context(self) -> bool:
@@ -138,8 +144,9 @@ class ModelRunner:
                 [r.seq_0 for r in requests], truncation=True, max_length=self.max_length
             )
         tensors = self._padded(encoded, len(requests))
+        module = self.module_for(tensors["input_ids"].shape[1])
         with torch.inference_mode():
-            outputs = self.module(*(tensors[n] for n in self.input_names))
+            outputs = module(*(tensors[n] for n in self.input_names))
         rows = len(requests)
         if self.task == "feature-extraction":
             return self._embeddings(outputs[0][:rows], tensors["attention_mask"][:rows])
@@ -251,22 +258,23 @@ def load_bundle(bundle: Path) -> LoadedBundle:
     for model in config["models"]:
         directory = bundle / model["artifact"]
         meta: TraceMeta = json.loads((directory / TRACE_META_FILE).read_text())
-        module_path = directory / MODULE_FILE
-        digest = sha256_file(module_path)
-        if digest != meta["sha256"]:
-            raise BundleError(
-                f"{module_path}: sha256 {digest} does not match the trace "
-                f"metadata ({meta['sha256']}); re-run doinfer apply"
-            )
+        for file, expected in module_files(meta).items():
+            digest = sha256_file(directory / file)
+            if digest != expected:
+                raise BundleError(
+                    f"{directory / file}: sha256 {digest} does not match the trace "
+                    f"metadata ({expected}); re-run doinfer apply"
+                )
+        _import_compiler_runtime(meta)
         started = time.monotonic()
         shared: ModelRunner | None = None
         # a NeuronCore runs one loaded module: on inf every instance loads its own
         share = config["share_weights"] and config["processor"] != "inf"
         for name in instance_names(model["name"], model["instances"]):
             if shared is None or not share:
-                module = torch.jit.load(str(module_path), map_location="cpu").eval()
                 label = model["name"] if share else name
-                shared = ModelRunner(label, model["name"], model["task"], directory, module, meta)
+                modules = _load_modules(directory, meta)
+                shared = ModelRunner(label, model["name"], model["task"], directory, modules, meta)
                 shared.warm_up()
             runners[name] = shared
         log.info(
@@ -277,3 +285,28 @@ def load_bundle(bundle: Path) -> LoadedBundle:
             time.monotonic() - started,
         )
     return LoadedBundle(config["server"], runners, config["models"])
+
+
+def _load_modules(directory: Path, meta: TraceMeta) -> dict[int, torch.jit.ScriptModule]:
+    """The artifact's modules by the sequence length they take: model.pt at the traced
+    length (any length on cpu and gpu), and on inf one per shorter padded length."""
+    lengths = {int(meta["trace"]["sequence_length"]): MODULE_FILE}
+    lengths.update({int(n): m["file"] for n, m in meta.get("modules", {}).items()})
+    return {
+        n: torch.jit.load(str(directory / file), map_location="cpu").eval()
+        for n, file in sorted(lengths.items())
+    }
+
+
+def _import_compiler_runtime(meta: TraceMeta) -> None:
+    """A Neuron-compiled module loads only once its runtime's operators are registered."""
+    package = {"neuron": "torch_neuron", "neuronx": "torch_neuronx"}.get(meta.get("device", ""))
+    if package is None:
+        return
+    try:
+        importlib.import_module(package)
+    except ImportError:
+        raise BundleError(
+            f"model {meta.get('model')} was compiled for {meta['device']}: this server needs "
+            f"{package}, which is not installed (run it on an Inferentia host's image)"
+        ) from None

@@ -59,6 +59,9 @@ class Host:
     known_hosts: str | None = None
     python: str = "python3"
     max_parallel: int = 1
+    connect_timeout_s: float = 10.0
+    connect_attempts: int = 3
+    trace_timeout_s: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,7 @@ class Scenario:
     concurrency: int | None = None  # benchmark, closed loop
     rate: float | None = None  # benchmark, open loop (requests/s)
     arrivals: Literal["poisson", "constant"] = "poisson"
+    weights: dict[str, float] | None = None  # random, benchmark: weight per target key pattern
     seq_0: str | None = None  # request text; None: a default per task
     seq_1: str | None = None
     slo: Slo | None = None

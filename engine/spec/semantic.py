@@ -1,15 +1,13 @@
-"""Checks the schema cannot express: references, uniqueness, where to trace, port clashes."""
+"""Checks the schema cannot express: references, uniqueness, where to trace and serve, ports."""
 
 from __future__ import annotations
 
 import difflib
-import os
 from typing import Any
 
+from engine.devices import LOCAL_DEVICES, has_local_device
 from engine.spec.errors import Diagnostic
 from engine.spec.validate import Marks, mark_of
-
-LOCAL_DEVICES = {"gpu": "/dev/nvidia0", "inf": "/dev/neuron0"}
 
 
 def semantic_errors(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
@@ -18,6 +16,7 @@ def semantic_errors(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
         errors += _unique_names(doc, marks, section)
     models = {m["name"]: m for m in doc.get("models", [])}
     host_processors = {h["processor"] for h in doc.get("hosts", [])}
+    runtime = doc.get("runtime", {}).get("kind", "local")
     for i, server in enumerate(doc.get("servers", [])):
         seen: set[str] = set()
         for j, packed in enumerate(server["models"]):
@@ -48,14 +47,21 @@ def semantic_errors(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
                 )
             seen.add(name)
         processor = server["processor"]
-        if (
-            processor in LOCAL_DEVICES
-            and processor not in host_processors
-            and not os.path.exists(LOCAL_DEVICES[processor])
-        ):
+        where = mark_of(marks, ("servers", i, "processor"))
+        if runtime == "local" and not has_local_device(processor):
+            # A host can trace for this processor, but the local runtime serves here.
             errors.append(
                 Diagnostic(
-                    mark_of(marks, ("servers", i, "processor")),
+                    where,
+                    f"servers[{i}].processor: the local runtime serves on this machine, which "
+                    f"has no {processor} device ({LOCAL_DEVICES[processor]}); use processor: cpu, "
+                    f"or a docker or kubernetes runtime on {processor} nodes",
+                )
+            )
+        elif processor not in host_processors and not has_local_device(processor):
+            errors.append(
+                Diagnostic(
+                    where,
                     f"servers[{i}].processor: {processor} models must be traced on a {processor} "
                     f"device, and there is no host with processor: {processor} under hosts and no "
                     f"{processor} device here; add a host with processor: {processor}",
@@ -71,7 +77,37 @@ def semantic_errors(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
                     f"concurrency (closed loop) or rate (open loop)",
                 )
             )
+        if "weights" in scenario:
+            errors += _weight_errors(doc, marks, i)
     return errors
+
+
+def _weight_errors(doc: dict[str, Any], marks: Marks, i: int) -> list[Diagnostic]:
+    """A weight map must select the targets the spec deploys (the load generator's rule)."""
+    from engine.bench.targets import target_key, weigh
+
+    scenario = doc["scenarios"][i]
+    where = mark_of(marks, ("scenarios", i, "weights"))
+    if scenario["kind"] == "sequential":
+        return [
+            Diagnostic(
+                where,
+                f"scenarios[{i}].weights: a sequential scenario sends one request to every "
+                f"target; weights apply to random and benchmark scenarios",
+            )
+        ]
+    keys = [
+        target_key(server["name"], replica, f"{packed['model']}-{n}")
+        for server in doc.get("servers", [])
+        for replica in range(server.get("replicas", 1))
+        for packed in server["models"]
+        for n in range(packed.get("instances", 1))
+    ]
+    try:
+        weigh(keys, scenario["weights"])
+    except ValueError as exc:
+        return [Diagnostic(where, f"scenarios[{i}].weights: {exc}")]
+    return []
 
 
 def _unique_names(doc: dict[str, Any], marks: Marks, section: str) -> list[Diagnostic]:

@@ -7,19 +7,20 @@ result is written to a JSON file next to the state, and its summary is recorded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import StepFailed
+from engine.errors import Cancelled, DoinferError, StepFailed
 from engine.graph.step import Observation, Step
-from engine.runtimes.base import Runtime
 from engine.spec.model import Scenario, Slo
 from engine.steps.base import ApplyRequest, Context, Log
 
-if TYPE_CHECKING:  # the load generator (aiohttp, numpy) is imported only to run scenarios
-    from engine.bench.scenarios import ScenarioResult
+if TYPE_CHECKING:  # the load generator (numpy) is imported only to run scenarios
+    from engine.bench.results import ScenarioResult
 
 
 def scenario_from_inputs(inputs: dict[str, Any]) -> Scenario:
@@ -38,40 +39,53 @@ class ScenarioStep:
         return Observation()  # a finished scenario has nothing that can drift
 
     def apply(self, request: ApplyRequest, ctx: Context, log: Log) -> dict[str, Any]:
-        from engine.bench.report import render_table
+        from engine.bench.report import render_table, render_verdicts
+        from engine.bench.scenarios import run_scenario
+        from engine.bench.targets import targets_from_deploys
 
         scenario = scenario_from_inputs(request.step.inputs)
-        result = run_on(ctx.runtime, scenario, request.upstream, log)
+        targets = targets_from_deploys(request.upstream)
+        log(f"{scenario.kind}: {len(targets)} target(s)")
+        try:
+            result = asyncio.run(
+                _until_cancelled(
+                    run_scenario(scenario, targets, clients=ctx.runtime.run_load_clients), ctx
+                )
+            )
+        except DoinferError:
+            ctx.check_cancelled()  # Ctrl-C reaches the load clients too: a cancel, not a failure
+            raise
         directory = results_dir(ctx)
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"{scenario.name}-{time.strftime('%Y%m%dT%H%M%S')}.json"
         path.write_text(json.dumps(result.to_dict()))
         if not result.ok:
-            raise StepFailed(f"scenario {scenario.name} had errors", render_table([result]))
+            raise StepFailed(
+                f"scenario {scenario.name} missed its objectives",
+                render_table([result]) + "\n" + render_verdicts([result]),
+            )
         return {"result_file": str(path), "summary": result.summary().to_dict()}
 
     def destroy(self, record: dict[str, Any], ctx: Context, log: Log) -> None:
         pass  # results are kept: they are the record of what was measured
 
 
-def run_on(
-    runtime: Runtime, scenario: Scenario, deploys: dict[str, dict[str, Any]], log: Log
+async def _until_cancelled(
+    scenario: Coroutine[Any, Any, ScenarioResult], ctx: Context
 ) -> ScenarioResult:
-    """Run a scenario against deployed servers: from this process, or from load clients
-    inside the runtime where it runs them (containers on the servers' network)."""
-    from engine.bench.scenarios import run_scenario
-    from engine.bench.targets import targets_from_deploys
-
-    if runtime.runs_clients:
-        from engine.runtimes.load_client import run_scenario_in_runtime
-
-        return run_scenario_in_runtime(runtime, scenario, deploys, log)
-    targets = targets_from_deploys(deploys)
-    log(f"{scenario.kind}: {len(targets)} target(s)")
-    return asyncio.run(run_scenario(scenario, targets))
+    """Run a scenario, stopping it (and its load clients) soon after an interrupt."""
+    task = asyncio.ensure_future(scenario)
+    while not task.done():
+        await asyncio.wait([task], timeout=0.1)
+        if ctx.cancel.is_set() and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            raise Cancelled("interrupted")
+    return task.result()
 
 
 def load_result(path: str) -> ScenarioResult:
-    from engine.bench.scenarios import ScenarioResult
+    from engine.bench.results import ScenarioResult
 
     return ScenarioResult.from_dict(json.loads(Path(path).read_text()))

@@ -1,10 +1,11 @@
 """The trace step: turn a model source into a traced artifact in the content-addressed cache.
 
 The cache key covers what determines the traced module (source identity, task, processor,
-trace shape, library versions), not the model's name in a spec, so the same inputs never
-trace twice, whichever spec asks. The work itself runs in `trace_job.py`, a self-contained
-script, in a child process: the CLI never imports torch, a crash cannot take the engine
-down, and the same script runs on remote accelerator hosts.
+trace shape, library versions), not the model's name in a spec nor the host that traces
+it, so the same inputs never trace twice, whichever spec asks. The work itself runs in
+`trace_job.py`, a self-contained script: here in a child process (the CLI never imports
+torch, a crash cannot take the engine down), or, when the step was placed on a gpu or inf
+host, on that host over SSH (trace_remote.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +23,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from engine.artifacts import MODULE_FILE, TRACE_META_FILE, sha256_file
+from engine.artifacts import TRACE_META_FILE, artifact_problem, padded_lengths
+from engine.devices import has_local_device
 from engine.errors import Cancelled, StepFailed
 from engine.graph.fingerprint import fingerprint
 from engine.graph.step import Observation, Step
@@ -39,33 +42,48 @@ def artifact_dir(ctx: Context, inputs: dict[str, Any]) -> Path:
     return ctx.cache_dir / "traces" / cache_key(inputs)
 
 
-def _artifact_problem(directory: Path, full_check: bool) -> str | None:
-    """Why a cached artifact is unusable, or None. The full check hashes the module."""
-    try:
-        meta = json.loads((directory / TRACE_META_FILE).read_text())
-    except (FileNotFoundError, ValueError):
-        return f"artifact {directory} is missing from the cache"
-    module = directory / MODULE_FILE
-    if not module.is_file():
-        return f"{module} is missing"
-    if full_check and sha256_file(module) != meta.get("sha256"):
-        return f"{module} does not match its sha256"
-    return None
+def compiler_logs_dir(ctx: Context, inputs: dict[str, Any]) -> Path:
+    """Where a failed Neuron compile's work directory (its log) is kept for the user."""
+    return ctx.state_dir / "logs" / "traces" / f"{inputs['model']}@{inputs['processor']}"
+
+
+def trace_job(
+    inputs: dict[str, Any], source: str, out_dir: str, compiler_workdir: str
+) -> dict[str, Any]:
+    """The trace script's job: on inf, one module per padded length, at the traced batch."""
+    job: dict[str, Any] = {
+        "model": inputs["model"],
+        "source": source,
+        "task": inputs["task"],
+        "processor": inputs["processor"],
+        "trace": inputs["trace"],
+        "out_dir": out_dir,
+    }
+    if inputs["processor"] == "inf":
+        job["sequence_lengths"] = padded_lengths(inputs["trace"]["sequence_length"])
+        job["compiler_workdir"] = compiler_workdir
+    return job
 
 
 class TraceStep:
     def observe(self, step: Step, record: dict[str, Any], ctx: Context) -> Observation:
-        problem = _artifact_problem(Path(record["outputs"]["artifact"]), full_check=False)
+        problem = artifact_problem(Path(record["outputs"]["artifact"]), full_check=False)
         return Observation(drift=(problem,) if problem else ())
 
     def apply(self, request: ApplyRequest, ctx: Context, log: Log) -> dict[str, Any]:
         inputs = request.step.inputs
         out = artifact_dir(ctx, inputs)
-        if _artifact_problem(out, full_check=True) is None:
+        if artifact_problem(out, full_check=True) is None:
             log(f"cached: {out}")
         else:
-            self._run_local(inputs, out, ctx, log)
-            problem = _artifact_problem(out, full_check=True)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            if request.step.runs_on is not None:
+                from engine.steps.trace_remote import trace_remotely  # asyncssh is slow to load
+
+                trace_remotely(inputs, request.step.runs_on, out, ctx, log)
+            else:
+                self._run_local(inputs, out, ctx, log)
+            problem = artifact_problem(out, full_check=True)
             if problem:
                 raise StepFailed(f"trace of {inputs['model']} produced a bad artifact: {problem}")
         meta = json.loads((out / TRACE_META_FILE).read_text())
@@ -77,20 +95,14 @@ class TraceStep:
 
     def _run_local(self, inputs: dict[str, Any], out: Path, ctx: Context, log: Log) -> None:
         processor = inputs["processor"]
-        if processor != "cpu":
+        if not has_local_device(processor):
             raise StepFailed(
-                f"cannot trace {inputs['model']} for {processor} here: tracing on a {processor} "
-                f"host over SSH is not available yet; use a cpu server for now"
+                f"cannot trace {inputs['model']} for {processor} here: this machine has no "
+                f"{processor} device and the spec no host with processor: {processor}; "
+                f"add one under hosts"
             )
-        out.parent.mkdir(parents=True, exist_ok=True)
-        job = {
-            "model": inputs["model"],
-            "source": inputs["job_source"],
-            "task": inputs["task"],
-            "processor": processor,
-            "trace": inputs["trace"],
-            "out_dir": str(out),
-        }
+        compiler_dir = compiler_logs_dir(ctx, inputs)
+        job = trace_job(inputs, inputs["job_source"], str(out), str(compiler_dir))
         with tempfile.NamedTemporaryFile("w", suffix=".json", dir=out.parent, delete=False) as f:
             json.dump(job, f)
             job_file = f.name
@@ -98,8 +110,14 @@ class TraceStep:
             run_job(
                 [sys.executable, str(TRACE_JOB), job_file], ctx, log, f"trace of {inputs['model']}"
             )
+        except StepFailed as exc:
+            if compiler_dir.is_dir():  # the Neuron compiler's log says why: keep it
+                detail = f"{exc.detail}\ncompiler work directory: {compiler_dir}"
+                raise StepFailed(str(exc), detail) from None
+            raise
         finally:
             os.unlink(job_file)
+        shutil.rmtree(compiler_dir, ignore_errors=True)
 
 
 def run_job(command: list[str], ctx: Context, log: Log, what: str) -> None:

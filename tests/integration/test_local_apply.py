@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -106,9 +107,10 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory):
 
 def test_apply_serves_real_embeddings_and_is_idempotent(state_dir: Path, reference) -> None:
     result = doinfer(state_dir, "apply", str(SPEC), "--yes")
-    assert "Plan: 5 to create" in result.stdout
+    assert "Plan: 6 to create" in result.stdout
     assert "Apply complete" in result.stdout
-    assert "smoke" in result.stdout and "random" in result.stdout  # scenario results table
+    table = [line.split()[0] for line in result.stdout.splitlines() if line.strip()]
+    assert {"smoke", "random", "load"} <= set(table)  # the scenario results table
 
     replicas = status(state_dir)
     assert [(r["server"], r["replica"], r["state"]) for r in replicas] == [
@@ -132,6 +134,136 @@ def test_apply_serves_real_embeddings_and_is_idempotent(state_dir: Path, referen
     second = doinfer(state_dir, "apply", str(SPEC), "--yes")
     assert "No changes." in second.stdout
     assert "Apply complete" not in second.stdout
+
+
+def run_on_a_terminal(*args: str, timeout_s: float = 120) -> tuple[int, str]:
+    """Run doinfer with a pseudo-terminal as its stdin, stdout and stderr: (exit, output)."""
+    import pty
+
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine", *args],
+        cwd=REPO,
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+    )
+    os.close(secondary)
+    output = b""
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            if select.select([primary], [], [], 0.5)[0]:
+                try:
+                    chunk = os.read(primary, 65536)
+                except OSError:  # the other end closed: the process is done
+                    break
+                if not chunk:
+                    break
+                output += chunk
+            elif proc.poll() is not None:
+                break
+        code = proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(primary)
+    return code, output.decode(errors="replace")
+
+
+def test_bench_shows_progress_then_a_table_and_the_report(state_dir: Path) -> None:
+    """What a user sees: a live bar, the table, and where the HTML report is."""
+    from engine.bench.results import BenchRun
+
+    code, output = run_on_a_terminal("bench", str(SPEC), "--state-dir", str(state_dir))
+    assert code == 0, output
+    frames = [f for f in output.split("\r\x1b[K") if f.startswith("load [")]
+    assert len(frames) >= 10, output  # redrawn while the benchmark runs
+    assert "answered, 0 error(s)" in frames[-1]
+    lines = [line.strip() for line in output.replace("\r\x1b[K", "\n").splitlines()]
+    header = lines.index(next(line for line in lines if line.startswith("scenario  kind")))
+    assert [line.split()[0] for line in lines[header + 1 : header + 4]] == [
+        "smoke",
+        "random",
+        "load",
+    ]
+    assert "load: SLO met: p99 " in output
+    assert lines[-1].startswith("report: ") and lines[-1].endswith(".html")
+    report = Path(lines[-1].removeprefix("report: "))
+    assert report.is_relative_to(state_dir) and report.read_text().count("<svg") >= 8
+    results = Path(lines[-2].removeprefix("results: "))
+    run = BenchRun.load(results)
+    assert [r.name for r in run.results] == ["smoke", "random", "load"]
+    load = run.results[2]
+    assert len(load.clients) == 2 and load.summary().requests > 30  # 2 clients x 10/s x 3 s
+
+
+def test_a_missed_slo_exits_3_and_says_which(state_dir: Path, tmp_path: Path) -> None:
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(
+        f"extends: {SPEC}\nscenarios:\n  - {{name: load, kind: benchmark, slo: {{p99_ms: 0.01}}}}\n"
+    )
+    result = doinfer(
+        state_dir,
+        "bench",
+        str(strict),
+        "load",
+        "--json",
+        str(tmp_path / "strict.json"),
+        "--report",
+        str(tmp_path / "strict.html"),
+        check=False,
+    )
+    assert result.returncode == 3, result.stderr
+    assert re.search(r"^load: SLO missed: p99 [\d.]+ms > 0.01ms$", result.stdout, re.M)
+    assert result.stdout.splitlines()[-1] == f"report: {tmp_path / 'strict.html'}"
+    assert "MISSED" in (tmp_path / "strict.html").read_text()
+    again = doinfer(state_dir, "bench", str(SPEC), "load", "--json", str(tmp_path / "ok.json"))
+    compared = doinfer(
+        state_dir, "bench", "--compare", str(tmp_path / "strict.json"), str(tmp_path / "ok.json")
+    )
+    assert again.returncode == 0
+    assert "p99 ms" in compared.stdout and "load" in compared.stdout
+
+
+def test_ctrl_c_stops_a_bench_and_its_load_clients(state_dir: Path, tmp_path: Path) -> None:
+    long = tmp_path / "long.yaml"
+    long.write_text(f"extends: {SPEC}\nscenarios:\n  - {{name: load, duration_s: 600}}\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine", "bench", str(long), "load", "--state-dir", str(state_dir)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(load_clients(proc.pid)) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and stderr.strip() == "interrupted", stderr
+    assert load_clients(proc.pid) == []
+
+
+def load_clients(parent: int) -> list[int]:
+    """Live load-client processes started by `parent`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"engine.bench.worker" in cmdline and int(stat[1]) == parent and stat[0] != "Z":
+            found.append(int(proc.name))
+    return found
 
 
 def test_a_dead_server_is_drift_and_apply_restarts_only_it(state_dir: Path) -> None:
@@ -222,7 +354,7 @@ def test_destroy_leaves_no_process(state_dir: Path) -> None:
     assert server_pids(state_dir) == set()
     assert status(state_dir) == []
     plan = doinfer(state_dir, "plan", str(SPEC), "--format", "json")
-    assert json.loads(plan.stdout)["counts"]["create"] == 5
+    assert json.loads(plan.stdout)["counts"]["create"] == 6
 
 
 @contextlib.contextmanager
@@ -287,7 +419,7 @@ def test_an_apply_killed_mid_deploy_resumes(tmp_path: Path, state_dir: Path) -> 
         assert orphans, "the spawned replica should outlive the killed CLI"
 
         plan = doinfer(state, "plan", str(SPEC), "--format", "json")
-        assert json.loads(plan.stdout)["counts"]["create"] == 3  # deploy + 2 scenarios
+        assert json.loads(plan.stdout)["counts"]["create"] == 4  # deploy + 3 scenarios
 
         doinfer(state, "apply", str(SPEC), "--yes")
         running = server_pids(state)

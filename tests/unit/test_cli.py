@@ -183,3 +183,63 @@ def test_status_of_nothing(spec_dir: Path) -> None:
     )
     assert result.returncode == 0
     assert json.loads(result.stdout)["replicas"] == []
+
+
+def test_bench_of_an_unknown_scenario(spec_dir: Path) -> None:
+    result = run("bench", str(spec_dir / "spec.yaml"), "nope", "--state-dir", str(spec_dir / "st"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "error: no scenario nope in clidemo (scenarios: smoke)" in result.stderr
+
+
+def test_bench_of_a_benchmark_without_a_load_shape(spec_dir: Path) -> None:
+    (spec_dir / "spec.yaml").write_text(
+        VALID.replace("{name: smoke, kind: sequential}", "{name: load, kind: benchmark}")
+    )
+    result = run("bench", str(spec_dir / "spec.yaml"), "--state-dir", str(spec_dir / "st"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert re.search(
+        r"spec\.yaml:13:5: error: scenarios\[0\]: a benchmark needs exactly one of "
+        r"concurrency \(closed loop\) or rate \(open loop\)",
+        result.stderr,
+    )
+
+
+def test_bench_needs_a_spec_or_compare() -> None:
+    result = run("bench")
+    assert result.returncode == 1
+    assert "error: bench needs a spec (or --compare A.json B.json)" in result.stderr
+
+
+def test_bench_compare_of_bad_files(tmp_path: Path) -> None:
+    (tmp_path / "junk.json").write_text("[1, 2")
+    (tmp_path / "plan.json").write_text('{"format": "doinfer-plan/1"}')
+    for args, message in [
+        (["nope.json", "junk.json"], "nope.json: no such file"),
+        (["junk.json", "junk.json"], "junk.json: not JSON"),
+        (["plan.json", "junk.json"], "plan.json: not a result of doinfer bench"),
+    ]:
+        result = run("bench", "--compare", *(str(tmp_path / a) for a in args))
+        assert result.returncode == 1, args
+        assert "Traceback" not in result.stderr
+        assert message in result.stderr
+    result = run("bench", "spec.yaml", "--compare", "a.json", "b.json")
+    assert result.returncode == 1
+    assert "--compare takes two result files and no spec" in result.stderr
+
+
+def test_bench_compare_of_two_runs(tmp_path: Path) -> None:
+    from engine.bench.client import Sample
+    from engine.bench.results import BenchRun, ScenarioResult
+
+    def run_file(name: str, latency_ms: float) -> Path:
+        samples = [Sample("web/0/m-0", i * 0.1, latency_ms, 200) for i in range(50)]
+        result = ScenarioResult("load", "benchmark", samples, 0.0, 5.0, 1)
+        path = tmp_path / name
+        BenchRun("demo", "default", "local", 0.0, [result]).write(path)
+        return path
+
+    before, after = run_file("before.json", 20.0), run_file("after.json", 25.0)
+    result = run("bench", "--compare", str(before), str(after))
+    assert result.returncode == 0, result.stderr
+    p50 = next(line for line in result.stdout.splitlines() if "p50 ms" in line)
+    assert p50.split() == ["p50", "ms", "20.0", "25.0", "+25.0%"]

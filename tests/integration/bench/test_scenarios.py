@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 
-from engine.bench.scenarios import run_scenario
+from engine.bench.plan import START_DELAY_S, ClientResult, client_plans
+from engine.bench.scenarios import Tick, run_scenario
 from engine.bench.targets import Target
+from engine.bench.worker import PROGRESS_PREFIX
+from engine.errors import DoinferError
 from engine.spec.model import Scenario
+
+from .conftest import stall_server
+
+REPO = Path(__file__).resolve().parents[3]
 
 DELAY_S = 0.005
 pytestmark = pytest.mark.integration
@@ -80,19 +93,17 @@ def test_sequential_hits_every_target_once(server: StandInServer) -> None:
 
 def test_random_sends_exactly_n_spread_by_seed(server: StandInServer) -> None:
     names = ["m-0", "m-1", "m-2", "m-3"]
-    progress: list[tuple[int, int]] = []
+    ticks: list[Tick] = []
     scenario = Scenario("random", "random", requests=40, interval_ms=1)
     result = asyncio.run(
-        run_scenario(
-            scenario,
-            targets(server.port, names),
-            on_progress=lambda d, t: progress.append((d, t)),
-            seed=3,
-        )
+        run_scenario(scenario, targets(server.port, names), on_tick=ticks.append, seed=3)
     )
     assert sum(server.hits.values()) == 40 and len(result.samples) == 40
     assert len(server.hits) == 4  # spread over every target
-    assert progress[-1] == (40, 40)
+    assert [(t.answered, t.expected_requests, t.done) for t in ticks[-2:]] == [
+        (40, 40, False),
+        (40, 40, True),
+    ]
     first_order = [s.target for s in result.samples]
     repeat = asyncio.run(run_scenario(scenario, targets(server.port, names), seed=3))
     assert [s.target for s in repeat.samples] == first_order
@@ -114,7 +125,7 @@ def test_benchmark_closed_loop_stops_on_time(server: StandInServer) -> None:
     scenario = Scenario("load", "benchmark", duration_s=0.5, concurrency=4)
     started = time.monotonic()
     result = asyncio.run(run_scenario(scenario, targets(server.port, ["m-0", "m-1"])))
-    assert time.monotonic() - started < 0.5 + 1.0
+    assert time.monotonic() - started < START_DELAY_S + 0.5 + 1.0  # clients start, then 0.5 s
     assert result.ok and len(result.samples) > 20
     assert result.summary().throughput > 20
 
@@ -125,3 +136,87 @@ def socket_port_nobody_listens_on() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def test_weights_decide_where_requests_go(server: StandInServer) -> None:
+    names = ["m-0", "m-1", "m-2"]
+    scenario = Scenario("mix", "random", requests=400, weights={"web/0/m-0": 3, "web/0/m-1": 1})
+    result = asyncio.run(run_scenario(scenario, targets(server.port, names), seed=1))
+    assert result.ok and "m-2" not in server.hits
+    assert 2.4 < server.hits["m-0"] / server.hits["m-1"] < 3.6  # 3:1, 400 draws
+
+
+def test_closed_loop_warm_up_is_sent_but_not_recorded(server: StandInServer) -> None:
+    scenario = Scenario("load", "benchmark", warmup_s=0.5, duration_s=0.5, concurrency=2)
+    result = asyncio.run(run_scenario(scenario, targets(server.port, ["m-0"])))
+    assert result.ok and min(s.start for s in result.samples) >= 0
+    assert max(s.start for s in result.samples) < 0.5
+    sent = sum(server.hits.values())
+    assert sent > len(result.samples) * 1.5  # about as many again during the warm-up
+
+
+def test_constant_arrivals_of_two_clients_interleave(server: StandInServer) -> None:
+    scenario = Scenario(
+        "even", "benchmark", duration_s=1.0, rate=100, clients=2, arrivals="constant"
+    )
+    result = asyncio.run(run_scenario(scenario, targets(server.port, ["m-0"])))
+    starts = sorted(s.start for s in result.samples)
+    assert result.ok and len(starts) == 200
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert max(abs(gap - 0.005) for gap in gaps) < 1e-5  # 200 requests/s, evenly spaced
+
+
+def test_an_open_loop_that_cannot_keep_its_rate_says_so_and_stops_on_time() -> None:
+    with stall_server(service_ms=1) as (_, port):
+        scenario = Scenario("flood", "benchmark", duration_s=1.0, rate=50_000)
+        started = time.monotonic()
+        result = asyncio.run(run_scenario(scenario, targets(port, ["m-0"])))
+        took = time.monotonic() - started
+    assert took < START_DELAY_S + 1.0 + 5.0  # the window, then what was in flight
+    (note,) = result.notes
+    assert note.startswith("client 0 could not keep 50000 requests/s: ")
+    assert "scheduled requests were never sent before the window ended" in note
+    assert result.clients[0]["lag"]["p99_ms"] > 5
+
+
+def test_a_failing_client_process_is_a_clear_error() -> None:
+    broken = Target("http://127.0.0.1:notaport", "web", 0, "m-0", "m", "feature-extraction")
+    scenario = Scenario("load", "benchmark", duration_s=0.2, concurrency=1)
+    with pytest.raises(DoinferError, match=r"load client 0 of load exited 1:\n(.|\n)*ValueError"):
+        asyncio.run(run_scenario(scenario, [broken]))
+
+
+def test_the_client_process_reads_a_plan_file_and_writes_its_result(
+    server: StandInServer, tmp_path: Path
+) -> None:
+    """What a Docker or Kubernetes runtime runs: a plan in, a result JSON out."""
+    (plan,) = client_plans(
+        Scenario("load", "benchmark", duration_s=1.0, concurrency=2), targets(server.port, ["m-0"])
+    )
+    (tmp_path / "plan.json").write_text(json.dumps(plan.to_dict()))
+    finished = subprocess.run(
+        [sys.executable, "-m", "engine.bench.worker", "--plan", "plan.json", "--out", "out.json"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert finished.returncode == 0, finished.stderr
+    result = ClientResult.from_dict(json.loads((tmp_path / "out.json").read_text()))
+    assert result.targets == ["web/0/m-0"] and result.sent == len(result.samples) > 50
+    progress = [line for line in finished.stderr.splitlines() if line.startswith(PROGRESS_PREFIX)]
+    assert len(progress) >= 3  # a few times a second
+    assert int(progress[-1].split()[1]) <= result.sent
+
+    (tmp_path / "bad.json").write_text('{"scenario": "x"}')
+    bad = subprocess.run(
+        [sys.executable, "-m", "engine.bench.worker", "--plan", "bad.json"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "error: not a valid client plan" in bad.stderr
+    assert "Traceback" not in bad.stderr

@@ -127,7 +127,8 @@ def test_apply_builds_pushes_and_serves_real_embeddings(env, reference) -> None:
     assert "image_id: (known after apply)" in result.stdout
     assert "digest: (known after apply)" in result.stdout
     assert "Apply complete" in result.stdout
-    assert "sent from 2 client container(s)" in result.stdout  # the load scenario
+    network = f"doinfer-{NAME}-default"
+    assert f"2 load client(s) ran as containers on the network {network}" in result.stdout
 
     replicas = status(env)
     assert [(r["replica"], r["state"]) for r in replicas] == [(0, "running"), (1, "running")]
@@ -206,9 +207,11 @@ def test_bench_runs_its_clients_as_containers_and_merges_them(env, tmp_path: Pat
     result = doinfer(env[0], "bench", env[1], "load", "--json", str(tmp_path / "load.json"))
     until = time.time() + 0.5
     time.sleep(1)
-    (load,) = json.loads((tmp_path / "load.json").read_text())
+    (load,) = json.loads((tmp_path / "load.json").read_text())["scenarios"]
     assert load["summary"]["requests"] > 10 and load["summary"]["errors"] == 0
-    assert "sent from 2 client container(s) on the servers' network" in load["notes"]
+    network = f"doinfer-{NAME}-default"
+    assert f"2 load client(s) ran as containers on the network {network}" in load["notes"]
+    assert len(load["clients"]) == 2
     targets = {s[0] for s in load["samples"]}  # every replica and instance was reached
     assert targets == {f"minilm/{r}/minilm-{i}" for r in (0, 1) for i in (0, 1)}
     started = events(since, until, "label=io.doinfer.role=load-client", "event=start")

@@ -167,3 +167,33 @@ def test_exclusive_steps_never_overlap(tmp_path: Path) -> None:
     outcomes, _, _ = run(tmp_path, Measuring(), steps=scenarios)
     assert all(o.status == "ok" for o in outcomes)
     assert all(len(seen) == 1 for seen in overlaps)
+
+
+def test_a_pool_limits_its_steps_while_others_run(tmp_path: Path) -> None:
+    """Three traces on host a (one slot) run one at a time; host b's trace runs beside them."""
+    lock = threading.Lock()
+    running: dict[str, int] = {"a": 0, "b": 0}
+    peaks: dict[str, int] = {"a": 0, "b": 0}
+    overlapped_b = threading.Event()
+
+    class Pooled(FakeKind):
+        def apply(self, request: ApplyRequest, ctx: Context, log) -> dict[str, Any]:
+            pool = request.step.pool or ""
+            with lock:
+                running[pool] += 1
+                peaks[pool] = max(peaks[pool], running[pool])
+                if running["a"] and running["b"]:
+                    overlapped_b.set()
+            time.sleep(0.1)
+            with lock:
+                running[pool] -= 1
+            return {}
+
+    steps = [
+        Step(f"trace/{i}", "fake", {"i": i}, (), f"fp{i}", f"s{i}", pool="a", pool_limit=1)
+        for i in range(3)
+    ] + [Step("trace/x", "fake", {"i": "x"}, (), "fpx", "sx", pool="b", pool_limit=2)]
+    outcomes, _, _ = run(tmp_path, Pooled(), steps=steps)
+    assert all(o.status == "ok" for o in outcomes)
+    assert peaks == {"a": 1, "b": 1}
+    assert overlapped_b.is_set()  # a full pool does not hold back a step of another pool

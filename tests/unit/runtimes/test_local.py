@@ -8,6 +8,7 @@ is exercised by tests/integration/test_local_apply.py.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import StepFailed
-from engine.runtimes.local import LocalRuntime, _alive
+from engine.runtimes.local import HOLD_UNTIL_RECORDED, LocalRuntime, _alive
 
 INPUTS = {
     "spec": "demo",
@@ -171,3 +172,22 @@ def test_a_replica_that_dies_while_starting_fails_with_its_log_tail(tmp_path: Pa
         runtime._wait_ready(record, proc, lambda line: None, lambda: False)
     assert "replica 0 exited before it was ready" in str(failed.value)
     assert failed.value.detail.splitlines() == ["loading", "RuntimeError: no memory"]
+
+
+@pytest.mark.parametrize("engine_says_go", [True, False])
+def test_a_replica_starts_only_once_the_engine_recorded_it(
+    tmp_path: Path, engine_says_go: bool
+) -> None:
+    """A replica whose engine died before recording it (its pipe closed, no "go") exits
+    instead of serving where no apply or destroy would find it."""
+    go_read, go_write = os.pipe()
+    ran = tmp_path / "ran"
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", HOLD_UNTIL_RECORDED, "sh", "touch", str(ran)], stdin=go_read
+    )
+    os.close(go_read)
+    if engine_says_go:
+        os.write(go_write, b"go\n")
+    os.close(go_write)  # an engine killed right after spawning: the kernel closes it
+    assert proc.wait(timeout=10) == (0 if engine_says_go else 1)
+    assert ran.exists() == engine_says_go

@@ -44,7 +44,7 @@ def test_instances_may_each_have_their_own_module(tiny_artifacts, tmp_path: Path
         share_weights=False,
     )
     loaded = load_bundle(bundle)
-    assert loaded.runners["fe-0"].module is not loaded.runners["fe-1"].module
+    assert loaded.runners["fe-0"].modules[32] is not loaded.runners["fe-1"].modules[32]
 
 
 def test_on_inf_every_instance_has_its_own_module(tiny_artifacts, tmp_path: Path) -> None:
@@ -54,7 +54,7 @@ def test_on_inf_every_instance_has_its_own_module(tiny_artifacts, tmp_path: Path
         tmp_path, {"feature-extraction": tiny_artifacts["feature-extraction"][1]}, processor="inf"
     )
     loaded = load_bundle(bundle)
-    assert loaded.runners["fe-0"].module is not loaded.runners["fe-1"].module
+    assert loaded.runners["fe-0"].modules[32] is not loaded.runners["fe-1"].modules[32]
     assert [r.name for r, _ in loaded.distinct_runners()] == ["fe-0", "fe-1"]
 
 

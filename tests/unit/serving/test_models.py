@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from engine.artifacts import padded_lengths
-from engine.serving.models import InvalidInput, ModelRunner, Request, load_bundle
+from engine.artifacts import TRACE_META_FILE, padded_lengths
+from engine.serving.models import BundleError, InvalidInput, ModelRunner, Request, load_bundle
+
+from .conftest import pack
 
 CONTEXT = "doinfer keeps the state of every environment in a json file under doinfer"
 REQUESTS = {
@@ -65,15 +69,16 @@ def test_fixed_shape_padding_gives_the_same_answers(
     requests = REQUESTS[task]
     dynamic = runner.infer(requests)
     shapes: list[tuple[int, ...]] = []
-    module = runner.module
+    module = runner.modules[runner.max_length]
 
     def recording(*tensors: Any) -> Any:
         shapes.append(tuple(tensors[0].shape))
         return module(*tensors)
 
-    monkeypatch.setattr(runner, "module", recording)
+    lengths = padded_lengths(runner.max_length)
+    monkeypatch.setattr(runner, "modules", dict.fromkeys(lengths, recording))
     monkeypatch.setattr(runner, "batch_rows", 2)
-    monkeypatch.setattr(runner, "lengths", padded_lengths(runner.max_length))
+    monkeypatch.setattr(runner, "lengths", lengths)
     fixed = runner.infer(requests)
     assert all(close(a, b) for a, b in zip(dynamic, fixed, strict=True))
     assert {rows for rows, _ in shapes} == {2}
@@ -86,8 +91,9 @@ def test_a_batch_is_padded_to_its_longest_input_not_the_traced_length(
 ) -> None:
     runner = runners["feature-extraction"]
     widths: list[int] = []
-    module = runner.module
-    monkeypatch.setattr(runner, "module", lambda *t: widths.append(t[0].shape[1]) or module(*t))
+    module = runner.modules[runner.max_length]
+    recording = {runner.max_length: lambda *t: widths.append(t[0].shape[1]) or module(*t)}
+    monkeypatch.setattr(runner, "modules", recording)
     runner.infer([Request("a"), Request("a b c")])
     assert widths == [8]  # [CLS] a b c [SEP] = 5 tokens, padded to a multiple of 8
     assert runner.max_length == 32
@@ -100,3 +106,41 @@ def test_an_invalid_request_does_not_spoil_its_batch(runners: dict[str, ModelRun
     )
     assert isinstance(answers[0], InvalidInput) and "too long" in str(answers[0])
     assert answers[1]["answer"] in CONTEXT
+
+
+def inf_artifact(artifact: Path, root: Path) -> Path:
+    """A copy of a CPU artifact laid out as an inf one: a module file per padded length
+    (CPU modules stand in for Neuron ones: they take those shapes too)."""
+    copy = root / "inf-artifact"
+    shutil.copytree(artifact, copy)
+    meta = json.loads((copy / TRACE_META_FILE).read_text())
+    meta["processor"], meta["modules"] = "inf", {}
+    for length in padded_lengths(meta["trace"]["sequence_length"])[:-1]:
+        file = f"model-{length}.pt"
+        shutil.copy(copy / "model.pt", copy / file)
+        meta["modules"][str(length)] = {"file": file, "sha256": meta["sha256"]}
+    (copy / TRACE_META_FILE).write_text(json.dumps(meta))
+    return copy
+
+
+def test_an_inf_artifact_runs_the_module_compiled_for_each_padded_length(
+    tiny_artifacts, tmp_path: Path
+) -> None:
+    artifact = inf_artifact(tiny_artifacts["feature-extraction"][1], tmp_path)
+    bundle = pack(tmp_path / "state", {"feature-extraction": artifact}, processor="inf")
+    runner = load_bundle(bundle).runners["fe-0"]
+    assert sorted(runner.modules) == [16, 32]
+    assert len({id(m) for m in runner.modules.values()}) == 2
+    assert runner.module_for(16) is runner.modules[16]
+    assert runner.infer([Request("a short one")])[0]["embedding"]
+
+
+def test_a_tampered_per_length_module_is_refused(tiny_artifacts, tmp_path: Path) -> None:
+    artifact = inf_artifact(tiny_artifacts["feature-extraction"][1], tmp_path)
+    bundle = pack(tmp_path / "state", {"feature-extraction": artifact}, processor="inf")
+    module = bundle / "models" / "fe" / "model-16.pt"
+    data = module.read_bytes()
+    module.unlink()
+    module.write_bytes(data + b"tampered")
+    with pytest.raises(BundleError, match=r"model-16\.pt: sha256"):
+        load_bundle(bundle)

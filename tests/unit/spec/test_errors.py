@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from engine.devices import LOCAL_DEVICES
+
 from .conftest import VALID, errors_of
 
 
@@ -117,17 +121,38 @@ def test_duplicate_names(write) -> None:
     ]
 
 
-def test_gpu_model_without_a_host(write) -> None:
-    path = write("s.yaml", VALID.replace("processor: cpu", "processor: gpu"))
+@pytest.fixture
+def no_gpu_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Whatever this machine has: its gpu device node is one that does not exist."""
+    device = str(tmp_path / "nvidia0")
+    monkeypatch.setitem(LOCAL_DEVICES, "gpu", device)
+    return device
+
+
+def test_gpu_model_without_a_host(write, no_gpu_here: str) -> None:
+    """Served elsewhere (docker), a gpu model still needs somewhere to be traced."""
+    gpu = VALID.replace("processor: cpu", "processor: gpu").replace("kind: local", "kind: docker")
+    path = write("s.yaml", gpu)
     (error,) = errors_of(path)
     assert error.startswith(f"{path}:9:16: error: servers[0].processor: gpu models must be traced")
     assert "add a host with processor: gpu" in error
-    with_host = VALID.replace("processor: cpu", "processor: gpu") + (
-        "hosts:\n  - {name: g, address: 10.0.0.1, processor: gpu}\n"
-    )
+    with_host = gpu + "hosts:\n  - {name: g, address: 10.0.0.1, processor: gpu}\n"
     from engine.spec import load_spec
 
     assert load_spec(write("h.yaml", with_host)).hosts[0].address == "10.0.0.1"
+
+
+def test_gpu_server_on_the_local_runtime_needs_a_gpu_here(write, no_gpu_here: str) -> None:
+    """A host can trace for gpu, but the local runtime would serve on this GPU-less machine."""
+    text = VALID.replace("processor: cpu", "processor: gpu") + (
+        "hosts:\n  - {name: g, address: 10.0.0.1, processor: gpu}\n"
+    )
+    path = write("s.yaml", text)
+    assert errors_of(path) == [
+        f"{path}:9:16: error: servers[0].processor: the local runtime serves on this machine, "
+        f"which has no gpu device ({no_gpu_here}); use processor: cpu, or a docker or "
+        f"kubernetes runtime on gpu nodes"
+    ]
 
 
 def test_port_clash(write) -> None:
@@ -153,3 +178,64 @@ def test_benchmark_needs_one_load_shape(write) -> None:
         f"{path}:13:5: error: scenarios[0]: a benchmark needs exactly one of concurrency "
         f"(closed loop) or rate (open loop)"
     ]
+
+
+def test_benchmark_with_neither_concurrency_nor_rate(write) -> None:
+    text = VALID.replace("{name: smoke, kind: sequential}", "{name: load, kind: benchmark}")
+    path = write("s.yaml", text)
+    assert errors_of(path) == [
+        f"{path}:13:5: error: scenarios[0]: a benchmark needs exactly one of concurrency "
+        f"(closed loop) or rate (open loop)"
+    ]
+
+
+def test_weights_must_select_deployed_targets(write) -> None:
+    text = VALID.replace(
+        "{name: smoke, kind: sequential}",
+        "{name: load, kind: benchmark, rate: 5, weights: {web/0/tiny-1: 3, nope: 1}}",
+    )
+    path = write("s.yaml", text)
+    assert errors_of(path) == [
+        f"{path}:13:{weights_column(text)}: error: scenarios[0].weights: weight key 'nope' "
+        f"selects no target "
+        f"(targets: web/0/tiny-0, web/0/tiny-1)"
+    ]
+
+
+def test_weights_may_not_select_a_target_twice(write) -> None:
+    text = VALID.replace(
+        "{name: smoke, kind: sequential}",
+        "{name: mix, kind: random, weights: {'web': 1, '*/*/tiny-0': 2}}",
+    )
+    path = write("s.yaml", text)
+    assert errors_of(path) == [
+        f"{path}:13:{weights_column(text)}: error: scenarios[0].weights: weight keys 'web' "
+        f"and '*/*/tiny-0' "
+        f"both select web/0/tiny-0"
+    ]
+
+
+def test_weights_do_not_apply_to_a_sequential_scenario(write) -> None:
+    text = VALID.replace(
+        "{name: smoke, kind: sequential}", "{name: smoke, kind: sequential, weights: {web: 1}}"
+    )
+    path = write("s.yaml", text)
+    (error,) = errors_of(path)
+    column = weights_column(text)
+    assert error.startswith(f"{path}:13:{column}: error: scenarios[0].weights: a sequential")
+
+
+def test_weights_keys_have_at_most_three_parts(write) -> None:
+    text = VALID.replace(
+        "{name: smoke, kind: sequential}",
+        "{name: mix, kind: random, weights: {web/0/tiny-0/x: 1}}",
+    )
+    path = write("s.yaml", text)
+    (error,) = errors_of(path)
+    assert error.startswith(f"{path}:13:") and "web/0/tiny-0/x" in error
+
+
+def weights_column(text: str) -> int:
+    """1-based column of the weight map on line 13 (the scenario's line)."""
+    line = text.splitlines()[12]
+    return line.index("weights: ") + len("weights: ") + 1

@@ -102,3 +102,19 @@ def test_a_spec_of_3000_instances_loads(write) -> None:
     elapsed = time.perf_counter() - start
     assert sum(m.instances for s in spec.servers for m in s.models) == 3000
     assert elapsed < 30  # a sanity bound only; speed is measured in benchmarks/plan_speed.py
+
+
+def test_scenario_weights_reach_the_typed_spec(tmp_path: Path) -> None:
+    from engine.spec import load_spec
+
+    (tmp_path / "tiny").mkdir()
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "apiVersion: doinfer/v1\nname: w\nmodels:\n"
+        "  - {name: tiny, source: 'path:tiny', task: feature-extraction}\n"
+        "servers:\n  - {name: web, processor: cpu, models: [{model: tiny, instances: 2}]}\n"
+        "scenarios:\n"
+        "  - {name: mix, kind: random, weights: {'*/*/tiny-0': 3, web/0/tiny-1: 1}}\n"
+    )
+    (scenario,) = load_spec(path).scenarios
+    assert scenario.weights == {"*/*/tiny-0": 3, "web/0/tiny-1": 1}

@@ -155,6 +155,7 @@ def test_inf1_calls_torch_neuron_with_pipeline_cores() -> None:
         example,
         {"pipeline_cores": 4},
         libs={"torch": torch, "torch_neuron": object()},
+        workdir="/work/compiler/128",
     )
     assert (compiled, device) == ("compiled", "neuron")
     assert trace.calls == [
@@ -163,6 +164,7 @@ def test_inf1_calls_torch_neuron_with_pipeline_cores() -> None:
             {
                 "example_inputs": ["ids", "mask"],
                 "compiler_args": ["--neuroncore-pipeline-cores", "4"],
+                "compiler_workdir": "/work/compiler/128",
             },
         )
     ]
@@ -179,9 +181,10 @@ def test_inf2_calls_torch_neuronx() -> None:
         example,
         {"pipeline_cores": 1},
         libs={"torch": SimpleNamespace(), "torch_neuron": None, "torch_neuronx": neuronx},
+        workdir="/work/compiler/64",
     )
     assert device == "neuronx"
-    assert neuronx.trace.calls == [((module, example), {})]
+    assert neuronx.trace.calls == [((module, example), {"compiler_workdir": "/work/compiler/64"})]
 
 
 def test_gpu_moves_module_and_inputs_to_cuda() -> None:
@@ -203,3 +206,98 @@ def test_gpu_moves_module_and_inputs_to_cuda() -> None:
     assert device == "cuda"
     assert module.device == "cuda" and ids.device == "cuda"
     assert trace.calls == [((module, (ids,)), {"strict": False})]
+
+
+@pytest.mark.parametrize("library", ["torch_neuron", "torch_neuronx"])
+def test_inf_compiles_one_module_per_padded_length(
+    tmp_path: Path, tiny: dict[str, Path], library: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No Inferentia chip here: a stand-in Neuron library, injected as the module the job
+    imports, records every compiler call and returns a cpu trace so the job can go on."""
+    import torch
+
+    calls: list[dict] = []
+
+    def fake_trace(module, example_inputs, **kwargs):
+        calls.append({"shapes": [tuple(t.shape) for t in example_inputs], **kwargs})
+        return torch.jit.trace(module, tuple(example_inputs), strict=False)
+
+    fake = ModuleType(library)
+    fake.trace = fake_trace  # type: ignore[attr-defined]
+    if library == "torch_neuron":  # torch-neuron registers itself as torch.neuron
+        monkeypatch.setitem(sys.modules, "torch_neuron", fake)
+        monkeypatch.setattr(torch, "neuron", fake, raising=False)
+    else:
+        monkeypatch.setitem(sys.modules, "torch_neuron", None)  # import fails: not Inf1
+        monkeypatch.setitem(sys.modules, "torch_neuronx", fake)
+    # run() sets these with setdefault: set here, monkeypatch restores them afterwards
+    monkeypatch.setenv("TRANSFORMERS_VERBOSITY", "error")
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    monkeypatch.delenv("DOINFER_TEST_ONLY_DEVICE", raising=False)
+    job = load_script()
+    workdir = tmp_path / "compiler"
+    out = job.run(
+        {
+            "model": "m",
+            "source": str(tiny["feature-extraction"]),
+            "task": "feature-extraction",
+            "processor": "inf",
+            "trace": {"sequence_length": 32, "batch_size": 2, "pipeline_cores": 2},
+            "sequence_lengths": [16, 32],
+            "compiler_workdir": str(workdir),
+            "out_dir": str(tmp_path / "out"),
+        }
+    )
+    three = [(2, 16)] * 3
+    if library == "torch_neuron":
+        args = {"compiler_args": ["--neuroncore-pipeline-cores", "2"]}
+        assert calls == [
+            {"shapes": three, **args, "compiler_workdir": f"{workdir}/16"},
+            {"shapes": [(2, 32)] * 3, **args, "compiler_workdir": f"{workdir}/32"},
+        ]
+    else:
+        assert calls == [
+            {"shapes": three, "compiler_workdir": f"{workdir}/16"},
+            {"shapes": [(2, 32)] * 3, "compiler_workdir": f"{workdir}/32"},
+        ]
+    meta = json.loads((out / "doinfer-trace.json").read_text())
+    assert meta["device"] == library.removeprefix("torch_")
+    assert meta["modules"] == {
+        "16": {
+            "file": "model-16.pt",
+            "sha256": hashlib.sha256((out / "model-16.pt").read_bytes()).hexdigest(),
+        },
+        "32": {"file": "model.pt", "sha256": meta["sha256"]},
+    }
+    assert meta["sha256"] == hashlib.sha256((out / "model.pt").read_bytes()).hexdigest()
+
+
+def test_the_job_stops_with_its_process_group_when_stdin_closes(tmp_path: Path) -> None:
+    """On a host, sshd closes the job's stdin when the engine's connection is gone."""
+    job = tmp_path / "job.json"
+    job.write_text(
+        json.dumps(
+            {
+                "model": "m",
+                "source": str(tmp_path),
+                "task": "feature-extraction",
+                "processor": "cpu",
+                "trace": TRACE,
+                "out_dir": str(tmp_path / "out"),
+            }
+        )
+    )
+    read_end, write_end = os.pipe()
+    proc = subprocess.Popen(
+        [sys.executable, str(TRACE_JOB), str(job), "--stop-when-stdin-closes"],
+        stdin=read_end,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a process group of its own, as sshd gives a session
+    )
+    os.close(read_end)
+    os.close(write_end)  # what sshd does when the connection is gone
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == -15, stderr
+    assert "the engine that started this trace is gone" in stderr

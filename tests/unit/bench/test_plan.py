@@ -1,0 +1,69 @@
+"""Scenarios into client plans, and the plan/result JSON that crosses process boundaries."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from engine.bench.plan import START_DELAY_S, ClientPlan, ClientResult, client_plans
+from engine.bench.targets import Target
+from engine.spec.model import Scenario
+
+TARGETS = [
+    Target("http://127.0.0.1:1", "web", r, f"m-{i}", "m", "feature-extraction")
+    for r in range(2)
+    for i in range(2)
+]
+
+
+def test_a_benchmark_gets_one_plan_per_client_with_the_rate_each() -> None:
+    scenario = Scenario(
+        "load", "benchmark", duration_s=5, warmup_s=1, clients=3, rate=40, arrivals="constant"
+    )
+    before = time.time()
+    plans = client_plans(scenario, TARGETS, seed=7)
+    assert [(p.client, p.clients, p.mode, p.rate) for p in plans] == [
+        (0, 3, "open", 40),
+        (1, 3, "open", 40),
+        (2, 3, "open", 40),
+    ]
+    assert len({p.seed for p in plans}) == 3  # clients do not draw the same arrivals
+    assert len({p.start_at for p in plans}) == 1  # and start together
+    assert plans[0].start_at >= before + START_DELAY_S
+    assert (plans[0].duration_s, plans[0].warmup_s, plans[0].arrivals) == (5, 1, "constant")
+
+
+def test_closed_loop_and_probes() -> None:
+    (closed,) = client_plans(Scenario("c", "benchmark", concurrency=8), TARGETS)
+    assert (closed.mode, closed.concurrency, closed.rate) == ("closed", 8, 0.0)
+    (probe,) = client_plans(Scenario("r", "random", requests=5, clients=4), TARGETS)
+    assert (probe.mode, probe.requests, probe.start_at) == ("random", 5, None)
+
+
+def test_weights_are_resolved_per_target() -> None:
+    scenario = Scenario("r", "random", weights={"web/1": 3, "web/0/m-0": 1})
+    (plan,) = client_plans(scenario, TARGETS)
+    assert plan.weights == [1.0, 0.0, 3.0, 3.0]
+
+
+def test_a_benchmark_without_a_load_shape_is_refused() -> None:
+    with pytest.raises(ValueError, match="needs concurrency"):
+        client_plans(Scenario("load", "benchmark"), TARGETS)
+    with pytest.raises(ValueError, match="no targets"):
+        client_plans(Scenario("smoke", "sequential"), [])
+
+
+def test_plan_and_result_round_trip_through_json() -> None:
+    (plan,) = client_plans(Scenario("c", "benchmark", rate=5, weights={"web": 1}), TARGETS)
+    again = ClientPlan.from_dict(json.loads(json.dumps(plan.to_dict())))
+    assert again == plan
+    result = ClientResult(0, ["web/0/m-0"], [[0, 0.5, 20.0, 200, ""]], 1.0, 2.0, 1, {"max_ms": 1})
+    assert ClientResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result
+
+
+def test_a_plan_with_unknown_fields_is_refused() -> None:
+    data = ClientPlan("s", "sequential", TARGETS).to_dict() | {"ratee": 5}
+    with pytest.raises(ValueError, match=r"unknown plan field.*ratee"):
+        ClientPlan.from_dict(data)
