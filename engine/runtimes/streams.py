@@ -1,4 +1,4 @@
-"""Run a long command (pip download, docker build) with its output streamed to a step's log.
+"""Run a long command (trace job, pip download, docker build), its output streamed to a log.
 
 The command is stopped when the apply is cancelled; the last lines are kept for the
 message of a failure.
@@ -6,7 +6,9 @@ message of a failure.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import subprocess
 import threading
 from collections import deque
@@ -33,6 +35,7 @@ def run_streaming(
         text=True,
         errors="replace",
         env={**os.environ, **(env or {})},
+        preexec_fn=_die_with_parent,
     ) as proc:
         finished = threading.Event()
 
@@ -54,3 +57,12 @@ def run_streaming(
     if cancelled():
         raise Cancelled(f"interrupted: {command[0]} {command[1] if len(command) > 1 else ''}")
     return code, list(tail)
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel stop a command whose engine was killed, so no work is orphaned."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass

@@ -10,16 +10,11 @@ host, on that host over SSH (trace_remote.py).
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
-from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +23,7 @@ from engine.devices import has_local_device
 from engine.errors import Cancelled, StepFailed
 from engine.graph.fingerprint import fingerprint
 from engine.graph.step import Observation, Step
+from engine.runtimes.streams import run_streaming
 from engine.steps.base import ApplyRequest, Context, Log
 
 TRACE_JOB = Path(__file__).with_name("trace_job.py")
@@ -122,43 +118,15 @@ class TraceStep:
 
 def run_job(command: list[str], ctx: Context, log: Log, what: str) -> None:
     """Run a child process, stream its output to `log`, stop it if the apply is cancelled."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
-    tail: deque[str] = deque(maxlen=20)
-    with subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        preexec_fn=_die_with_parent,
-    ) as proc:
-        finished = threading.Event()
-
-        def stop_on_cancel() -> None:
-            while not finished.wait(0.2):
-                if ctx.cancel.is_set():
-                    proc.terminate()
-                    return
-
-        threading.Thread(target=stop_on_cancel, daemon=True).start()
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            line = line.rstrip()
-            tail.append(line)
-            log(line)
-        code = proc.wait()
-        finished.set()
-    if ctx.cancel.is_set():
-        raise Cancelled(f"{what} interrupted")
+    try:
+        code, tail = run_streaming(
+            command,
+            log,
+            ctx.cancel.is_set,
+            env={"PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"},
+        )
+    except Cancelled:
+        raise Cancelled(f"{what} interrupted") from None
     if code != 0:
         message = tail[-1] if tail else f"exit code {code}"
         raise StepFailed(f"{what} failed: {message}", "\n".join(tail))
-
-
-def _die_with_parent() -> None:
-    """Linux: have the kernel stop a job whose engine was killed, so no work is orphaned."""
-    try:
-        libc = ctypes.CDLL(None)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
