@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     from engine.serving.models import BundleError, load_bundle
 
     torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
-    torch.set_num_interop_threads(1)  # one worker thread per model does the computing
+    torch.set_num_interop_threads(1)  # models compute on their own threads (models.py)
     try:
         bundle = load_bundle(args.bundle)
     except BundleError as exc:

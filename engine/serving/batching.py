@@ -31,7 +31,7 @@ class Runner(Protocol):
     """What the batcher needs of a model (engine.serving.models.ModelRunner)."""
 
     name: str
-    executor: Any  # concurrent.futures.Executor: the model's own worker thread
+    executor: Any  # concurrent.futures.Executor: the single thread the model computes on
 
     def infer(self, requests: list[Request]) -> list[Any]: ...
 
