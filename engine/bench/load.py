@@ -40,7 +40,11 @@ class Client:
     def __init__(self, plan: ClientPlan, on_progress: OnProgress | None = None) -> None:
         self.plan = plan
         self.progress = on_progress or (lambda requests, errors: None)
-        self.requests = [prepare(t, plan.seq_0, plan.seq_1) for t in plan.targets]
+        texts = plan.texts or [[plan.seq_0, plan.seq_1]]
+        pairs = [(text[0], text[1] if len(text) > 1 else None) for text in texts]
+        self.requests = [
+            [prepare(t, *pair) for pair in pairs] for t in plan.targets
+        ]  # [target][text]
         self.rng = random.Random(plan.seed)
         self.samples: list[list[Any]] = []
         self.errors = 0
@@ -111,7 +115,9 @@ class Client:
         start = (now if due is None else due) - self.origin
         if due is not None and start >= 0:
             self.lags.append(max(0.0, now - due) * 1000)
-        latency, status, error = await send(self.pool, self.requests[index], since)
+        choices = self.requests[index]
+        request = choices[self.rng.randrange(len(choices))] if len(choices) > 1 else choices[0]
+        latency, status, error = await send(self.pool, request, since)
         if start < 0:  # warm-up
             return
         if not 200 <= status < 300:

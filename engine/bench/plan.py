@@ -31,6 +31,10 @@ class ClientPlan:
     weights: list[float] | None = None  # one per target; None: uniform
     seq_0: str | None = None
     seq_1: str | None = None
+    # a corpus, [seq_0, seq_1 or None] each: every request takes one at random instead of
+    # seq_0/seq_1 (a server that pads only to a batch's longest input must be measured on
+    # texts of varied length: one text repeated makes batching look better than it is)
+    texts: list[list[str | None]] | None = None
     requests: int = 0  # random
     interval_ms: float = 0.0  # random
     duration_s: float = 0.0  # closed, open: the measured window

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from engine.bench.plan import START_DELAY_S, ClientResult, client_plans
+from engine.bench.load import Client
+from engine.bench.plan import START_DELAY_S, ClientPlan, ClientResult, client_plans
 from engine.bench.scenarios import Tick, run_scenario
 from engine.bench.targets import Target
 from engine.bench.worker import PROGRESS_PREFIX
@@ -37,6 +38,7 @@ class StandInServer:
 
     def __init__(self) -> None:
         self.hits: Counter[str] = Counter()
+        self.texts: Counter[tuple[str | None, str | None]] = Counter()  # (seq_0, seq_1)
         self.port = 0
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
@@ -44,6 +46,7 @@ class StandInServer:
     async def predictions(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         self.hits[name] += 1
+        self.texts[request.query.get("seq_0"), request.query.get("seq_1")] += 1
         await asyncio.sleep(DELAY_S)
         if "boom" in name:
             return web.json_response({"error": "exploded"}, status=500)
@@ -136,6 +139,24 @@ def socket_port_nobody_listens_on() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def test_a_corpus_of_texts_is_drawn_from_at_random_and_by_seed(server: StandInServer) -> None:
+    """What benchmarks/serving.py relies on: requests of varied length, reproducibly."""
+    corpus: list[list[str | None]] = [["short"], ["a longer question", "its context"], ["é & ?"]]
+    plan = ClientPlan("mix", "random", targets(server.port, ["m-0"]), texts=corpus, requests=300)
+    result = asyncio.run(Client(plan).run())
+    assert len(result.samples) == 300
+    assert set(server.texts) == {
+        ("short", None),
+        ("a longer question", "its context"),
+        ("é & ?", None),
+    }
+    assert min(server.texts.values()) > 60  # about 100 each
+    first = server.texts.copy()
+    server.texts.clear()
+    asyncio.run(Client(plan).run())
+    assert server.texts == first
 
 
 def test_weights_decide_where_requests_go(server: StandInServer) -> None:
