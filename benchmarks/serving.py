@@ -4,9 +4,11 @@ Deploys the packaged MiniLM model (traced at sequence length 128) with doinfer i
 measures on the same request texts (benchmarks/corpus.py, chosen at random, seeded):
 
   ceiling   the bare traced model in this process: a lone request (batch 1), and batches
-            formed as the server forms them, padded as the server pads them
+            formed as the server forms them, padded as the server pads them; measured
+            before the first server load and after each, as the machine's speed drifts
   server    doinfer's server under closed-loop load at concurrency 1, 8 and 32, and under
-            an open-loop (Poisson) rate just above its measured capacity
+            an open-loop (Poisson) rate just above its measured capacity, from doinfer's
+            own load client (engine/bench)
   naive     a server that pads every request to 128 tokens and runs it alone
             (benchmarks/naive_server.py, what the old FastAPI server did), same loads
   memory    resident memory of a server with 1 instance, 10 instances sharing weights,
@@ -37,21 +39,23 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.corpus import TEXTS  # noqa: E402
+from engine.bench.load import Client, new_event_loop  # noqa: E402
+from engine.bench.plan import ClientPlan  # noqa: E402
+from engine.bench.targets import Target  # noqa: E402
 from engine.serving.batching import choose_batch, request_size  # noqa: E402
-from engine.serving.models import Request, load_bundle  # noqa: E402
+from engine.serving.models import ModelRunner, Request, load_bundle  # noqa: E402
 
 DOCS = REPO / "docs" / "BENCHMARKS.md"
 BEGIN, END = "<!-- serving:begin -->", "<!-- serving:end -->"
 CONCURRENCIES = (1, 8, 32)
 OPEN_LOOP_FACTOR = 1.1  # the open-loop rate, as a multiple of the measured capacity
-REQUEST_TIMEOUT_S = 10.0
+WARMUP_S = 1.0
 
 SPEC = """\
 apiVersion: doinfer/v1
@@ -79,7 +83,8 @@ class Load:
     latencies_ms: list[float] = field(default_factory=list)
     statuses: Counter[str] = field(default_factory=Counter)
     rate: float | None = None  # open loop: the offered rate, requests/s
-    late_sends: int = 0  # open loop: sends more than 1 ms behind their schedule
+    late_sends: int = 0  # open loop: sends more than 5 ms behind their schedule
+    ceiling: float = float("nan")  # the ceiling measured just before and after, requests/s
 
     @property
     def throughput(self) -> float:
@@ -93,67 +98,36 @@ class Load:
         return ", ".join(f"{k}: {v}" for k, v in sorted(others.items())) or "-"
 
 
-async def _send(http: aiohttp.ClientSession, url: str, text: str) -> str:
-    try:
-        async with http.get(f"{url}/predictions/minilm-0", params={"seq_0": text}) as response:
-            await response.read()
-            return str(response.status)
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        return type(exc).__name__
-
-
-def _session() -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0),
-        timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
+def run_load(
+    url: str, seconds: float, seed: int, concurrency: int = 1, rate: float | None = None
+) -> Load:
+    """doinfer's own load client (engine/bench), in this process, on the corpus: a closed
+    loop of `concurrency` clients, or Poisson arrivals at `rate` whose latency counts from
+    each request's intended send time. A second of warm-up load is not recorded."""
+    target = Target(url, "bench", 0, "minilm-0", "minilm", "feature-extraction")
+    plan = ClientPlan(
+        "serving",
+        "open" if rate else "closed",
+        [target],
+        texts=[[text] for text in TEXTS],
+        duration_s=seconds,
+        warmup_s=WARMUP_S,
+        concurrency=concurrency,
+        rate=rate or 0.0,
+        seed=seed,
     )
-
-
-async def closed_loop(url: str, concurrency: int, seconds: float, seed: int) -> Load:
-    """`concurrency` clients, each sending its next request when the last is answered."""
-    rng = random.Random(seed)
-    load = Load(f"closed loop, concurrency {concurrency}", seconds)
-    async with _session() as http:
-        await _send(http, url, TEXTS[0])  # open a connection before the clock starts
-        deadline = time.perf_counter() + seconds
-
-        async def client() -> None:
-            while time.perf_counter() < deadline:
-                start = time.perf_counter()
-                status = await _send(http, url, rng.choice(TEXTS))
-                load.statuses[status] += 1
-                if status == "200":
-                    load.latencies_ms.append((time.perf_counter() - start) * 1000)
-
-        await asyncio.gather(*(client() for _ in range(concurrency)))
-    return load
-
-
-async def open_loop(url: str, rate: float, seconds: float, seed: int) -> Load:
-    """Poisson arrivals at `rate`; latency counts from each request's intended send time,
-    so a server that falls behind is seen, not hidden by a client that waits for it."""
-    rng = random.Random(seed)
-    load = Load(f"open loop, {rate:.0f} req/s offered", seconds, rate=rate)
-
-    async def one(text: str, intended: float) -> None:
-        status = await _send(http, url, text)
-        load.statuses[status] += 1
-        if status == "200":
-            load.latencies_ms.append((time.perf_counter() - intended) * 1000)
-
-    async with _session() as http:
-        tasks = []
-        start = time.perf_counter()
-        intended = start
-        while intended < start + seconds:
-            delay = intended - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            elif delay < -0.001:
-                load.late_sends += 1
-            tasks.append(asyncio.create_task(one(rng.choice(TEXTS), intended)))
-            intended += rng.expovariate(rate)
-        await asyncio.gather(*tasks)
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        result = runner.run(Client(plan).run())
+    label = (
+        f"open loop, {rate:.0f} req/s offered"
+        if rate
+        else f"closed loop, concurrency {concurrency}"
+    )
+    load = Load(label, result.duration_s, rate=rate, late_sends=int(result.lag.get("late", 0)))
+    for _, _, latency_ms, status, error in result.samples:
+        load.statuses[str(status) if status else error.split(":")[0]] += 1
+        if status == 200:
+            load.latencies_ms.append(latency_ms)
     return load
 
 
@@ -163,16 +137,23 @@ class Ceiling:
     throughput: float  # requests/s in batches formed and padded as the server does
 
 
-def measure_ceiling(bundle: Path, batch: int, window: int, seconds: float, seed: int) -> Ceiling:
-    """The bare model in this process, on the server's own code path (ModelRunner.infer)."""
-    runner = next(iter(load_bundle(bundle).runners.values()))
+def measure_ceiling(
+    runner: ModelRunner, batch: int, window: int, seconds: float, seed: int
+) -> Ceiling:
+    """The bare model in this process, on the server's own code path (ModelRunner.infer)
+    and on the thread the server computes on (the runner's executor, where load_bundle
+    warmed it up: computing on a second thread would start a second OpenMP team, which
+    slows both, see engine/serving/models.py)."""
+    return runner.executor.submit(_ceiling, runner, batch, window, seconds, seed).result()
+
+
+def _ceiling(runner: ModelRunner, batch: int, window: int, seconds: float, seed: int) -> Ceiling:
     rng = random.Random(seed)
     singles = []
-    for _ in range(3):
-        for text in rng.sample(TEXTS, len(TEXTS)):
-            start = time.perf_counter()
-            runner.infer([Request(text)])
-            singles.append((time.perf_counter() - start) * 1000)
+    for text in rng.sample(TEXTS, len(TEXTS)) * 2:
+        start = time.perf_counter()
+        runner.infer([Request(text)])
+        singles.append((time.perf_counter() - start) * 1000)
     queue = [rng.choice(TEXTS) for _ in range(window)]
     done, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
@@ -238,46 +219,75 @@ def find_bundle(state: Path, server: str) -> Path:
     raise SystemExit(f"no bundle for server {server} under {state}")
 
 
-def run_loads(url: str, seconds: float, rate: float | None, seed: int) -> list[Load]:
-    loads = [asyncio.run(closed_loop(url, c, seconds, seed)) for c in CONCURRENCIES]
-    capacity = loads[-1].throughput
-    loads.append(asyncio.run(open_loop(url, rate or capacity * OPEN_LOOP_FACTOR, seconds, seed)))
-    return loads
+def run_server_loads(
+    url: str, runner: ModelRunner, args: argparse.Namespace
+) -> tuple[list[Load], list[Ceiling]]:
+    """The server's loads, each between two measurements of the ceiling, and compared with
+    their mean: this machine's speed drifts (a shared VM: the ceiling moved 146-173 req/s
+    within one minute), so a load is held against the ceiling of its own minute."""
+
+    def ceiling() -> Ceiling:
+        window = max(CONCURRENCIES)
+        return measure_ceiling(runner, args.batch, window, args.seconds / 2, args.seed)
+
+    ceilings = [ceiling()]
+    loads = []
+    for concurrency in CONCURRENCIES:
+        loads.append(run_load(url, args.seconds, args.seed, concurrency=concurrency))
+        ceilings.append(ceiling())
+    rate = loads[-1].throughput * OPEN_LOOP_FACTOR
+    loads.append(run_load(url, args.seconds, args.seed, rate=rate))
+    ceilings.append(ceiling())
+    for load, before, after in zip(loads, ceilings, ceilings[1:], strict=False):
+        load.ceiling = (before.throughput + after.throughput) / 2
+    return loads, ceilings
+
+
+def run_naive_loads(url: str, args: argparse.Namespace, rate: float) -> list[Load]:
+    loads = [run_load(url, args.seconds, args.seed, concurrency=c) for c in CONCURRENCIES]
+    return [*loads, run_load(url, args.seconds, args.seed, rate=rate)]
 
 
 def report(
     args: argparse.Namespace,
-    ceiling: Ceiling,
+    ceilings: list[Ceiling],
     server: list[Load],
     naive: list[Load],
     memory: dict[str, float],
 ) -> str:
+    rates = ", ".join(f"{c.throughput:.1f}" for c in ceilings)
+    lone = ", ".join(f"{c.single_ms:.1f}" for c in ceilings)
     lines = [
         f"Measured {datetime.date.today()}, {os.cpu_count()} cores, {args.threads} intra-op "
         f"threads, max_batch_size {args.batch}, max_delay_ms {args.delay}, max_queue "
-        f"{args.queue}, {args.seconds:.0f} s per load, {len(TEXTS)} texts (benchmarks/corpus.py).",
+        f"{args.queue}, {args.seconds:.0f} s per load after 1 s of warm-up, {len(TEXTS)} texts "
+        "(benchmarks/corpus.py), load from doinfer's own client (engine/bench) in one process.",
         "",
-        f"Ceiling (bare model, in-process): a lone request {ceiling.single_ms:.1f} ms (median); "
-        f"batches as the server forms them: {ceiling.throughput:.1f} requests/s.",
+        "Ceiling (bare model, in-process, on one thread as the server computes), measured before "
+        "the first load and after each: batches as the server forms them (the oldest and the 7 "
+        f"nearest in length of 32 waiting) {rates} requests/s; a lone request {lone} ms "
+        "(median). Each load's ratio is to the mean of the ceilings just before and after it.",
         "",
-        "| load | server req/s | p50 ms | p99 ms | not answered | naive req/s | naive p50 | "
-        "naive p99 | naive not answered | server / ceiling | server / naive |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| load | server req/s | p50 ms | p99 ms | not answered | ceiling req/s | "
+        "server / ceiling | naive req/s | naive p50 | naive p99 | naive not answered | "
+        "server / naive |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for ours, theirs in zip(server, naive, strict=True):
         lines.append(
             f"| {ours.label} | {ours.throughput:.1f} | {ours.percentile(50):.1f} | "
-            f"{ours.percentile(99):.1f} | {ours.shed()} | {theirs.throughput:.1f} | "
+            f"{ours.percentile(99):.1f} | {ours.shed()} | {ours.ceiling:.1f} | "
+            f"{ours.throughput / ours.ceiling:.2f} | {theirs.throughput:.1f} | "
             f"{theirs.percentile(50):.1f} | {theirs.percentile(99):.1f} | {theirs.shed()} | "
-            f"{ours.throughput / ceiling.throughput:.2f} | "
             f"{ours.throughput / theirs.throughput:.2f} |"
         )
     c1 = server[0].percentile(50)
+    bare = (ceilings[0].single_ms + ceilings[1].single_ms) / 2
     lines += [
         "",
         f"At concurrency 1 the server's p50 is {c1:.1f} ms against the bare model's "
-        f"{ceiling.single_ms:.1f} ms: {c1 - ceiling.single_ms:+.1f} ms for HTTP, queueing and "
-        "the client.",
+        f"{bare:.1f} ms (lone request, mean of the medians before and after): "
+        f"{c1 - bare:+.1f} ms for HTTP, queueing and the client.",
         "",
         "Resident memory after loading (VmRSS, MB): "
         + ", ".join(f"{name} {mb:.0f}" for name, mb in memory.items())
@@ -332,18 +342,18 @@ def main() -> None:
                 for name in ("x1", "x10", "x10-copies")
             }
             bundle = find_bundle(state, "batched")
-            print("ceiling ...", flush=True)
-            ceiling = measure_ceiling(bundle, args.batch, max(CONCURRENCIES), args.seconds, 1)
-            print("server ...", flush=True)
-            server = run_loads(replicas["batched"]["url"], args.seconds, None, args.seed)
+            runner = next(iter(load_bundle(bundle).runners.values()))
+            print("server, between measurements of the ceiling ...", flush=True)
+            url = replicas["batched"]["url"]
+            server, ceilings = run_server_loads(url, runner, args)
             print("naive server ...", flush=True)
             naive_process, naive_url = start_naive(bundle / "models" / "minilm", args.threads)
-            naive = run_loads(naive_url, args.seconds, server[-1].rate, args.seed)
+            naive = run_naive_loads(naive_url, args, server[-1].rate or 0.0)
         finally:
             if naive_process is not None:
                 naive_process.kill()
             doinfer("destroy", str(spec), "--yes", "--state-dir", str(state))
-    text = report(args, ceiling, server, naive, memory)
+    text = report(args, ceilings, server, naive, memory)
     print(text)
     if args.write:
         command = "python benchmarks/serving.py " + " ".join(sys.argv[1:])
