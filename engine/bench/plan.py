@@ -96,6 +96,7 @@ def client_plans(
         "weights": weights,
         "seq_0": scenario.seq_0,
         "seq_1": scenario.seq_1,
+        "texts": [list(text) for text in scenario.texts] if scenario.texts else None,
     }
     if scenario.kind == "sequential":
         return [ClientPlan(mode="sequential", seed=base, **common)]

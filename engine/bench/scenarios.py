@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from engine.bench.launch import run_local_clients
 from engine.bench.load import Client
@@ -66,7 +66,7 @@ async def run_scenario(
         results = await clients(plans, relay)
     else:
         results = [await Client(plans[0], relay).run()]
-    settings = {k: v for k, v in asdict(scenario).items() if v is not None}
+    settings = scenario.settings()
     result = from_clients(scenario.name, scenario.kind, settings, results)
     summary = result.summary()
     relay(summary.requests, summary.errors, done=True)

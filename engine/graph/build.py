@@ -266,8 +266,7 @@ def _pack_inputs(spec: Spec, server: Server) -> dict[str, Any]:
 
 
 def _scenario_inputs(scenario: Scenario) -> dict[str, Any]:
-    data = asdict(scenario)
-    return {k: v for k, v in data.items() if v is not None}
+    return scenario.settings()
 
 
 @functools.cache

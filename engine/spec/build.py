@@ -50,10 +50,16 @@ def build_spec(doc: dict[str, Any], path: Path) -> Spec:
                 "base_images": dict(runtime.get("base_images", {})),
             }
         ),
-        scenarios=tuple(
-            Scenario(**{**s, "slo": Slo(**s["slo"]) if "slo" in s else None})
-            for s in doc.get("scenarios", [])
-        ),
+        scenarios=tuple(_scenario(s) for s in doc.get("scenarios", [])),
         path=path,
         document=doc,
     )
+
+
+def _scenario(s: dict[str, Any]) -> Scenario:
+    texts = None
+    if "texts" in s:
+        texts = tuple(
+            (t, None) if isinstance(t, str) else (t["seq_0"], t.get("seq_1")) for t in s["texts"]
+        )
+    return Scenario(**{**s, "slo": Slo(**s["slo"]) if "slo" in s else None, "texts": texts})

@@ -7,7 +7,9 @@ the planner derives everything else from them and never mutates the user's inten
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -127,7 +129,17 @@ class Scenario:
     weights: dict[str, float] | None = None  # random, benchmark: weight per target key pattern
     seq_0: str | None = None  # request text; None: a default per task
     seq_1: str | None = None
+    texts: tuple[tuple[str, str | None], ...] | None = None  # a corpus, (seq_0, seq_1) each
     slo: Slo | None = None
+
+    def settings(self) -> dict[str, Any]:
+        """The scenario as plans, state and reports show it: a corpus as its size and
+        digest (a change to it still shows, and re-runs the scenario)."""
+        data = {k: v for k, v in asdict(self).items() if v is not None}
+        if self.texts is not None:
+            digest = hashlib.sha256(json.dumps(self.texts).encode()).hexdigest()[:12]
+            data["texts"] = f"{len(self.texts)} texts, sha256 {digest}"
+        return data
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,13 @@ def semantic_errors(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
                     f"concurrency (closed loop) or rate (open loop)",
                 )
             )
+        if "texts" in scenario and ("seq_0" in scenario or "seq_1" in scenario):
+            errors.append(
+                Diagnostic(
+                    mark_of(marks, ("scenarios", i, "texts"), key=True),
+                    f"scenarios[{i}].texts: give either texts or seq_0/seq_1, not both",
+                )
+            )
         if "weights" in scenario:
             errors += _weight_errors(doc, marks, i)
     return errors

@@ -35,6 +35,15 @@ def test_a_benchmark_gets_one_plan_per_client_with_the_rate_each() -> None:
     assert (plans[0].duration_s, plans[0].warmup_s, plans[0].arrivals) == (5, 1, "constant")
 
 
+def test_a_scenarios_corpus_reaches_every_client_and_survives_json() -> None:
+    texts = (("short", None), ("a question", "its context"))
+    scenario = Scenario("c", "benchmark", concurrency=2, clients=2, texts=texts)
+    plans = client_plans(scenario, TARGETS)
+    assert [p.texts for p in plans] == [[["short", None], ["a question", "its context"]]] * 2
+    again = ClientPlan.from_dict(json.loads(json.dumps(plans[0].to_dict())))
+    assert again.texts == plans[0].texts
+
+
 def test_closed_loop_and_probes() -> None:
     (closed,) = client_plans(Scenario("c", "benchmark", concurrency=8), TARGETS)
     assert (closed.mode, closed.concurrency, closed.rate) == ("closed", 8, 0.0)

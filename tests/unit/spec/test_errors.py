@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from engine.devices import LOCAL_DEVICES
+from engine.spec import load_spec
 
 from .conftest import VALID, errors_of
 
@@ -239,3 +240,48 @@ def weights_column(text: str) -> int:
     """1-based column of the weight map on line 13 (the scenario's line)."""
     line = text.splitlines()[12]
     return line.index("weights: ") + len("weights: ") + 1
+
+
+CORPUS_SCENARIO = """\
+  - name: mix
+    kind: benchmark
+    concurrency: 4
+    texts:
+      - a short question
+      - {seq_0: where is the state kept, seq_1: in a json file under .doinfer}
+"""
+
+
+def test_a_corpus_of_texts_becomes_the_scenarios_texts_and_shows_as_a_digest(write) -> None:
+    text = VALID.replace("  - {name: smoke, kind: sequential}\n", CORPUS_SCENARIO)
+    (scenario,) = load_spec(write("s.yaml", text)).scenarios
+    assert scenario.texts == (
+        ("a short question", None),
+        ("where is the state kept", "in a json file under .doinfer"),
+    )
+    shown = scenario.settings()["texts"]
+    assert shown.startswith("2 texts, sha256 ")
+    other = load_spec(write("t.yaml", text.replace("short", "brief"))).scenarios[0]
+    assert other.settings()["texts"] != shown  # a changed corpus is a changed scenario
+
+
+def test_texts_and_seq_0_together_are_an_error(write) -> None:
+    text = VALID.replace(
+        "  - {name: smoke, kind: sequential}\n", CORPUS_SCENARIO + "    seq_0: hello\n"
+    )
+    path = write("s.yaml", text)
+    assert errors_of(path) == [
+        f"{path}:16:5: error: scenarios[0].texts: give either texts or seq_0/seq_1, not both"
+    ]
+
+
+def test_a_text_must_be_a_string_or_seq_0_and_seq_1(write) -> None:
+    text = VALID.replace(
+        "  - {name: smoke, kind: sequential}\n",
+        CORPUS_SCENARIO.replace("      - a short question", "      - {question: what}"),
+    )
+    path = write("s.yaml", text)
+    assert errors_of(path) == [
+        f"{path}:17:9: error: scenarios[0].texts[0]: a mapping is not valid here: a text is a "
+        f"string, or a mapping with seq_0 and an optional seq_1"
+    ]
