@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import functools
 import json
 import os
 import random
@@ -65,7 +66,8 @@ models:
      trace: {{sequence_length: 128, batch_size: 1}}}}
 servers:
   - {{name: batched, processor: cpu, models: [{{model: minilm, instances: 1}}], threads: {threads},
-     batching: {{max_batch_size: {batch}, max_delay_ms: {delay}, max_queue: {queue}}}}}
+     batching: {{max_batch_size: {batch}, max_delay_ms: {delay}, max_queue: {queue},
+                max_padding: {padding}}}}}
   - {{name: x1, processor: cpu, models: [{{model: minilm, instances: 1}}], threads: 1}}
   - {{name: x10, processor: cpu, models: [{{model: minilm, instances: 10}}], threads: 1}}
   - {{name: x10-copies, processor: cpu, models: [{{model: minilm, instances: 10}}], threads: 1,
@@ -138,16 +140,19 @@ class Ceiling:
 
 
 def measure_ceiling(
-    runner: ModelRunner, batch: int, window: int, seconds: float, seed: int
+    runner: ModelRunner, batch: int, padding: float, window: int, seconds: float, seed: int
 ) -> Ceiling:
     """The bare model in this process, on the server's own code path (ModelRunner.infer)
     and on the thread the server computes on (the runner's executor, where load_bundle
     warmed it up: computing on a second thread would start a second OpenMP team, which
     slows both, see engine/serving/models.py)."""
-    return runner.executor.submit(_ceiling, runner, batch, window, seconds, seed).result()
+    work = functools.partial(_ceiling, runner, batch, padding, window, seconds, seed)
+    return runner.executor.submit(work).result()
 
 
-def _ceiling(runner: ModelRunner, batch: int, window: int, seconds: float, seed: int) -> Ceiling:
+def _ceiling(
+    runner: ModelRunner, batch: int, padding: float, window: int, seconds: float, seed: int
+) -> Ceiling:
     rng = random.Random(seed)
     singles = []
     for text in rng.sample(TEXTS, len(TEXTS)) * 2:
@@ -157,7 +162,7 @@ def _ceiling(runner: ModelRunner, batch: int, window: int, seconds: float, seed:
     queue = [rng.choice(TEXTS) for _ in range(window)]
     done, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        chosen = choose_batch([request_size(Request(t)) for t in queue], batch)
+        chosen = choose_batch([request_size(Request(t)) for t in queue], batch, padding)
         runner.infer([Request(queue[i]) for i in chosen])
         done += len(chosen)
         queue = [t for i, t in enumerate(queue) if i not in chosen]
@@ -228,7 +233,9 @@ def run_server_loads(
 
     def ceiling() -> Ceiling:
         window = max(CONCURRENCIES)
-        return measure_ceiling(runner, args.batch, window, args.seconds / 2, args.seed)
+        return measure_ceiling(
+            runner, args.batch, args.padding, window, args.seconds / 2, args.seed
+        )
 
     ceilings = [ceiling()]
     loads = []
@@ -260,13 +267,15 @@ def report(
     lines = [
         f"Measured {datetime.date.today()}, {os.cpu_count()} cores, {args.threads} intra-op "
         f"threads, max_batch_size {args.batch}, max_delay_ms {args.delay}, max_queue "
-        f"{args.queue}, {args.seconds:.0f} s per load after 1 s of warm-up, {len(TEXTS)} texts "
-        "(benchmarks/corpus.py), load from doinfer's own client (engine/bench) in one process.",
+        f"{args.queue}, max_padding {args.padding}, {args.seconds:.0f} s per load after 1 s "
+        f"of warm-up, {len(TEXTS)} texts (benchmarks/corpus.py), load from doinfer's own "
+        "client (engine/bench) in one process.",
         "",
         "Ceiling (bare model, in-process, on one thread as the server computes), measured before "
-        "the first load and after each: batches as the server forms them (the oldest and the 7 "
-        f"nearest in length of 32 waiting) {rates} requests/s; a lone request {lone} ms "
-        "(median). Each load's ratio is to the mean of the ceilings just before and after it.",
+        "the first load and after each: batches as the server forms them (the oldest and up to 7 "
+        f"nearest in length of 32 waiting, within max_padding) {rates} requests/s; a lone "
+        f"request {lone} ms (median). Each load's ratio is to the mean of the ceilings just "
+        "before and after it.",
         "",
         "| load | server req/s | p50 ms | p99 ms | not answered | ceiling req/s | "
         "server / ceiling | naive req/s | naive p50 | naive p99 | naive not answered | "
@@ -315,6 +324,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8, help="max_batch_size")
     parser.add_argument("--delay", type=float, default=2.0, help="max_delay_ms")
     parser.add_argument("--queue", type=int, default=256, help="max_queue")
+    parser.add_argument("--padding", type=float, default=1.25, help="max_padding")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--write", action="store_true", help="update docs/BENCHMARKS.md")
     args = parser.parse_args()
@@ -325,7 +335,13 @@ def main() -> None:
         state = Path(tmp) / "state"
         spec = Path(tmp) / "serving.yaml"
         spec.write_text(
-            SPEC.format(threads=args.threads, batch=args.batch, delay=args.delay, queue=args.queue)
+            SPEC.format(
+                threads=args.threads,
+                batch=args.batch,
+                delay=args.delay,
+                queue=args.queue,
+                padding=args.padding,
+            )
         )
         print("deploying (trace, pack, 4 servers) ...", flush=True)
         doinfer("apply", str(spec), "--yes", "--state-dir", str(state))

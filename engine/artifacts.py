@@ -76,6 +76,7 @@ class BundleModel(TypedDict):
     max_batch_size: int
     max_delay_ms: float
     max_queue: int
+    max_padding: float
 
 
 class BundleConfig(TypedDict):

@@ -34,6 +34,7 @@ def write_bundle(directory: Path, inputs: dict[str, Any], artifacts: dict[str, s
                 "max_batch_size": m["max_batch_size"],
                 "max_delay_ms": m["max_delay_ms"],
                 "max_queue": m["max_queue"],
+                "max_padding": m["max_padding"],
             }
             for m in inputs["models"]
         ],

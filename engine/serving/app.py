@@ -45,7 +45,10 @@ def create_app(bundle: LoadedBundle) -> Litestar:
         batcher = Batcher(
             runner,
             BatchPolicy(
-                settings["max_batch_size"], settings["max_delay_ms"], settings["max_queue"]
+                settings["max_batch_size"],
+                settings["max_delay_ms"],
+                settings["max_queue"],
+                settings["max_padding"],
             ),
             observer,
         )

@@ -71,6 +71,7 @@ class Batching:
     max_batch_size: int = 8
     max_delay_ms: float = 2.0
     max_queue: int = 256
+    max_padding: float = 1.25
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ INPUTS = {
             "trace": "trace/tiny@cpu",
             "max_batch_size": 8,
             "max_delay_ms": 2.0,
+            "max_padding": 1.25,
             "max_queue": 64,
         }
     ],
@@ -95,6 +96,7 @@ def test_pack_links_artifacts_and_writes_the_bundle_config(tmp_path: Path, artif
             "artifact": "models/tiny",
             "max_batch_size": 8,
             "max_delay_ms": 2.0,
+            "max_padding": 1.25,
             "max_queue": 64,
         }
     ]

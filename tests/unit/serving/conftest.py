@@ -56,6 +56,7 @@ def pack(
                 "instances": instances,
                 "max_batch_size": 8,
                 "max_delay_ms": 2.0,
+                "max_padding": 1.25,
                 "max_queue": 64,
                 **(batching or {}),
             }

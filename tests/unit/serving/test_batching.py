@@ -11,7 +11,13 @@ from typing import Any
 
 import pytest
 
-from engine.serving.batching import Batcher, BatchPolicy, Overloaded, choose_batch
+from engine.serving.batching import (
+    Batcher,
+    BatchPolicy,
+    Overloaded,
+    choose_batch,
+    request_size,
+)
 from engine.serving.models import InvalidInput, Request
 
 
@@ -118,8 +124,45 @@ def test_after_a_batch_the_model_waits_for_as_many_requests_as_it_held() -> None
 
 def test_a_batch_takes_the_oldest_request_and_those_nearest_its_length() -> None:
     assert choose_batch([10, 500, 13, 480, 9, 11], 3) == [0, 4, 5]
-    assert choose_batch([10, 500], 3) == [0, 1]
     assert choose_batch([500, 10, 12, 480], 2) == [0, 3]
+    assert choose_batch([10, 500], 3, max_padding=1000) == [0, 1]  # no limit: all that wait
+
+
+def test_a_batch_leaves_out_whoever_would_pad_it_past_max_padding() -> None:
+    """One long passage among short questions: padding all of them to it would cost more
+    than running it alone next (1.25: rows x longest <= 1.25 x the sum of sizes)."""
+    assert choose_batch([10, 500], 3) == [0]
+    assert choose_batch([12, 10, 11, 120, 13], 8) == [0, 1, 2, 4]
+    assert choose_batch([120, 10, 11, 12, 100], 8) == [0, 4]  # the oldest goes, long or not
+    assert choose_batch([16, 16, 24], 8) == [0, 1]  # 3 x 24 = 72 > 1.25 x 56 = 70
+    assert choose_batch([16, 24, 24], 8) == [0, 1, 2]  # 3 x 24 = 72 <= 1.25 x 64 = 80
+
+
+def test_a_request_is_sized_by_the_width_it_would_pad_to_alone() -> None:
+    assert request_size(Request("hi")) == 8  # [CLS] hi [SEP], padded to a multiple of 8
+    assert request_size(Request("x" * 100)) == 32  # ~25 tokens + 3
+    assert request_size(Request("x" * 60, "y" * 40)) == 32  # question and context together
+
+
+def test_the_policys_max_padding_decides_who_waits_for_the_next_batch() -> None:
+    async def scenario(max_padding: float) -> list[list[str]]:
+        runner = HeldRunner(hold=True)
+        policy = BatchPolicy(
+            max_batch_size=8, max_delay_ms=0, max_queue=64, max_padding=max_padding
+        )
+        batcher = await started(Batcher(runner, policy))
+        first = asyncio.create_task(batcher.submit([Request("first")]))
+        await until(runner.started.is_set)
+        texts = ["short", "long " * 100, "brief"]
+        rest = [asyncio.create_task(batcher.submit([Request(t)])) for t in texts]
+        await until(lambda: batcher.depth == 3)
+        runner.release.set()
+        await asyncio.gather(first, *rest)
+        await batcher.stop()
+        return [[t[:5] for t in batch] for batch in runner.batches]
+
+    assert run(scenario(1.25)) == [["first"], ["short", "brief"], ["long "]]
+    assert run(scenario(1000)) == [["first"], ["short", "long ", "brief"]]
 
 
 def test_a_full_queue_refuses_at_once_with_a_retry_after() -> None:
