@@ -49,7 +49,7 @@ from benchmarks.corpus import TEXTS  # noqa: E402
 from engine.bench.load import Client, new_event_loop  # noqa: E402
 from engine.bench.plan import ClientPlan  # noqa: E402
 from engine.bench.targets import Target  # noqa: E402
-from engine.serving.batching import choose_batch, request_size  # noqa: E402
+from engine.serving.batching import choose_batch  # noqa: E402
 from engine.serving.models import ModelRunner, Request, load_bundle  # noqa: E402
 
 DOCS = REPO / "docs" / "BENCHMARKS.md"
@@ -162,7 +162,8 @@ def _ceiling(
     queue = [rng.choice(TEXTS) for _ in range(window)]
     done, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        chosen = choose_batch([request_size(Request(t)) for t in queue], batch, padding)
+        sizes = [runner.estimated_width(Request(t)) for t in queue]
+        chosen = choose_batch(sizes, batch, padding)
         runner.infer([Request(queue[i]) for i in chosen])
         done += len(chosen)
         queue = [t for i, t in enumerate(queue) if i not in chosen]

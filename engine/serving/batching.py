@@ -25,10 +25,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from engine.serving.models import PAD_MULTIPLE, Request
+from engine.serving.models import Request
 
 log = logging.getLogger("doinfer.serving")
-CHARS_PER_TOKEN = 4  # English text in WordPiece or BPE vocabularies, roughly
 
 
 class Runner(Protocol):
@@ -38,6 +37,10 @@ class Runner(Protocol):
     executor: Any  # concurrent.futures.Executor: the single thread the model computes on
 
     def infer(self, requests: list[Request]) -> list[Any]: ...
+
+    def estimated_width(self, request: Request) -> int:
+        """The padded length this request would cost alone, guessed before tokenizing."""
+        ...
 
 
 class Overloaded(Exception):
@@ -60,7 +63,7 @@ class BatchObserver(Protocol):
 class _Pending:
     request: Request
     future: asyncio.Future[Any]
-    size: int  # request_size()
+    size: int  # Runner.estimated_width()
     enqueued: float = field(default_factory=time.perf_counter)
 
 
@@ -115,7 +118,8 @@ class Batcher:
             if len(self._queue) + len(requests) > self.policy.max_queue:
                 raise Overloaded(self.runner.name, len(self._queue), self._retry_after())
         loop = asyncio.get_running_loop()
-        items = [_Pending(r, loop.create_future(), request_size(r)) for r in requests]
+        width = self.runner.estimated_width
+        items = [_Pending(r, loop.create_future(), width(r)) for r in requests]
         self._queue.extend(items)
         self._arrived.set()
         if len(items) == 1:
@@ -211,11 +215,3 @@ def choose_batch(sizes: list[int], limit: int, max_padding: float = 1.25) -> lis
             chosen.append(i)
             total, longest = total + sizes[i], wider
     return sorted(chosen)
-
-
-def request_size(request: Request) -> int:
-    """The width a request would be padded to alone, in estimated tokens (about 4 characters
-    each, plus [CLS] and [SEP]s, rounded up to PAD_MULTIPLE): known before tokenizing, and
-    what the cost of a batch grows with."""
-    tokens = (len(request.seq_0) + len(request.seq_1 or "")) // CHARS_PER_TOKEN + 3
-    return -(-tokens // PAD_MULTIPLE) * PAD_MULTIPLE

@@ -44,6 +44,8 @@ log = logging.getLogger("doinfer.serving")
 MAX_ANSWER_TOKENS = 30
 WARM_UP_CALLS = 3
 PAD_MULTIPLE = 8  # cpu/gpu: pad a batch's length up to a multiple of this
+CHARS_PER_TOKEN = 4  # English text in WordPiece or BPE vocabularies, roughly
+SPECIAL_TOKENS = 3  # [CLS] question [SEP] context [SEP]
 
 
 class BundleError(Exception):
@@ -102,6 +104,20 @@ class ModelRunner:
         self.batch_rows = int(meta["trace"].get("batch_size", 1)) if self.fixed_shapes else None
         self.lengths = padded_lengths(self.max_length) if self.fixed_shapes else None
         self.executor = executor
+
+    def padded_width(self, length: int) -> int:
+        """The width a batch whose longest input has `length` tokens is padded to."""
+        if self.lengths is not None:
+            return next(n for n in self.lengths if n >= length)
+        return min(-(-length // PAD_MULTIPLE) * PAD_MULTIPLE, max(self.max_length, length))
+
+    def estimated_width(self, request: Request) -> int:
+        """The width this request would be padded to alone, estimated before tokenizing
+        (the batcher groups requests by it, on the event loop, where tokenizing would cost
+        too much)."""
+        chars = len(request.seq_0) + len(request.seq_1 or "")
+        tokens = chars // CHARS_PER_TOKEN + SPECIAL_TOKENS
+        return self.padded_width(min(tokens, self.max_length))
 
     def module_for(self, length: int) -> torch.jit.ScriptModule:
         """The module compiled for this padded length, or the one that takes any."""
@@ -162,12 +178,7 @@ class ModelRunner:
 
     def _padded(self, encoded: Any, count: int) -> dict[str, torch.Tensor]:
         """The model's inputs as tensors of the batch's padded shape."""
-        ids = encoded["input_ids"]
-        longest = max(len(row) for row in ids)
-        if self.lengths is not None:
-            width = next(n for n in self.lengths if n >= longest)
-        else:
-            width = min(-(-longest // PAD_MULTIPLE) * PAD_MULTIPLE, max(self.max_length, longest))
+        width = self.padded_width(max(len(row) for row in encoded["input_ids"]))
         rows = self.batch_rows or count
         tensors = {}
         for name in self.input_names:

@@ -99,6 +99,23 @@ def test_a_batch_is_padded_to_its_longest_input_not_the_traced_length(
     assert runner.max_length == 32
 
 
+def test_the_batcher_sizes_a_request_by_the_width_it_would_be_padded_to_alone(
+    runners: dict[str, ModelRunner], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Estimated from characters (about 4 a token, plus 3 special tokens): on cpu rounded up
+    to a multiple of 8, never past the traced length; on a fixed-shape processor the
+    compiled length it would run at, so two requests that share one are not kept apart."""
+    runner = runners["feature-extraction"]
+    assert runner.max_length == 32
+    assert runner.estimated_width(Request("hi")) == 8
+    assert runner.estimated_width(Request("x" * 40)) == 16  # 10 + 3 tokens
+    assert runner.estimated_width(Request("x" * 60, "y" * 40)) == 32  # 25 + 3
+    assert runner.estimated_width(Request("x" * 1000)) == 32  # truncated at the traced length
+    monkeypatch.setattr(runner, "lengths", padded_lengths(runner.max_length))  # [16, 32]
+    assert runner.estimated_width(Request("hi")) == 16
+    assert runner.estimated_width(Request("x" * 60)) == 32
+
+
 def test_an_invalid_request_does_not_spoil_its_batch(runners: dict[str, ModelRunner]) -> None:
     runner = runners["question-answering"]
     answers = runner.infer(
