@@ -266,7 +266,12 @@ def _pack_inputs(spec: Spec, server: Server) -> dict[str, Any]:
 
 
 def _scenario_inputs(scenario: Scenario) -> dict[str, Any]:
-    return scenario.settings()
+    """The whole scenario, corpus included, as JSON (lists, not tuples): the scenario step
+    rebuilds it from these inputs, and a re-plan compares them with the recorded ones."""
+    inputs = {k: v for k, v in asdict(scenario).items() if v is not None}
+    if scenario.texts is not None:
+        inputs["texts"] = [list(text) for text in scenario.texts]
+    return inputs
 
 
 @functools.cache

@@ -24,9 +24,12 @@ if TYPE_CHECKING:  # the load generator (numpy) is imported only to run scenario
 
 
 def scenario_from_inputs(inputs: dict[str, Any]) -> Scenario:
+    """The scenario a step's (JSON) inputs describe: the inverse of graph.build's."""
     data = dict(inputs)
     if data.get("slo") is not None:
         data["slo"] = Slo(**data["slo"])
+    if data.get("texts") is not None:
+        data["texts"] = tuple((seq_0, seq_1) for seq_0, seq_1 in data["texts"])
     return Scenario(**data)
 
 

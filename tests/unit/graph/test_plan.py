@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import re
 from pathlib import Path
 
 from engine.graph.build import build_steps
 from engine.graph.plan import Plan, decide, make_plan
 from engine.graph.step import Action, Observation, Step
 from engine.state import State
+from engine.steps.scenario import scenario_from_inputs
 
 
 def record_of(step: Step, steps: dict[str, Step]) -> dict:
@@ -178,3 +182,43 @@ def test_a_change_to_the_server_code_replaces_pack_and_deploy(
     assert actions(plan)["trace/tiny@cpu"] is Action.NOOP
     assert actions(plan)["pack/tiny"] is Action.REPLACE
     assert actions(plan)["deploy/tiny"] is Action.REPLACE
+
+
+CORPUS = (
+    *((f"question number {i} about the state", None) for i in range(20)),
+    ("where is the state kept", "in a json file under .doinfer"),
+)
+
+
+def with_corpus(spec, texts=CORPUS):
+    scenario = dataclasses.replace(spec.scenarios[0], kind="benchmark", texts=texts)
+    return dataclasses.replace(spec, scenarios=(scenario,))
+
+
+def test_a_scenario_step_carries_its_whole_corpus_through_json(make_spec, tmp_path) -> None:
+    """The step rebuilds the scenario from its recorded (JSON) inputs: the corpus must
+    survive that whole, not as the digest that reports show."""
+    spec = with_corpus(make_spec())
+    step = next(s for s in build_steps(spec, tmp_path / "cache") if s.kind == "scenario")
+    assert scenario_from_inputs(json.loads(json.dumps(step.inputs))) == spec.scenarios[0]
+
+
+def test_a_corpus_read_back_from_state_is_no_change(make_spec, tmp_path) -> None:
+    steps = build_steps(with_corpus(make_spec()), tmp_path / "cache")
+    state = applied_state(steps)
+    state.steps.update(json.loads(json.dumps(state.steps)))  # as the state file gives it back
+    plan = plan_of(steps, state, observe=lambda step, record: Observation())
+    assert not plan.has_changes
+
+
+def test_a_changed_corpus_replaces_the_scenario_and_shows_as_a_digest(make_spec, tmp_path) -> None:
+    before = build_steps(with_corpus(make_spec()), tmp_path / "cache")
+    changed = (("a brand new question", None), *CORPUS[1:])
+    after = build_steps(with_corpus(make_spec(), changed), tmp_path / "cache")
+    plan = plan_of(after, applied_state(before), observe=lambda step, record: Observation())
+    assert actions(plan)["scenario/smoke"] is Action.REPLACE
+    (reason,) = next(c for c in plan.changes if c.step_id == "scenario/smoke").reasons
+    assert re.fullmatch(
+        r"texts: \(21 items, sha256 [0-9a-f]{12}\) -> \(21 items, sha256 [0-9a-f]{12}\)", reason
+    )
+    assert reason.split(" -> ")[0] != reason.split(" -> ")[1]
