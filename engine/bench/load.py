@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from engine.bench.client import REQUEST_TIMEOUT_S, prepare, send
+from engine.bench.client import REQUEST_TIMEOUT_S, Prepared, prepare, send
 from engine.bench.http import Pool
 from engine.bench.plan import ClientPlan, ClientResult
 
@@ -40,11 +40,10 @@ class Client:
     def __init__(self, plan: ClientPlan, on_progress: OnProgress | None = None) -> None:
         self.plan = plan
         self.progress = on_progress or (lambda requests, errors: None)
-        texts = plan.texts or [[plan.seq_0, plan.seq_1]]
-        pairs = [(text[0], text[1] if len(text) > 1 else None) for text in texts]
-        self.requests = [
-            [prepare(t, *pair) for pair in pairs] for t in plan.targets
-        ]  # [target][text]
+        self.texts = plan.corpus()
+        # a (target, text) request is built when first sent: a large corpus times many
+        # targets would cost more memory than the requests a run ever sends
+        self.prepared: dict[tuple[int, int], Prepared] = {}
         self.rng = random.Random(plan.seed)
         self.samples: list[list[Any]] = []
         self.errors = 0
@@ -104,19 +103,31 @@ class Client:
         )
         return time.time()
 
-    async def _hit(self, index: int, due: float | None = None) -> None:
+    def _next(self, index: int | None = None) -> tuple[int, Prepared]:
+        """The next request: its target (drawn, unless given) and a text drawn from the
+        corpus. Drawn here, in the order requests are scheduled, so a seed gives the same
+        sequence whatever the timing of the tasks that send them."""
+        if index is None:
+            index = self.pick()
+        text = self.rng.randrange(len(self.texts)) if len(self.texts) > 1 else 0
+        request = self.prepared.get((index, text))
+        if request is None:
+            request = prepare(self.plan.targets[index], *self.texts[text])
+            self.prepared[index, text] = request
+        return index, request
+
+    async def _hit(self, chosen: tuple[int, Prepared], due: float | None = None) -> None:
         """Send, and record unless it is warm-up.
 
         `due` is an open loop's intended send time: a request that leaves late counts its
         latency from it; one that leaves early (at most EARLY_S) from when it left.
         """
+        index, request = chosen
         now = time.perf_counter()
         since = now if due is None else min(now, due)
         start = (now if due is None else due) - self.origin
         if due is not None and start >= 0:
             self.lags.append(max(0.0, now - due) * 1000)
-        choices = self.requests[index]
-        request = choices[self.rng.randrange(len(choices))] if len(choices) > 1 else choices[0]
         latency, status, error = await send(self.pool, request, since)
         if start < 0:  # warm-up
             return
@@ -127,22 +138,22 @@ class Client:
 
     async def _sequential(self) -> None:
         """Every target once, in order."""
-        for index in range(len(self.requests)):
-            await self._hit(index)
+        for index in range(len(self.plan.targets)):
+            await self._hit(self._next(index))
 
     async def _random(self) -> None:
         """`requests` requests one at a time, `interval_ms` apart, to targets drawn at random."""
         for i in range(self.plan.requests):
             if i and self.plan.interval_ms:
                 await asyncio.sleep(self.plan.interval_ms / 1000)
-            await self._hit(self.pick())
+            await self._hit(self._next())
 
     async def _closed(self) -> None:
         deadline = self.origin + self.plan.duration_s
 
         async def worker() -> None:
             while time.perf_counter() < deadline:
-                await self._hit(self.pick())
+                await self._hit(self._next())
 
         await asyncio.gather(*(worker() for _ in range(self.plan.concurrency)))
 
@@ -165,7 +176,7 @@ class Client:
             if len(in_flight) >= limit:
                 capped += 1
                 await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-            task = asyncio.create_task(self._hit(self.pick(), due))
+            task = asyncio.create_task(self._hit(self._next(), due))
             in_flight.add(task)
             task.add_done_callback(in_flight.discard)
             if due <= now:  # behind: let the loop read answers before the next request
@@ -216,7 +227,7 @@ class Client:
         )
 
     def _picker(self) -> Callable[[], int]:
-        count = len(self.requests)
+        count = len(self.plan.targets)
         rng = self.rng
         if self.plan.weights is None:
             return lambda: rng.randrange(count)

@@ -47,6 +47,26 @@ class ClientPlan:
     seed: int = 0
     start_at: float | None = None  # wall-clock time (epoch s) the load begins; None: now
 
+    def __post_init__(self) -> None:
+        for number, text in enumerate(self.texts or []):
+            if not (
+                isinstance(text, list | tuple)
+                and len(text) in (1, 2)
+                and isinstance(text[0], str)
+                and text[0]
+                and (len(text) == 1 or text[1] is None or isinstance(text[1], str))
+            ):
+                raise ValueError(
+                    f"texts[{number}] is {text!r}: a text is [seq_0] or [seq_0, seq_1], "
+                    f"seq_0 a non-empty string, seq_1 a string or null"
+                )
+
+    def corpus(self) -> list[tuple[str | None, str | None]]:
+        """The (seq_0, seq_1) pairs requests draw from: the texts, or seq_0/seq_1 alone."""
+        if not self.texts:
+            return [(self.seq_0, self.seq_1)]
+        return [(text[0], text[1] if len(text) > 1 else None) for text in self.texts]
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["targets"] = [t.to_dict() for t in self.targets]

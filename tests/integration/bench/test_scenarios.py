@@ -39,6 +39,7 @@ class StandInServer:
     def __init__(self) -> None:
         self.hits: Counter[str] = Counter()
         self.texts: Counter[tuple[str | None, str | None]] = Counter()  # (seq_0, seq_1)
+        self.pairs: Counter[tuple[str, str | None]] = Counter()  # (name, seq_0)
         self.port = 0
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
@@ -47,6 +48,7 @@ class StandInServer:
         name = request.match_info["name"]
         self.hits[name] += 1
         self.texts[request.query.get("seq_0"), request.query.get("seq_1")] += 1
+        self.pairs[name, request.query.get("seq_0")] += 1
         await asyncio.sleep(DELAY_S)
         if "boom" in name:
             return web.json_response({"error": "exploded"}, status=500)
@@ -157,6 +159,25 @@ def test_a_corpus_of_texts_is_drawn_from_at_random_and_by_seed(server: StandInSe
     server.texts.clear()
     asyncio.run(Client(plan).run())
     assert server.texts == first
+
+
+def test_an_open_loop_draws_the_same_targets_and_texts_from_the_same_seed(
+    server: StandInServer,
+) -> None:
+    """Requests are sent by tasks that start when the event loop gets to them; the draws
+    happen where requests are scheduled, so the timing of those tasks changes nothing."""
+    corpus: list[list[str | None]] = [[f"text {i}"] for i in range(5)]
+    plan = ClientPlan(
+        "mix", "open", targets(server.port, ["m-0", "m-1", "m-2"]), texts=corpus,
+        rate=400, arrivals="constant", duration_s=0.5, seed=7,
+    )  # fmt: skip
+    asyncio.run(Client(plan).run())
+    first = server.pairs.copy()
+    assert sum(first.values()) == 200
+    assert len(first) == 15  # every target got every text
+    server.pairs.clear()
+    asyncio.run(Client(plan).run())
+    assert server.pairs == first
 
 
 def test_weights_decide_where_requests_go(server: StandInServer) -> None:

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from engine.bench.load import Client
 from engine.bench.plan import START_DELAY_S, ClientPlan, ClientResult, client_plans
 from engine.bench.targets import Target
 from engine.spec.model import Scenario
@@ -76,3 +77,22 @@ def test_a_plan_with_unknown_fields_is_refused() -> None:
     data = ClientPlan("s", "sequential", TARGETS).to_dict() | {"ratee": 5}
     with pytest.raises(ValueError, match=r"unknown plan field.*ratee"):
         ClientPlan.from_dict(data)
+
+
+@pytest.mark.parametrize(
+    "text", [[], [""], [None], ["a", "b", "c"], ["a", 3], "a string, not a list"]
+)
+def test_a_malformed_text_in_a_plan_is_a_clear_error(text) -> None:
+    with pytest.raises(ValueError, match=r"texts\[1\] is .*: a text is \[seq_0\]"):
+        ClientPlan("c", "closed", TARGETS, texts=[["fine"], text])
+
+
+def test_a_large_corpus_costs_no_requests_until_they_are_sent() -> None:
+    """Requests are built per (target, text) when first drawn, not for every pair."""
+    texts: list[list[str | None]] = [[f"question {i}", None] for i in range(10_000)]
+    client = Client(ClientPlan("c", "closed", TARGETS * 50, texts=texts))
+    assert client.prepared == {}
+    chosen = [client._next() for _ in range(100)]
+    assert len(client.prepared) <= 100
+    assert {index for index, _ in chosen} <= set(range(len(TARGETS) * 50))
+    assert len({request.data for _, request in chosen}) > 90
