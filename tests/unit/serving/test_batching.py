@@ -41,10 +41,12 @@ class HeldRunner:
 class Observer:
     def __init__(self) -> None:
         self.sizes: list[int] = []
+        self.seconds: list[float] = []
         self.drops = 0
 
     def batch(self, size: int, seconds: float) -> None:
         self.sizes.append(size)
+        self.seconds.append(seconds)
 
     def dropped(self) -> None:
         self.drops += 1
@@ -213,3 +215,34 @@ def test_an_invalid_request_fails_alone_and_a_failing_model_fails_its_batch() ->
         await broken.stop()
 
     run(scenario())
+
+
+def test_a_batchs_time_is_its_own_not_its_wait_for_a_shared_compute_thread() -> None:
+    """On cpu a server's models take turns on one thread: a quick model's batch behind a
+    slow one's must not be recorded as slow."""
+
+    class SleepingRunner(HeldRunner):
+        def __init__(self, name: str, seconds: float, executor: ThreadPoolExecutor) -> None:
+            super().__init__()
+            self.name, self.seconds, self.executor = name, seconds, executor
+
+        def infer(self, requests: list[Request]) -> list[Any]:
+            time.sleep(self.seconds)
+            return super().infer(requests)
+
+    async def scenario() -> tuple[Observer, Observer]:
+        shared = ThreadPoolExecutor(max_workers=1)
+        observers = Observer(), Observer()
+        slow = await started(Batcher(SleepingRunner("slow", 0.3, shared), policy(), observers[0]))
+        quick = await started(
+            Batcher(SleepingRunner("quick", 0.01, shared), policy(), observers[1])
+        )
+        waiting = asyncio.create_task(slow.submit([Request("a")]))
+        await asyncio.sleep(0.02)  # the slow batch holds the thread
+        await asyncio.wait_for(quick.submit([Request("b")]), 5)
+        await waiting
+        return observers
+
+    slow, quick = run(scenario())
+    assert slow.seconds[0] >= 0.3
+    assert quick.seconds[0] < 0.15  # it waited ~0.28 s for the thread; it computed 0.01
