@@ -21,15 +21,17 @@ from tests.unit.serving.conftest import pack
 pytestmark = pytest.mark.integration
 
 REQUESTS = 40
-MAX_SWITCHES_PER_REQUEST = 30  # measured: 10 on one team, 93 with a team per runner
+MAX_SWITCHES_PER_REQUEST = 30  # measured, voluntary: 5 on one team, 91 with a team per runner
 TEXT = urllib.parse.quote("how many servers does one node hold when packed densely")
 
 
 def context_switches(pid: int) -> int:
+    """The process's voluntary switches (sleeps: the futex waits counted here); preemptions
+    by whatever else the machine runs are left out."""
     total = 0
     for task in Path(f"/proc/{pid}/task").iterdir():
         for line in (task / "status").read_text().splitlines():
-            if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+            if line.startswith("voluntary_ctxt_switches"):
                 total += int(line.split()[1])
     return total
 
@@ -44,7 +46,7 @@ def test_two_models_share_one_compute_thread_and_openmp_does_not_sleep(
     minilm: Path, tmp_path: Path
 ) -> None:
     """Two separately loaded copies (two runners) on 2 threads, answered alternately: with a
-    thread per runner (or warm-up on the main thread) this measured 93 per request."""
+    thread per runner (or warm-up on the main thread) this measured 91 per request."""
     bundle = pack(tmp_path, {"feature-extraction": minilm}, instances=2, share_weights=False)
     for url, pid in serve(bundle, threads=2):
         for i in range(4):

@@ -161,3 +161,22 @@ def test_a_tampered_per_length_module_is_refused(tiny_artifacts, tmp_path: Path)
     module.write_bytes(data + b"tampered")
     with pytest.raises(BundleError, match=r"model-16\.pt: sha256"):
         load_bundle(bundle)
+
+
+@pytest.mark.parametrize(
+    ("processor", "threads"), [("cpu", 1), ("gpu", 4)], ids=["cpu-one-thread", "gpu-one-each"]
+)
+def test_on_cpu_every_model_computes_on_one_thread_elsewhere_each_on_its_own(
+    tiny_artifacts, tmp_path: Path, processor: str, threads: int
+) -> None:
+    """On cpu a second compute thread would start a second OpenMP team (see
+    tests/integration/serving/test_compute_thread.py); a device runs models at once. The
+    gpu bundle here holds CPU-traced tiny models, the stand-in for a GPU this machine lacks:
+    what is checked is which thread each loaded model computes on."""
+    artifacts = {
+        task: tiny_artifacts[task][1] for task in ("feature-extraction", "text-classification")
+    }
+    bundle = pack(tmp_path / "state", artifacts, share_weights=False, processor=processor)
+    runners = load_bundle(bundle).runners
+    assert len(runners) == 4 and len({id(r) for r in runners.values()}) == 4
+    assert len({id(r.executor) for r in runners.values()}) == threads
