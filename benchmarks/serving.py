@@ -105,7 +105,7 @@ def run_load(
 ) -> Load:
     """doinfer's own load client (engine/bench), in this process, on the corpus: a closed
     loop of `concurrency` clients, or Poisson arrivals at `rate` whose latency counts from
-    each request's intended send time. A second of warm-up load is not recorded."""
+    each request's intended send time. WARMUP_S of load before it is not recorded."""
     target = Target(url, "bench", 0, "minilm-0", "minilm", "feature-extraction")
     plan = ClientPlan(
         "serving",
@@ -268,13 +268,14 @@ def report(
     lines = [
         f"Measured {datetime.date.today()}, {os.cpu_count()} cores, {args.threads} intra-op "
         f"threads, max_batch_size {args.batch}, max_delay_ms {args.delay}, max_queue "
-        f"{args.queue}, max_padding {args.padding}, {args.seconds:.0f} s per load after 1 s "
-        f"of warm-up, {len(TEXTS)} texts (benchmarks/corpus.py), load from doinfer's own "
-        "client (engine/bench) in one process.",
+        f"{args.queue}, max_padding {args.padding}, {args.seconds:.0f} s per load after "
+        f"{WARMUP_S:g} s of warm-up, {len(TEXTS)} texts (benchmarks/corpus.py), load from "
+        "doinfer's own client (engine/bench) in one process.",
         "",
         "Ceiling (bare model, in-process, on one thread as the server computes), measured before "
-        "the first load and after each: batches as the server forms them (the oldest and up to 7 "
-        f"nearest in length of 32 waiting, within max_padding) {rates} requests/s; a lone "
+        "the first load and after each: batches as the server forms them (the oldest and up to "
+        f"{args.batch - 1} nearest in length of {max(CONCURRENCIES)} waiting, within "
+        f"max_padding) {rates} requests/s; a lone "
         f"request {lone} ms (median). Each load's ratio is to the mean of the ceilings just "
         "before and after it.",
         "",
