@@ -44,12 +44,12 @@ def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> set[str]:
 
 
 def _show(value: Any) -> str:
-    """A value short enough for one line; a long list (a corpus of texts) as its length and
-    digest, since its first characters rarely show what changed."""
+    """A value short enough for one line; a long list of lists (a scenario's corpus of
+    texts) as its length and digest, since its first characters rarely show what changed."""
     text = canonical_json(value)
     if len(text) <= 60:
         return text
-    if isinstance(value, list | tuple):
+    if isinstance(value, list) and all(isinstance(item, list) for item in value):
         digest = hashlib.sha256(text.encode()).hexdigest()[:12]
-        return f"({len(value)} items, sha256 {digest})"
+        return f"({len(value)} texts, sha256 {digest})"
     return text[:57] + "..."

@@ -134,11 +134,18 @@ class Scenario:
     slo: Slo | None = None
 
     def settings(self) -> dict[str, Any]:
-        """The scenario as plans, state and reports show it: a corpus as its size and
-        digest (a change to it still shows, and re-runs the scenario)."""
+        """The scenario as reports show it: a corpus as its size and digest. The digest is
+        of the corpus spelled as graph.fingerprint.canonical_json spells the step's inputs,
+        so a plan's diff shows the same one."""
         data = {k: v for k, v in asdict(self).items() if v is not None}
         if self.texts is not None:
-            digest = hashlib.sha256(json.dumps(self.texts).encode()).hexdigest()[:12]
+            spelled = json.dumps(
+                [list(text) for text in self.texts],
+                sort_keys=True,
+                separators=(",", ":"),
+                ensure_ascii=False,
+            )
+            digest = hashlib.sha256(spelled.encode()).hexdigest()[:12]
             data["texts"] = f"{len(self.texts)} texts, sha256 {digest}"
         return data
 

@@ -28,6 +28,11 @@ def scenario_from_inputs(inputs: dict[str, Any]) -> Scenario:
     data = dict(inputs)
     if data.get("slo") is not None:
         data["slo"] = Slo(**data["slo"])
+    if isinstance(data.get("texts"), str):  # a plan saved by an older doinfer: a digest
+        raise DoinferError(
+            "this plan was made by an older doinfer, which recorded the scenario's texts "
+            "only as a digest: make a new plan (doinfer plan) and apply that"
+        )
     if data.get("texts") is not None:
         data["texts"] = tuple((seq_0, seq_1) for seq_0, seq_1 in data["texts"])
     return Scenario(**data)
