@@ -142,13 +142,19 @@ class Batcher:
             if not batch:
                 continue
             started = time.perf_counter()
-            try:
-                answers, computed = await loop.run_in_executor(
-                    self.runner.executor, _timed, self.runner.infer, [p.request for p in batch]
+            result, computed = await loop.run_in_executor(
+                self.runner.executor, _timed, self.runner.infer, [p.request for p in batch]
+            )
+            if isinstance(result, Exception):  # the model failed: each request says so
+                log.error(
+                    "model %s failed on a batch of %d",
+                    self.runner.name,
+                    len(batch),
+                    exc_info=result,
                 )
-            except Exception as exc:  # the model failed on this batch: each request says so
-                log.exception("model %s failed on a batch of %d", self.runner.name, len(batch))
-                answers, computed = [exc] * len(batch), time.perf_counter() - started
+                answers: list[Any] = [result] * len(batch)
+            else:
+                answers = result
             self._free_since = time.perf_counter()
             self._last_batch = len(batch)
             # Retry-After counts the time a batch took to come back, turns behind other
@@ -207,12 +213,15 @@ class Batcher:
 
 def _timed(
     infer: Callable[[list[Request]], list[Any]], requests: list[Request]
-) -> tuple[list[Any], float]:
+) -> tuple[list[Any] | Exception, float]:
     """Run a batch on the compute thread and time it there: the model's own time, without
-    the wait for a thread that other models share."""
+    the wait for a thread that other models share. A failure is returned, timed too."""
     started = time.perf_counter()
-    answers = infer(requests)
-    return answers, time.perf_counter() - started
+    try:
+        result: list[Any] | Exception = infer(requests)
+    except Exception as exc:
+        result = exc
+    return result, time.perf_counter() - started
 
 
 def choose_batch(sizes: list[int], limit: int, max_padding: float = 1.25) -> list[int]:

@@ -166,15 +166,15 @@ def test_an_open_loop_draws_the_same_targets_and_texts_from_the_same_seed(
 ) -> None:
     """Requests are sent by tasks that start when the event loop gets to them; the draws
     happen where requests are scheduled, so the timing of those tasks changes nothing."""
-    corpus: list[list[str | None]] = [[f"text {i}"] for i in range(5)]
+    corpus: list[list[str | None]] = [[f"text {i}"] for i in range(3)]
     plan = ClientPlan(
-        "mix", "open", targets(server.port, ["m-0", "m-1", "m-2"]), texts=corpus,
-        rate=400, arrivals="constant", duration_s=0.5, seed=7,
+        "mix", "open", targets(server.port, ["m-0", "m-1"]), texts=corpus,
+        rate=200, arrivals="constant", duration_s=0.5, seed=7,
     )  # fmt: skip
     asyncio.run(Client(plan).run())
     first = server.pairs.copy()
-    assert sum(first.values()) == 200
-    assert len(first) == 15  # every target got every text
+    assert sum(first.values()) == 100
+    assert len(first) == 6  # every target got every text
     server.pairs.clear()
     asyncio.run(Client(plan).run())
     assert server.pairs == first

@@ -93,6 +93,6 @@ def test_a_large_corpus_costs_no_requests_until_they_are_sent() -> None:
     client = Client(ClientPlan("c", "closed", TARGETS * 50, texts=texts))
     assert client.prepared == {}
     chosen = [client._next() for _ in range(100)]
-    assert len(client.prepared) <= 100
+    assert len(client.prepared) == len({(index, r.data) for index, r in chosen})
     assert {index for index, _ in chosen} <= set(range(len(TARGETS) * 50))
     assert len({request.data for _, request in chosen}) > 90
