@@ -22,7 +22,7 @@ from engine.graph.fingerprint import fingerprint
 from engine.graph.step import Step
 from engine.runtimes import image_names
 from engine.sources import ResolvedSource, resolve_source
-from engine.spec.model import Host, Scenario, Server, Spec
+from engine.spec.model import Host, Server, Spec
 
 IMAGE_RUNTIMES = ("docker",)  # runtimes that run images (kubernetes will too)
 
@@ -202,7 +202,7 @@ def build_steps(spec: Spec, cache_dir: Path) -> list[Step]:
         add(
             f"scenario/{scenario.name}",
             "scenario",
-            _scenario_inputs(scenario),
+            scenario.to_json(),
             deploy_ids,
             f"scenario {scenario.name} ({scenario.kind})",
             follows_upstream=True,
@@ -262,15 +262,6 @@ def _pack_inputs(spec: Spec, server: Server) -> dict[str, Any]:
     }
     if spec.runtime.kind in IMAGE_RUNTIMES:  # the image carries all of doinfer's code
         inputs |= {"image": image_id(server.processor), "engine_code": package_digest()}
-    return inputs
-
-
-def _scenario_inputs(scenario: Scenario) -> dict[str, Any]:
-    """The whole scenario, corpus included, as JSON (lists, not tuples): the scenario step
-    rebuilds it from these inputs, and a re-plan compares them with the recorded ones."""
-    inputs = {k: v for k, v in asdict(scenario).items() if v is not None}
-    if scenario.texts is not None:
-        inputs["texts"] = [list(text) for text in scenario.texts]
     return inputs
 
 

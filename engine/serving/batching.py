@@ -11,8 +11,8 @@ make it pad past `max_padding` times its real length: padding one long passage i
 batch of short questions costs more than running it alone next (a closed loop of 8
 clients on MiniLM: ~95 requests/s without the limit, ~150 with 1.25). Past `max_queue`
 waiting requests, `submit` refuses at once (the server answers 503) rather than letting
-latency grow without end. A request whose client went away is dropped from the queue before it
-costs any computation.
+latency grow without end. A request whose client went away is dropped from the queue
+before it costs any computation.
 """
 
 from __future__ import annotations

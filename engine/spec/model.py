@@ -8,10 +8,11 @@ the planner derives everything else from them and never mutates the user's inten
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from engine.graph.fingerprint import canonical_json
 
 Processor = Literal["cpu", "gpu", "inf"]
 Task = Literal["question-answering", "feature-extraction", "text-classification"]
@@ -133,19 +134,20 @@ class Scenario:
     texts: tuple[tuple[str, str | None], ...] | None = None  # a corpus, (seq_0, seq_1) each
     slo: Slo | None = None
 
-    def settings(self) -> dict[str, Any]:
-        """The scenario as reports show it: a corpus as its size and digest. The digest is
-        of the corpus spelled as graph.fingerprint.canonical_json spells the step's inputs,
-        so a plan's diff shows the same one."""
+    def to_json(self) -> dict[str, Any]:
+        """The whole scenario, corpus included, as JSON values (lists, not tuples): a
+        scenario step's inputs, which the step turns back into a Scenario."""
         data = {k: v for k, v in asdict(self).items() if v is not None}
         if self.texts is not None:
-            spelled = json.dumps(
-                [list(text) for text in self.texts],
-                sort_keys=True,
-                separators=(",", ":"),
-                ensure_ascii=False,
-            )
-            digest = hashlib.sha256(spelled.encode()).hexdigest()[:12]
+            data["texts"] = [list(text) for text in self.texts]
+        return data
+
+    def settings(self) -> dict[str, Any]:
+        """The scenario as reports show it: a corpus as its size and digest, the digest a
+        plan's diff shows for it (both hash its canonical JSON)."""
+        data = self.to_json()
+        if self.texts is not None:
+            digest = hashlib.sha256(canonical_json(data["texts"]).encode()).hexdigest()[:12]
             data["texts"] = f"{len(self.texts)} texts, sha256 {digest}"
         return data
 

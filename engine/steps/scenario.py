@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # the load generator (numpy) is imported only to run scenario
 
 
 def scenario_from_inputs(inputs: dict[str, Any]) -> Scenario:
-    """The scenario a step's (JSON) inputs describe: the inverse of graph.build's."""
+    """The scenario a step's (JSON) inputs describe: the inverse of Scenario.to_json."""
     data = dict(inputs)
     if data.get("slo") is not None:
         data["slo"] = Slo(**data["slo"])
