@@ -61,6 +61,10 @@ class Device:
 
 @dataclass(frozen=True)
 class Node:
+    """A node of the fleet. Its name stays while the node does (a re-pack keeps it), so
+    what runs on its devices keeps its name too."""
+
+    name: str
     type: NodeType
     devices: tuple[Device, ...]
 
@@ -87,10 +91,20 @@ class Packing:
                     counts[copy.model] = counts.get(copy.model, 0) + 1
         return counts
 
+    def placements(self) -> set[tuple[str, int, str]]:
+        """Every copy as (node name, device index, model)."""
+        return {
+            (n.name, i, c.model)
+            for n in self.nodes
+            for i, d in enumerate(n.devices)
+            for c in d.copies
+        }
+
     def to_json(self) -> dict[str, Any]:
         return {
             "nodes": [
                 {
+                    "name": n.name,
                     "type": n.type.name,
                     "price_per_hour": n.type.price_per_hour,
                     "devices": [
@@ -110,6 +124,7 @@ class Packing:
         copies (a re-pack places those again)."""
         nodes = tuple(
             Node(
+                n["name"],
                 node_types[n["type"]],
                 tuple(
                     Device(tuple(Copy(c["model"], float(c["rate"])) for c in d["copies"]))

@@ -127,13 +127,34 @@ def pack(fleet: Fleet) -> Packing:
     nodes = _nodes(bins, classes)
     method = "heuristic"
     if len(demands) <= EXACT_MAX_MODELS:
-        cost = sum(n.type.price_per_hour for n in nodes)
-        exact = _exact(demands, fleet.node_types, u, cost)
-        if exact is not None and sum(n.type.price_per_hour for n in exact) < cost - EPS:
+        exact = _exact(demands, fleet.node_types, u, sum(n.type.price_per_hour for n in nodes))
+        if exact is not None:  # solved to optimality: its cost is also the best bound
             nodes, method = exact, "exact"
-        elif exact is not None:
-            method = "exact"
-    return Packing(tuple(nodes), bound, {"method": method})
+            bound = max(bound, sum(n.type.price_per_hour for n in nodes))
+    if demands:  # whatever the LP says, a fleet rents at least one node
+        bound = max(bound, min(t.price_per_hour for k in kept_classes(classes, options)
+                               for t in classes[k].types))  # fmt: skip
+    return Packing(tuple(named(nodes)), bound, {"method": method})
+
+
+def named(nodes: Sequence[Node], taken: Iterable[str] = ()) -> list[Node]:
+    """Nodes with names n0001, n0002, ... (those in `taken` skipped); named nodes stay."""
+    used = set(taken) | {n.name for n in nodes if n.name}
+    counter = 0
+    result = []
+    for node in nodes:
+        if not node.name:
+            while (name := f"n{counter + 1:04d}") in used:
+                counter += 1
+            used.add(name)
+            node = Node(name, node.type, node.devices)
+        result.append(node)
+    return result
+
+
+def kept_classes(classes: Sequence[DeviceClass], options: dict[str, list[int]]) -> set[int]:
+    """The classes some model may go to."""
+    return {k for ks in options.values() for k in ks}
 
 
 def _options(
@@ -485,7 +506,7 @@ def _nodes(bins: Sequence[_Bin], classes: Sequence[DeviceClass]) -> list[Node]:
         for node_type in cover(len(devices), cls.types):
             taken, devices = devices[: node_type.devices], devices[node_type.devices :]
             taken += [Device()] * (node_type.devices - len(taken))
-            nodes.append(Node(node_type, tuple(taken)))
+            nodes.append(Node("", node_type, tuple(taken)))
     return nodes
 
 
@@ -586,7 +607,7 @@ def _exact(
                     if cdv == dv and x[x0 + c] > 0.5
                 ]
                 node_devices.append(Device(tuple(sorted(copies, key=lambda c: c.model))))
-        nodes.append(Node(t, tuple(node_devices)))
+        nodes.append(Node("", t, tuple(node_devices)))
     return sorted(
         nodes, key=lambda n: (n.type.name, [c.model for d in n.devices for c in d.copies])
     )
