@@ -165,11 +165,12 @@ def _options(
     for d in demands:
         options[d.model] = [k for k, cls in enumerate(classes) if fits(d, cls, u)]
         if not options[d.model]:
-            raise PackingError(_nowhere(d, classes, u))
+            raise PackingError(unplaceable(d, classes, u))
     return options
 
 
-def _nowhere(d: Demand, classes: Sequence[DeviceClass], u: float) -> str:
+def unplaceable(d: Demand, classes: Sequence[DeviceClass], u: float) -> str:
+    """Why a model fits no device of the classes (for a model that does not)."""
     processors = sorted({c.processor for c in classes})
     profiled = sorted(set(d.profiles) & set(processors))
     if not profiled:
@@ -179,17 +180,16 @@ def _nowhere(d: Demand, classes: Sequence[DeviceClass], u: float) -> str:
             f"model {d.model}: it has profiles for {has} but the fleet's node types are "
             f"{offered}; add a profile for one of them"
         )
-    if d.instances:
-        return (
-            f"model {d.model}: {d.instances} copies at {d.rate / d.instances:g} requests/s each "
-            f"fit no device (memory, or cores x max_utilization {u:g}); raise instances or "
-            f"drop the pin"
-        )
     biggest = max(c.memory_mib for c in classes if c.processor in profiled)
     need = min(d.profiles[p].memory_mib for p in profiled)
+    if need > biggest:
+        return (
+            f"model {d.model}: one copy needs {need:g} MiB, more than any device of the "
+            f"fleet's node types holds ({biggest:g} MiB); add a bigger node type to the catalog"
+        )
     return (
-        f"model {d.model}: one copy needs {need:g} MiB, more than any device of the fleet's "
-        f"node types holds ({biggest:g} MiB); add a bigger node type to the catalog"
+        f"model {d.model}: {d.instances} copies at {d.rate / (d.instances or 1):g} requests/s "
+        f"each fit no device (cores x max_utilization {u:g}); raise instances or drop the pin"
     )
 
 

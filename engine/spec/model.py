@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from engine.graph.fingerprint import canonical_json
+from engine.packing.catalog import NodeType
+from engine.packing.fleet import Profile
 
 Processor = Literal["cpu", "gpu", "inf"]
 Task = Literal["question-answering", "feature-extraction", "text-classification"]
@@ -47,6 +49,7 @@ class Model:
     source: str  # "hf:<id>" | "path:<dir>" | "package:<python package>"
     task: Task
     trace: TraceParams = TraceParams()
+    profiles: dict[str, Profile] = field(default_factory=dict)  # processor -> declared profile
 
 
 @dataclass(frozen=True)
@@ -77,22 +80,28 @@ class Batching:
 
 @dataclass(frozen=True)
 class ServerModel:
-    """One model packed into a server, `instances` times (the packing density)."""
+    """One model packed into a server, `instances` times (the packing density); in a
+    packing: auto server, its demand (`rate`), or its copies pinned (`pinned`)."""
 
     model: str
     instances: int = 1
+    rate: float | None = None  # requests/s
+    pinned: bool = False  # instances was given: with packing: auto, the copies are pinned
 
 
 @dataclass(frozen=True)
 class Server:
     name: str
-    processor: Processor
+    processor: Processor | None  # None only with packing: auto (the packing chooses)
     models: tuple[ServerModel, ...]
     replicas: int = 1
     batching: Batching = Batching()
     port: int | None = None  # first replica's port; replica i gets port + i. None: any free port
     threads: int | None = None  # intra-op threads per replica; None: derived from cores/replicas
     share_weights: bool = True
+    packing: Literal["manual", "auto"] = "manual"
+    max_utilization: float = 0.75  # packing: auto: of each device's cores
+    node_types: tuple[str, ...] = ()  # packing: auto: catalog names or patterns; () all
 
 
 @dataclass(frozen=True)
@@ -164,6 +173,7 @@ class Spec:
     scenarios: tuple[Scenario, ...]
     path: Path  # the top-level spec file
     document: dict[str, Any]  # the resolved document (overlays applied), JSON-compatible
+    catalog: dict[str, NodeType] = field(default_factory=dict)  # built-in + the spec's
 
     def model(self, name: str) -> Model:
         return next(m for m in self.models if m.name == name)
