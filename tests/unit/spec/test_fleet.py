@@ -35,7 +35,7 @@ servers:
       - {model: a, rate: 3.5}
       - {model: b, instances: 2}
 runtime: {kind: kubernetes, registry: 123456789012.dkr.ecr.us-east-1.amazonaws.com/}
-"""
+"""  # noqa: E501
 
 
 def test_a_fleet_spec_builds_typed_objects(write) -> None:
