@@ -13,6 +13,7 @@ from engine.spec.model import Spec
 from engine.spec.overlay import load_resolved
 from engine.spec.semantic import semantic_errors
 from engine.spec.validate import schema_errors
+from engine.spec.yaml_nodes import LazyMarks
 
 __all__ = ["Diagnostic", "Spec", "SpecError", "load_spec"]
 
@@ -21,7 +22,7 @@ def load_spec(path: str | Path) -> Spec:
     shown = str(path)
     node = load_resolved(Path(path), shown)
     document = node.plain()
-    marks = node.marks()
+    marks = LazyMarks(node)  # built only when there is an error to point at
     errors = schema_errors(document, marks)
     if errors:  # semantic checks assume a well-formed document
         raise SpecError(errors)
