@@ -1,24 +1,41 @@
 """One interface for every place servers run: local processes, Docker, Kubernetes.
 
-The pack and deploy steps call only these methods; what a bundle or a replica is
-(a directory and a process, an image and a container, a Deployment) is the runtime's
-business. Runtimes label what they create so that `observe` finds it again after the
-CLI restarts, without trusting the state file alone.
+A runtime is one class with two faces:
+
+- What it needs of a plan, asked of the class at plan time (no instance, no engine
+  connection): class attributes `kind`, `registry`, `serves_here`; classmethods
+  `pack_inputs`, `deploy_inputs` (and `image_inputs` for an ImageRuntime). Subclassing
+  ImageRuntime says "my replicas run images": the graph then adds an image step per
+  processor and a push step per server when the spec names a registry.
+- What it does at apply: the pack and deploy steps (and image and push for an
+  ImageRuntime) call only the instance methods below. What a bundle or a replica is
+  (a directory and a process, an image and a container, a Deployment) is the runtime's
+  business. Runtimes label what they create so that `observe` finds it again after the
+  CLI restarts, without trusting the state file alone.
+
+Values decided where the servers run (threads "auto") are resolved by the instance at
+apply, never by the class at plan time: a plan does not depend on the machine making it.
+Register a new runtime with one line in engine/runtimes/__init__.py.
 """
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
     from engine.bench.plan import ClientPlan, ClientResult
+    from engine.spec.model import Server, Spec
 
 from engine.errors import DoinferError
 
 Log = Callable[[str], None]
+RegistryUse = Literal["none", "optional", "required"]
+AUTO = "auto"  # a deploy input the runtime resolves at apply (threads)
 
 
 @dataclass(frozen=True)
@@ -41,7 +58,36 @@ class ReplicaStatus:
 
 
 class Runtime(ABC):
-    kind: str
+    kind: ClassVar[str]  # the spec's runtime.kind, as registered in RUNTIMES
+    # Whether runtime.registry is unused (an error to give), optional (push when given)
+    # or required (replicas pull their image from it).
+    registry: ClassVar[RegistryUse] = "none"
+    # Replicas run on this machine: its devices must serve the servers' processors.
+    serves_here: ClassVar[bool] = False
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+
+    def resolve_threads(self, inputs: dict[str, Any]) -> int:
+        """A replica's intra-op threads: the spec's number, or for "auto" the cores this
+        process may use (its affinity, not the machine's count) shared among the spec's
+        replicas (`cores_shared_by`). A runtime whose replicas run elsewhere overrides it
+        (kubernetes: from the CPU request)."""
+        threads = inputs["threads"]
+        if threads != AUTO:
+            return int(threads)
+        return max(1, len(os.sched_getaffinity(0)) // max(1, inputs.get("cores_shared_by", 1)))
+
+    @classmethod
+    def pack_inputs(cls, spec: Spec, server: Server) -> dict[str, Any]:
+        """Inputs this runtime adds to a server's pack step (beyond models and code)."""
+        return {}
+
+    @classmethod
+    def deploy_inputs(cls, spec: Spec, server: Server) -> dict[str, Any]:
+        """Inputs this runtime adds to a server's deploy step: where the server listens
+        inside a replica, restart policy, namespace, node selector, resources..."""
+        return {}
 
     def check(self) -> None:  # noqa: B027 (most runtimes have nothing to check)
         """Raise a DoinferError when the runtime cannot be reached (before any change)."""
@@ -124,9 +170,24 @@ class Runtime(ABC):
         return drift
 
 
-class ImageRuntime(ABC):
-    """The ability to build and push images (docker, kubernetes): the image and push steps
-    need a runtime with it."""
+class ImageRuntime(Runtime):
+    """A runtime whose replicas run server images (docker, kubernetes): the image and push
+    steps need it. Its pack builds a server image on the processor's base image."""
+
+    @classmethod
+    def image_inputs(cls, spec: Spec, processor: str) -> dict[str, Any]:
+        """What a base image is made of: its Dockerfile, the image it starts from, and the
+        pinned requirements of its wheelhouse. Names nothing of the spec: specs share it."""
+        from engine.runtimes import image_names, wheelhouse
+
+        return {
+            "processor": processor,
+            "base_image": spec.runtime.base_images.get(processor)
+            or image_names.DEFAULT_BASE_IMAGES[processor],
+            "dockerfile": image_names.dockerfile_digest(processor),
+            "requirements": wheelhouse.server_requirements(processor),
+            "pip_index": wheelhouse.pip_index_args(processor),
+        }
 
     @abstractmethod
     def build_base(

@@ -30,7 +30,7 @@ from python_on_whales.exceptions import DockerException, NoSuchContainer
 
 from engine.errors import Cancelled, DoinferError, StepFailed
 from engine.runtimes import docker_images as images
-from engine.runtimes.base import ImageRuntime, Log, ReplicaStatus, Runtime
+from engine.runtimes.base import ImageRuntime, Log, ReplicaStatus
 from engine.runtimes.docker_engine import (
     ENVIRONMENT,
     FINGERPRINT,
@@ -49,6 +49,7 @@ from engine.runtimes.docker_engine import (
 
 if TYPE_CHECKING:
     from engine.bench.plan import ClientPlan, ClientResult
+    from engine.spec.model import Server, Spec
 
 READY_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 10
@@ -134,12 +135,23 @@ class Route:
     labels: dict[str, str]  # spec and environment, for the client containers too
 
 
-class DockerRuntime(Runtime, ImageRuntime):
+class DockerRuntime(ImageRuntime):
     kind = "docker"
+    registry = "optional"  # without one, containers run the image built here
 
     def __init__(self, state_dir: Path, docker: DockerClient | None = None) -> None:
-        self.state_dir = state_dir
+        super().__init__(state_dir)
         self.docker = docker or client()
+
+    @classmethod
+    def deploy_inputs(cls, spec: Spec, server: Server) -> dict[str, Any]:
+        """The server listens on runtime.port inside its container; servers[].port is
+        the host port it is published on."""
+        return {
+            "processor": server.processor,
+            "container_port": spec.runtime.port,
+            "restart": spec.runtime.restart,
+        }
 
     def check(self) -> None:
         check_daemon(self.docker)
@@ -205,6 +217,7 @@ class DockerRuntime(Runtime, ImageRuntime):
     def deploy(
         self, inputs: dict[str, Any], pack: dict[str, Any], log: Log, cancelled: Callable[[], bool]
     ) -> dict[str, Any]:
+        inputs = {**inputs, "threads": self.resolve_threads(inputs)}  # "auto" decided here
         spec, env, server = inputs["spec"], inputs["environment"], inputs["server"]
         image = pack.get("reference") or pack["image"]
         existing = dict(self._containers(spec, env, server))
@@ -250,6 +263,7 @@ class DockerRuntime(Runtime, ImageRuntime):
             "image_id": pack["image_id"],
             "network": network,
             "replicas": records,
+            "threads": inputs["threads"],
             "models": [
                 {"name": m["name"], "task": m["task"], "instances": m["instances"]}
                 for m in inputs["models"]

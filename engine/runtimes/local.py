@@ -41,9 +41,7 @@ LOG_TAIL_LINES = 30
 
 class LocalRuntime(Runtime):
     kind = "local"
-
-    def __init__(self, state_dir: Path) -> None:
-        self.state_dir = state_dir
+    serves_here = True  # replicas are processes here, on this machine's devices
 
     # -- pack ---------------------------------------------------------------------------
 
@@ -84,6 +82,7 @@ class LocalRuntime(Runtime):
     def deploy(
         self, inputs: dict[str, Any], pack: dict[str, Any], log: Log, cancelled: Callable[[], bool]
     ) -> dict[str, Any]:
+        inputs = {**inputs, "threads": self.resolve_threads(inputs)}  # "auto" decided here
         spec, env, server = inputs["spec"], inputs["environment"], inputs["server"]
         run_dir = self._run_dir(spec, env, server)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -106,6 +105,7 @@ class LocalRuntime(Runtime):
         self._prune_bundles(spec, env, server, log)
         return {
             "bundle": pack["bundle"],
+            "threads": inputs["threads"],
             "replicas": [
                 {k: r[k] for k in ("index", "pid", "port", "url", "key")} for r, _ in replicas
             ],
