@@ -74,13 +74,13 @@ class Workspace:
             spec=self.spec.name,
             environment=self.spec.environment,
             runtime=self.spec.runtime.kind,
-            spec_path=str(self.spec.path),
+            spec_path=self.spec.path.name,
             document=self.spec.document,
         )
 
     def destroy_plan(self) -> Plan:
         return destroy_plan(
-            self.store.load(), runtime=self.spec.runtime.kind, spec_path=str(self.spec.path)
+            self.store.load(), runtime=self.spec.runtime.kind, spec_path=self.spec.path.name
         )
 
     def apply(self, plan: Plan, on_event: OnEvent, max_parallel: int = 4) -> ApplyResult:
