@@ -32,6 +32,13 @@ if TYPE_CHECKING:
     from engine.spec.model import Server, Spec
 
 from engine.errors import DoinferError
+from engine.runtimes.contracts import (
+    DeployInput,
+    DeployResult,
+    ImageResult,
+    PackResult,
+    PushResult,
+)
 
 Log = Callable[[str], None]
 RegistryUse = Literal["none", "optional", "required"]
@@ -100,22 +107,25 @@ class Runtime(ABC):
         fingerprint: str,
         log: Log,
         cancelled: Callable[[], bool] = lambda: False,
-    ) -> dict[str, Any]:
-        """Assemble a server's models into what a replica runs (a bundle, an image)."""
+    ) -> PackResult:
+        """Assemble a server's models into what a replica runs (a bundle, an image).
+        `inputs` are the pack step's (with `base_image`, the image step's tag, for an
+        ImageRuntime); `artifacts` the traced model directories by model name."""
 
     @abstractmethod
-    def pack_drift(self, outputs: dict[str, Any]) -> list[str]:
+    def pack_drift(self, pack: PackResult) -> list[str]:
         """Why a recorded pack no longer exists as recorded ([] when it does)."""
 
     @abstractmethod
-    def unpack(self, outputs: dict[str, Any], log: Log) -> None:
+    def unpack(self, pack: PackResult, log: Log) -> None:
         """Remove what `pack` made."""
 
     @abstractmethod
     def deploy(
-        self, inputs: dict[str, Any], pack: dict[str, Any], log: Log, cancelled: Callable[[], bool]
-    ) -> dict[str, Any]:
-        """Make the replicas run the pack, keeping those already right; wait until ready."""
+        self, inputs: dict[str, Any], source: DeployInput, log: Log, cancelled: Callable[[], bool]
+    ) -> DeployResult:
+        """Make the replicas run the pack (or its pushed image), keeping those already
+        right; wait until ready. Resolve "auto" inputs here (`resolve_threads`)."""
 
     @abstractmethod
     def replicas(self, spec: str, environment: str, server: str) -> list[ReplicaStatus]:
@@ -150,21 +160,21 @@ class Runtime(ABC):
 
         return await run_local_clients(plans, on_progress)
 
-    def deploy_drift(self, inputs: dict[str, Any], outputs: dict[str, Any]) -> list[str]:
+    def deploy_drift(self, inputs: dict[str, Any], deployed: DeployResult) -> list[str]:
         """Replicas missing, dead, changed or extra compared with the recorded deploy."""
         found = {
             r.index: r
             for r in self.replicas(inputs["spec"], inputs["environment"], inputs["server"])
         }
         drift = []
-        for recorded in outputs.get("replicas", []):
-            index = recorded["index"]
+        for recorded in deployed.replicas:
+            index = recorded.index
             status = found.pop(index, None)
             if status is None:
                 drift.append(f"replica {index} is gone")
             elif status.state != "running":
                 drift.append(f"replica {index} ({status.detail}) is {status.state}")
-            elif status.key != recorded.get("key"):
+            elif status.key != recorded.key:
                 drift.append(f"replica {index} ({status.detail}) runs something else")
         drift += [f"replica {i} ({r.detail}) is not in the spec" for i, r in sorted(found.items())]
         return drift
@@ -192,21 +202,21 @@ class ImageRuntime(Runtime):
     @abstractmethod
     def build_base(
         self, inputs: dict[str, Any], fingerprint: str, log: Log, cancelled: Callable[[], bool]
-    ) -> dict[str, Any]:
+    ) -> ImageResult:
         """Build (or find) the base image of a processor, named after its fingerprint."""
 
     @abstractmethod
-    def image_drift(self, outputs: dict[str, Any]) -> list[str]:
+    def image_drift(self, image: ImageResult) -> list[str]:
         """Why a recorded image no longer exists as recorded ([] when it does)."""
 
     @abstractmethod
-    def push(self, inputs: dict[str, Any], pack: dict[str, Any], log: Log) -> dict[str, Any]:
+    def push(self, inputs: dict[str, Any], pack: PackResult, log: Log) -> PushResult:
         """Push a server image to the registry; its reference and digest."""
 
     @abstractmethod
-    def push_drift(self, outputs: dict[str, Any]) -> list[str]:
+    def push_drift(self, pushed: PushResult) -> list[str]:
         """Why a pushed image is no longer in the registry ([] when it is)."""
 
     @abstractmethod
-    def unpush(self, outputs: dict[str, Any], log: Log) -> None:
+    def unpush(self, pushed: PushResult, log: Log) -> None:
         """Undo what `push` left on this machine."""
