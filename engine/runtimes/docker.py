@@ -146,7 +146,7 @@ class Route:
 
 class DockerRuntime(ImageRuntime):
     kind = "docker"
-    registry = "optional"  # without one, containers run the image built here
+    registry_use = "optional"  # without one, containers run the image built here
 
     def __init__(self, state_dir: Path, docker: DockerClient | None = None) -> None:
         super().__init__(state_dir)

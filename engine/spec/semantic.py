@@ -23,7 +23,7 @@ def semantic_errors(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
     if runtime is None:  # validate and plan agree on what this version can do
         errors.append(Diagnostic(mark_of(marks, ("runtime", "kind")), unknown_runtime(kind)))
     else:
-        errors += _registry_errors(doc, marks, kind, runtime.registry)
+        errors += _registry_errors(doc, marks, kind, runtime.registry_use)
     others = " or ".join(k for k in RUNTIMES if k != kind)
     for i, server in enumerate(doc.get("servers", [])):
         seen: set[str] = set()
