@@ -61,7 +61,7 @@ def write_spec(directory: Path, count: int, seed: int = 0) -> Path:
         "    node_types: [inf2.*, c6i.*, m6i.*]",
         "    models:",
         *(f"      - {{model: m{i:05d}, rate: {rate}}}" for i, rate in enumerate(rates)),
-        "runtime: {kind: kubernetes, registry: 123456789012.dkr.ecr.us-east-1.amazonaws.com/}",
+        "runtime: {kind: docker, registry: 123456789012.dkr.ecr.us-east-1.amazonaws.com/}",
     ]
     path = directory / f"fleet-{count}.yaml"
     path.write_text("\n".join(lines) + "\n")
@@ -108,7 +108,7 @@ def main() -> None:
     parser.add_argument("--models", type=int, nargs="+", default=[300, 3000, 30000])
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    print("models  load+validate  pack    plan (CLI)  cost $/h  bound $/h  over bound  nodes  copies")
+    print("models  load+validate  pack    plan (CLI)  cost $/h  bound $/h  over  nodes  copies")
     with tempfile.TemporaryDirectory() as directory:
         for count in args.models:
             r = measure(write_spec(Path(directory), count), args.runs)

@@ -19,10 +19,10 @@ from engine.spec.model import Server, Spec
 PROCESSORS = ("cpu", "gpu", "inf")
 
 
-def reachable_processors(runtime_kind: str, host_processors: Collection[str]) -> set[str]:
+def reachable_processors(serves_here: bool, host_processors: Collection[str]) -> set[str]:
     """Processors a fleet may be placed on: traced here or on a host, and served here when
-    the runtime is local."""
-    if runtime_kind == "local":
+    the runtime serves on this machine."""
+    if serves_here:
         return {p for p in PROCESSORS if has_local_device(p)}
     return {p for p in PROCESSORS if has_local_device(p) or p in host_processors}
 
@@ -65,7 +65,10 @@ def demand(
 
 def fleet_of(spec: Spec, server: Server) -> Fleet:
     """The Fleet of a spec's packing: auto server."""
-    reachable = reachable_processors(spec.runtime.kind, {h.processor for h in spec.hosts})
+    from engine.runtimes import runtime_class
+
+    serves_here = runtime_class(spec.runtime.kind).serves_here
+    reachable = reachable_processors(serves_here, {h.processor for h in spec.hosts})
     types = allowed_types(spec.catalog, server.node_types, server.processor, reachable)
     demands = tuple(
         demand(m.model, spec.model(m.model).profiles, m.rate, m.instances, m.pinned)

@@ -6,6 +6,8 @@ import difflib
 from typing import Any
 
 from engine.devices import LOCAL_DEVICES, has_local_device
+from engine.runtimes import RUNTIMES, runtime_class, unknown_runtime
+from engine.runtimes.base import RegistryUse, Runtime
 from engine.spec.errors import Diagnostic
 from engine.spec.validate import Marks, mark_of
 
@@ -16,7 +18,13 @@ def semantic_errors(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
         errors += _unique_names(doc, marks, section)
     models = {m["name"]: m for m in doc.get("models", [])}
     host_processors = {h["processor"] for h in doc.get("hosts", [])}
-    runtime = doc.get("runtime", {}).get("kind", "local")
+    kind = doc.get("runtime", {}).get("kind", "local")
+    runtime = runtime_class(kind) if kind in RUNTIMES else None
+    if runtime is None:  # validate and plan agree on what this version can do
+        errors.append(Diagnostic(mark_of(marks, ("runtime", "kind")), unknown_runtime(kind)))
+    else:
+        errors += _registry_errors(doc, marks, kind, runtime.registry_use)
+    others = " or ".join(k for k in RUNTIMES if k != kind)
     for i, server in enumerate(doc.get("servers", [])):
         seen: set[str] = set()
         for j, packed in enumerate(server["models"]):
@@ -47,19 +55,19 @@ def semantic_errors(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
                 )
             seen.add(name)
         if server.get("packing") == "auto":
-            errors += _fleet_errors(doc, marks, i, models, host_processors, runtime)
+            errors += _fleet_errors(doc, marks, i, models, host_processors, kind, runtime)
             continue
         errors += _manual_errors(server, marks, i)
         processor = server["processor"]
         where = mark_of(marks, ("servers", i, "processor"))
-        if runtime == "local" and not has_local_device(processor):
-            # A host can trace for this processor, but the local runtime serves here.
+        if runtime is not None and runtime.serves_here and not has_local_device(processor):
+            # A host can trace for this processor, but this runtime serves here.
             errors.append(
                 Diagnostic(
                     where,
-                    f"servers[{i}].processor: the local runtime serves on this machine, which "
+                    f"servers[{i}].processor: the {kind} runtime serves on this machine, which "
                     f"has no {processor} device ({LOCAL_DEVICES[processor]}); use processor: cpu, "
-                    f"or a docker or kubernetes runtime on {processor} nodes",
+                    f"or a runtime on {processor} nodes (runtime.kind: {others})",
                 )
             )
         elif processor not in host_processors and not has_local_device(processor):
@@ -145,7 +153,8 @@ def _fleet_errors(
     i: int,
     models: dict[str, Any],
     host_processors: set[str],
-    runtime: str,
+    kind: str,
+    runtime: type[Runtime] | None,
 ) -> list[Diagnostic]:
     """A packing: auto server: its node types exist and are reachable, and every model
     has a profile for one of their processors and fits one of their devices."""
@@ -186,10 +195,11 @@ def _fleet_errors(
             )
     if errors:
         return errors  # the models' checks would only repeat the same problem
-    reachable = reachable_processors(runtime, host_processors)
+    serves_here = runtime is not None and runtime.serves_here
+    reachable = reachable_processors(serves_here, host_processors)
     types = allowed_types(catalog, patterns, server.get("processor"), reachable)
     if not types:
-        where = "this machine (runtime local)" if runtime == "local" else "a host or this machine"
+        where = f"this machine (runtime {kind})" if serves_here else "a host or this machine"
         errors.append(
             Diagnostic(
                 mark_of(marks, ("servers", i, "name")),
@@ -235,6 +245,30 @@ def _fleet_errors(
                 Diagnostic(where, f"servers[{i}].models[{j}]: {unplaceable(d, classes, u)}")
             )
     return errors
+def _registry_errors(
+    doc: dict[str, Any], marks: Marks, kind: str, use: RegistryUse
+) -> list[Diagnostic]:
+    """runtime.registry must be given where replicas pull from it, and not where unused."""
+    given = "registry" in doc.get("runtime", {})
+    if use == "required" and not given:
+        where = mark_of(marks, ("runtime", "kind"))
+        return [
+            Diagnostic(
+                where,
+                f"runtime.registry: the {kind} runtime runs images from a registry; "
+                f"name one (e.g. 123456789012.dkr.ecr.us-west-2.amazonaws.com/team/)",
+            )
+        ]
+    if use == "none" and given:
+        where = mark_of(marks, ("runtime", "registry"), key=True)
+        return [
+            Diagnostic(
+                where,
+                f"runtime.registry: the {kind} runtime runs no images; remove the registry "
+                f"or use a runtime that pushes images",
+            )
+        ]
+    return []
 
 
 def _weight_errors(doc: dict[str, Any], marks: Marks, i: int) -> list[Diagnostic]:

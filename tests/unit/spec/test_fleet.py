@@ -34,7 +34,7 @@ servers:
     models:
       - {model: a, rate: 3.5}
       - {model: b, instances: 2}
-runtime: {kind: kubernetes, registry: 123456789012.dkr.ecr.us-east-1.amazonaws.com/}
+runtime: {kind: docker, registry: 123456789012.dkr.ecr.us-east-1.amazonaws.com/}
 """  # noqa: E501
 
 
