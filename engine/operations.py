@@ -64,7 +64,7 @@ class Workspace:
             yield
 
     def steps(self) -> list[Step]:
-        return build_steps(self.spec, self.ctx.cache_dir)
+        return build_steps(self.spec, self.ctx.cache_dir, self.store.load().steps)
 
     def plan(self) -> Plan:
         """Desired steps against the recorded state and what the runtime shows."""

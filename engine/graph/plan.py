@@ -94,6 +94,10 @@ class Plan:
             counts[str(c.action)] += 1
         return counts
 
+    def packing(self) -> dict[str, Any]:
+        """Each fleet's packing (server -> nodes, devices, copies, cost and bound)."""
+        return {s.inputs["server"]: s.inputs["packing"] for s in self.steps if s.kind == "packing"}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": PLAN_FORMAT,
@@ -104,6 +108,7 @@ class Plan:
             "state": {"lineage": self.lineage, "serial": self.serial},
             "has_changes": self.has_changes,
             "counts": self.counts(),
+            "packing": self.packing(),
             "changes": [c.to_dict() for c in self.changes],
             "steps": [s.to_dict() for s in self.steps],
             "document": self.document,

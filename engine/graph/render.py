@@ -6,6 +6,7 @@ import json
 
 from engine.graph.plan import Change, Plan
 from engine.graph.step import Action
+from engine.packing.report import Summary, text_lines
 
 SYMBOL = {
     Action.CREATE: "+",
@@ -58,8 +59,15 @@ def render_text(plan: Plan, colour: bool = False, show_noop: bool = False) -> st
         lines.extend(f"        {name}: {value}" for name, value in change.values.items())
     if shown:
         lines.append("")
+    for bill in bills(plan):
+        lines += [*text_lines(bill), ""]
     lines.append(summary_line(plan))
     return "\n".join(lines)
+
+
+def bills(plan: Plan) -> list[Summary]:
+    """What each fleet of the plan costs, per node type."""
+    return [Summary.from_json(s.inputs["bill"]) for s in plan.steps if s.kind == "packing"]
 
 
 def described(change: Change) -> str:
@@ -73,6 +81,8 @@ def render_markdown(plan: Plan) -> str:
         "",
         f"**{summary_line(plan)}**",
     ]
+    for bill in bills(plan):
+        lines += ["", *text_lines(bill, markdown=True)]
     changed = [c for c in plan.changes if c.action is not Action.NOOP]
     if changed:
         lines += ["", "| | step | action | why |", "|---|---|---|---|"]

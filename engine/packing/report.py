@@ -52,12 +52,23 @@ class Summary:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "node_types": [
-                {**asdict(r), "cost_per_million_requests": r.cost_per_million} for r in self.rows
-            ],
+            "server": self.server,
+            "node_types": [asdict(r) for r in self.rows],
+            "cost_per_hour": self.cost_per_hour,
+            "lower_bound_per_hour": self.lower_bound_per_hour,
             "requests_per_s": self.requests_per_s,
             "cost_per_million_requests": self.cost_per_million,
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Summary:
+        return cls(
+            data["server"],
+            tuple(TypeRow(**r) for r in data["node_types"]),
+            data["cost_per_hour"],
+            data["lower_bound_per_hour"],
+            data["requests_per_s"],
+        )
 
 
 def _per_million(cost_per_hour: float, requests_per_s: float) -> float | None:

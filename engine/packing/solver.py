@@ -289,13 +289,15 @@ def relaxation(
         bound += min(
             prices[k][0] * need(d, k)[0] + prices[k][1] * need(d, k)[1] for k in options[d.model]
         )
+    shares: list[list[tuple[int, float]]] = [[] for _ in members]
+    for c, (g, k) in enumerate(cells):
+        shares[g].append((k, solution.x[c]))
     choice: dict[str, int] = {}
     for g, ds in enumerate(members):  # a group's members share out its fractions in order
-        shares = [(k, solution.x[c]) for c, (gg, k) in enumerate(cells) if gg == g]
         for j, d in enumerate(ds):
             point, acc = (j + 0.5) / len(ds), 0.0
-            choice[d.model] = shares[-1][0]
-            for k, y in shares:
+            choice[d.model] = shares[g][-1][0]
+            for k, y in shares[g]:
                 acc += y
                 if point < acc:
                     choice[d.model] = k

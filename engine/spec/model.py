@@ -7,6 +7,7 @@ the planner derives everything else from them and never mutates the user's inten
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -176,7 +177,11 @@ class Spec:
     catalog: dict[str, NodeType] = field(default_factory=dict)  # built-in + the spec's
 
     def model(self, name: str) -> Model:
-        return next(m for m in self.models if m.name == name)
+        return self._models_by_name[name]
+
+    @functools.cached_property
+    def _models_by_name(self) -> dict[str, Model]:
+        return {m.name: m for m in self.models}
 
     def server(self, name: str) -> Server:
         return next(s for s in self.servers if s.name == name)

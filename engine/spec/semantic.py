@@ -245,6 +245,8 @@ def _fleet_errors(
                 Diagnostic(where, f"servers[{i}].models[{j}]: {unplaceable(d, classes, u)}")
             )
     return errors
+
+
 def _registry_errors(
     doc: dict[str, Any], marks: Marks, kind: str, use: RegistryUse
 ) -> list[Diagnostic]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -52,11 +51,42 @@ PLAIN_TAGS = {
 Path_ = tuple[str | int, ...]
 
 
-@dataclass
 class Node:
-    value: Any  # dict[str, Node] | list[Node] | str | int | float | bool | None
-    mark: Mark  # where the value starts
-    key_mark: Mark | None = None  # where its key starts, for a mapping's value
+    """A value of the spec and where it (and its key, in a mapping) was written.
+
+    Positions are kept as the parser's own marks and become Marks when asked for: a valid
+    spec of thousands of models never asks.
+    """
+
+    __slots__ = ("_key_mark", "_mark", "file", "raw", "raw_key", "value")
+
+    def __init__(
+        self,
+        value: Any,  # dict[str, Node] | list[Node] | str | int | float | bool | None
+        mark: Mark | None = None,  # where the value starts
+        key_mark: Mark | None = None,  # where its key starts, for a mapping's value
+        *,
+        file: str = "",
+        raw: Any = None,  # the parser's mark of the value, when `mark` is not given
+    ) -> None:
+        self.value = value
+        self._mark = mark
+        self._key_mark = key_mark
+        self.file = file
+        self.raw = raw
+        self.raw_key: Any = None
+
+    @property
+    def mark(self) -> Mark:
+        if self._mark is None:
+            self._mark = _mark(self.file, self.raw)
+        return self._mark
+
+    @property
+    def key_mark(self) -> Mark | None:
+        if self._key_mark is None and self.raw_key is not None:
+            self._key_mark = _mark(self.file, self.raw_key)
+        return self._key_mark
 
     def plain(self) -> Any:
         """The JSON-compatible value, without marks."""
@@ -141,55 +171,61 @@ def _mark(filename: str, mark: Any) -> Mark:
 
 
 def _convert(node: yaml.Node, filename: str, loader: Any, errors: list[Diagnostic]) -> Node:
-    here = _mark(filename, node.start_mark)
     if node.tag not in PLAIN_TAGS:
         errors.append(
             Diagnostic(
-                here,
+                _mark(filename, node.start_mark),
                 f"unsupported YAML tag {node.tag.removeprefix(CORE)!r}: "
                 f"a spec holds only mappings, lists, strings, numbers, "
                 f"booleans and null",
             )
         )
-        return Node(None, here)
+        return Node(None, file=filename, raw=node.start_mark)
     if isinstance(node, yaml.MappingNode):
         mapping: dict[str, Node] = {}
         for key_node, value_node in node.value:
-            key_mark = _mark(filename, key_node.start_mark)
             if not isinstance(key_node, yaml.ScalarNode):
-                errors.append(Diagnostic(key_mark, "a key must be a plain string"))
+                errors.append(
+                    Diagnostic(_mark(filename, key_node.start_mark), "a key must be a plain string")
+                )
                 continue
             key = key_node.value
             if key == "<<":
                 errors.append(
-                    Diagnostic(key_mark, "YAML merge keys (<<) are not supported; use extends")
+                    Diagnostic(
+                        _mark(filename, key_node.start_mark),
+                        "YAML merge keys (<<) are not supported; use extends",
+                    )
                 )
                 continue
             if key in mapping:
                 first = mapping[key].key_mark
                 errors.append(
                     Diagnostic(
-                        key_mark,
+                        _mark(filename, key_node.start_mark),
                         f"duplicate key '{key}' (first at line {first.line if first else '?'})",
                     )
                 )
                 continue
             value = _convert(value_node, filename, loader, errors)
-            value.key_mark = key_mark
+            value.raw_key = key_node.start_mark
             mapping[key] = value
-        return Node(mapping, here)
+        return Node(mapping, file=filename, raw=node.start_mark)
     if isinstance(node, yaml.SequenceNode):
-        return Node([_convert(item, filename, loader, errors) for item in node.value], here)
+        items = [_convert(item, filename, loader, errors) for item in node.value]
+        return Node(items, file=filename, raw=node.start_mark)
     value = _scalar(node, loader)
     if isinstance(value, float) and math.isnan(value):
-        errors.append(Diagnostic(here, "not-a-number (.nan) is not a valid value"))
+        errors.append(
+            Diagnostic(_mark(filename, node.start_mark), "not-a-number (.nan) is not a valid value")
+        )
     if not isinstance(value, str | int | float | bool | type(None)):
         errors.append(
             Diagnostic(
-                here,
+                _mark(filename, node.start_mark),
                 f"unsupported value {node.value!r} (a {type(value).__name__}"
                 f"); quote it to make it a string",
             )
         )
         value = str(node.value)
-    return Node(value, here)
+    return Node(value, file=filename, raw=node.start_mark)
