@@ -26,7 +26,6 @@ from engine.runtimes.base import AUTO, ImageRuntime, Runtime
 from engine.sources import ResolvedSource, resolve_source
 from engine.spec.model import Host, Server, Spec
 
-
 SHOWN_MODELS = 6  # a pack step's summary names this many of its models
 
 
