@@ -216,7 +216,7 @@ def _fleet_errors(
         model = models.get(packed["model"])
         if model is None:
             continue  # reported above
-        where = mark_of(marks, ("servers", i, "models", j, "model"))
+        path = ("servers", i, "models", j, "model")  # its mark is looked up on error only
         profiles = {p: Profile(**v) for p, v in model.get("profiles", {}).items()}
         if not set(profiles) & set(offered):
             has = (
@@ -226,7 +226,7 @@ def _fleet_errors(
             )
             errors.append(
                 Diagnostic(
-                    where,
+                    mark_of(marks, path),
                     f"servers[{i}].models[{j}]: model '{packed['model']}' {has}, the "
                     f"processor(s) this server can reach; give it profiles.{offered[0]} "
                     f"(memory_mib, rate_per_core) under models",
@@ -242,7 +242,9 @@ def _fleet_errors(
         )
         if not any(fits(d, c, u) for c in classes):
             errors.append(
-                Diagnostic(where, f"servers[{i}].models[{j}]: {unplaceable(d, classes, u)}")
+                Diagnostic(
+                    mark_of(marks, path), f"servers[{i}].models[{j}]: {unplaceable(d, classes, u)}"
+                )
             )
     return errors
 
