@@ -20,7 +20,7 @@ from typing import Any
 import engine
 from engine.graph.fingerprint import fingerprint
 from engine.graph.step import Step
-from engine.packing.expand import PackedFleet, expand, packing_id
+from engine.packing.expand import PackedFleet, expand, instance_name, packing_id
 from engine.runtimes import image_names, runtime_class
 from engine.runtimes.base import AUTO, ImageRuntime, Runtime
 from engine.sources import ResolvedSource, resolve_source
@@ -195,6 +195,8 @@ def build_steps(
         )
         deploy_ids.append(deploy.id)
 
+    fleet_deploys = {f"deploy/{d.name}" for f in fleets for d in f.devices}
+    scenario_needs = [d for d in deploy_ids if d not in fleet_deploys]
     for packed_fleet in fleets:
         add(
             packing_id(packed_fleet.server.name),
@@ -203,13 +205,28 @@ def build_steps(
             [],
             packing_summary(packed_fleet),
         )
+        devices = [f"deploy/{d.name}" for d in packed_fleet.devices]
+        if images:  # an image runtime has no router replica yet: scenarios hit the devices
+            scenario_needs += devices
+            continue
+        name = packed_fleet.server.name
+        router = add(
+            f"router/{name}",
+            "router",
+            router_inputs(spec, packed_fleet),
+            devices,
+            f"route {name}: one address for {len(packed_fleet.fleet.demands)} models on "
+            f"{len(devices)} servers",
+            follows_upstream=True,  # a device's new address is a new routing table
+        )
+        scenario_needs.append(router.id)
 
     for scenario in spec.scenarios:
         add(
             f"scenario/{scenario.name}",
             "scenario",
             scenario.to_json(),
-            deploy_ids,
+            scenario_needs,
             f"scenario {scenario.name} ({scenario.kind})",
             follows_upstream=True,
             exclusive=True,
@@ -226,6 +243,32 @@ def packing_inputs(packed: PackedFleet) -> dict[str, Any]:
         "server": packed.server.name,
         "packing": packed.packing.to_json(),
         "bill": packed.summary.to_json(),
+    }
+
+
+def router_inputs(spec: Spec, packed: PackedFleet) -> dict[str, Any]:
+    """The router replica's deploy inputs: it runs under the fleet server's own name (and
+    port, if the spec fixes one), and serves every model of the fleet as `<model>-0`."""
+    routes: dict[str, list[dict[str, Any]]] = {}
+    for device, rates in sorted(packed.rates.items()):
+        for model, rate in sorted(rates.items()):
+            routes.setdefault(model, []).append(
+                {"server": device, "instance": instance_name(model), "weight": rate}
+            )
+    return {
+        "spec": spec.name,
+        "environment": spec.environment,
+        "server": packed.server.name,
+        "runtime": spec.runtime.kind,
+        "replicas": 1,
+        "port": packed.server.port,
+        "bind_address": spec.runtime.bind_address,
+        "threads": 1,
+        "models": [
+            {"name": d.model, "task": spec.model(d.model).task, "instances": 1}
+            for d in sorted(packed.fleet.demands, key=lambda d: d.model)
+        ],
+        "routes": dict(sorted(routes.items())),
     }
 
 

@@ -1,5 +1,7 @@
 """Run a model server: `python -m engine.serving --bundle DIR (--port N | --fd N)`.
 
+A bundle holding router.json (no models) runs a fleet's router instead (serving/router.py).
+
 Models are loaded before the server accepts requests: connections that arrive meanwhile
 wait in the listening socket's backlog, and readiness is simply "the server answers".
 """
@@ -13,6 +15,8 @@ import resource
 import socket
 import sys
 from pathlib import Path
+
+ROUTER_FILE = "router.json"  # a bundle holding this file is a fleet's router's
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     log = logging.getLogger("doinfer.serving")
+    if (args.bundle / ROUTER_FILE).is_file():  # a fleet's router: no models, no torch
+        return _route(args)
 
     import torch
     import uvicorn
@@ -63,6 +69,27 @@ def main(argv: list[str] | None = None) -> int:
     # An inherited socket is wrapped here rather than by uvicorn's `fd`, which declares it
     # AF_UNIX: asyncio then skips TCP_NODELAY, and Nagle's algorithm meets delayed ACKs to
     # add ~40 ms to every keep-alive response.
+    sockets = [socket.socket(fileno=args.fd)] if args.fd is not None else None
+    uvicorn.Server(config).run(sockets=sockets)
+    return 0
+
+
+def _route(args: argparse.Namespace) -> int:
+    import json
+
+    import uvicorn
+
+    from engine.serving.router import create_router, load_table
+
+    table = load_table(json.loads((args.bundle / ROUTER_FILE).read_text()))
+    config = uvicorn.Config(
+        create_router(table),
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=False,
+        lifespan="on",
+    )
     sockets = [socket.socket(fileno=args.fd)] if args.fd is not None else None
     uvicorn.Server(config).run(sockets=sockets)
     return 0

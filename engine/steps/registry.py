@@ -8,6 +8,7 @@ from engine.steps.image import ImageStep
 from engine.steps.pack import PackStep
 from engine.steps.packing import PackingStep
 from engine.steps.push import PushStep
+from engine.steps.router import RouterStep
 from engine.steps.scenario import ScenarioStep
 from engine.steps.trace import TraceStep
 
@@ -18,5 +19,6 @@ STEP_KINDS: dict[str, StepKind] = {
     "push": PushStep(),
     "deploy": DeployStep(),
     "packing": PackingStep(),
+    "router": RouterStep(),
     "scenario": ScenarioStep(),
 }
