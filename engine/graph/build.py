@@ -204,6 +204,7 @@ def build_steps(
             packing_inputs(packed_fleet),
             [],
             packing_summary(packed_fleet),
+            updatable=frozenset({"packing", "bill"}),  # a record: updated in place
         )
         devices = [f"deploy/{d.name}" for d in packed_fleet.devices]
         if images:  # an image runtime has no router replica yet: scenarios hit the devices

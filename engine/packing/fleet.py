@@ -108,7 +108,7 @@ class Packing:
                     "type": n.type.name,
                     "price_per_hour": n.type.price_per_hour,
                     "devices": [
-                        {"copies": [{"model": c.model, "rate": c.rate} for c in d.copies]}
+                        {"copies": [{"model": c.model, "rate": round(c.rate, 6)} for c in d.copies]}
                         for d in n.devices
                     ],
                 }
