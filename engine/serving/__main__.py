@@ -15,6 +15,7 @@ import resource
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 ROUTER_FILE = "router.json"  # a bundle holding this file is a fleet's router's
 
@@ -38,7 +39,6 @@ def main(argv: list[str] | None = None) -> int:
         return _route(args)
 
     import torch
-    import uvicorn
 
     from engine.serving.app import create_app
     from engine.serving.models import BundleError, load_bundle
@@ -58,8 +58,23 @@ def main(argv: list[str] | None = None) -> int:
         torch.get_num_threads(),
         rss_mb,
     )
+    return _serve(create_app(bundle), args)
+
+
+def _route(args: argparse.Namespace) -> int:
+    import json
+
+    from engine.serving.router import create_router, load_table
+
+    table = load_table(json.loads((args.bundle / ROUTER_FILE).read_text()))
+    return _serve(create_router(table), args)
+
+
+def _serve(app: Any, args: argparse.Namespace) -> int:
+    import uvicorn
+
     config = uvicorn.Config(
-        create_app(bundle),
+        app,
         host=args.host,
         port=args.port,
         log_level=args.log_level,
@@ -69,27 +84,6 @@ def main(argv: list[str] | None = None) -> int:
     # An inherited socket is wrapped here rather than by uvicorn's `fd`, which declares it
     # AF_UNIX: asyncio then skips TCP_NODELAY, and Nagle's algorithm meets delayed ACKs to
     # add ~40 ms to every keep-alive response.
-    sockets = [socket.socket(fileno=args.fd)] if args.fd is not None else None
-    uvicorn.Server(config).run(sockets=sockets)
-    return 0
-
-
-def _route(args: argparse.Namespace) -> int:
-    import json
-
-    import uvicorn
-
-    from engine.serving.router import create_router, load_table
-
-    table = load_table(json.loads((args.bundle / ROUTER_FILE).read_text()))
-    config = uvicorn.Config(
-        create_router(table),
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        access_log=False,
-        lifespan="on",
-    )
     sockets = [socket.socket(fileno=args.fd)] if args.fd is not None else None
     uvicorn.Server(config).run(sockets=sockets)
     return 0

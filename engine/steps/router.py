@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import StepFailed
-from engine.graph.step import Observation, Step
 from engine.runtimes.contracts import DeployInput, DeployResult, PackResult
 from engine.serving.__main__ import ROUTER_FILE
 from engine.steps.base import ApplyRequest, Context, Log
+from engine.steps.deploy import DeployStep
 
 
 def routing_table(inputs: dict[str, Any], upstream: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -50,10 +50,8 @@ def write_router_bundle(cache_dir: Path, table: dict[str, Any]) -> Path:
     return bundle
 
 
-class RouterStep:
-    def observe(self, step: Step, record: dict[str, Any], ctx: Context) -> Observation:
-        deployed = DeployResult.from_json(record["outputs"])
-        return Observation(drift=tuple(ctx.runtime.deploy_drift(step.inputs, deployed)))
+class RouterStep(DeployStep):
+    """Observed and destroyed as a deploy is; applied from its routing table."""
 
     def apply(self, request: ApplyRequest, ctx: Context, log: Log) -> dict[str, Any]:
         table = routing_table(request.step.inputs, request.upstream)
@@ -63,7 +61,3 @@ class RouterStep:
         result = ctx.runtime.deploy(request.step.inputs, source, log, ctx.cancel.is_set)
         ctx.check_cancelled()
         return result.to_json()
-
-    def destroy(self, record: dict[str, Any], ctx: Context, log: Log) -> None:
-        inputs = record["inputs"]
-        ctx.runtime.undeploy(inputs["spec"], inputs["environment"], inputs["server"], log)
