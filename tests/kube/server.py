@@ -473,9 +473,9 @@ class KubeApiServer:
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
         app, self.handlers = make_app(self.cluster, self.controller, f"{self.host}:{self.port}")
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, shutdown_timeout=0.1)
+        site = web.TCPSite(runner, self.host, self.port)
         await site.start()
         sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
         self.port = sockets[0].getsockname()[1]

@@ -176,8 +176,9 @@ def value_at(obj: Any, path: Path, kind: str) -> Any:
     return node
 
 
-def _is_item(path: Path) -> bool:
-    return bool(path) and path[-1][:2] in ("k:", "v:")
+def _is_key_field(path: Path) -> bool:
+    """A merge key of a list item (`name` in `k:{"name":"x"}`): it goes only with the item."""
+    return len(path) > 1 and path[-2].startswith("k:") and path[-1][2:] in json.loads(path[-2][2:])
 
 
 def remove_path(obj: dict[str, Any], path: Path, kind: str) -> None:
@@ -393,7 +394,10 @@ def apply(
     others = list(copies.values())
 
     if mine is not None:
-        for path in sorted(mine.fields - new_set, key=len, reverse=True):
+        # whole items first; a field whose item is gone is gone with it
+        for path in sorted(mine.fields - new_set, key=len):
+            if _is_key_field(path):
+                continue
             still_applied = any(p[: len(path)] == path for p in new_set)
             if not still_applied and not _owned_below(others, path):
                 remove_path(merged, path, kind)
