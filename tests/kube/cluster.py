@@ -329,9 +329,9 @@ class Cluster:
             if content_type == "application/json-patch+json":
                 new = _json_patch(current, patch)
             elif content_type == "application/strategic-merge-patch+json":
-                new = _merge_patch(current, _no_identity(patch), resource.kind, keyed=True)
+                new = merge_patch(current, _no_identity(patch), resource.kind, keyed=True)
             else:
-                new = _merge_patch(current, _no_identity(patch), resource.kind, keyed=False)
+                new = merge_patch(current, _no_identity(patch), resource.kind, keyed=False)
             return self._store(resource, namespace, name, old, new, manager)
 
     def apply(
@@ -583,7 +583,7 @@ def _no_identity(patch: Any) -> Any:
     return patch
 
 
-def _merge_patch(
+def merge_patch(
     target: Any, patch: Any, kind: str, keyed: bool, names: tuple[str, ...] = ()
 ) -> Any:
     """RFC 7386 JSON merge patch; `keyed` merges lists by their merge keys as a strategic
@@ -599,7 +599,7 @@ def _merge_patch(
         if value is None:
             out.pop(key, None)
         else:
-            out[key] = _merge_patch(out.get(key), value, kind, keyed, (*names, key))
+            out[key] = merge_patch(out.get(key), value, kind, keyed, (*names, key))
     return out
 
 

@@ -51,6 +51,7 @@ NODE = "ip-10-0-1-17.ec2.internal"
 _INDEX_FIELD = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
 
 JobRunner = Callable[[dict[str, Any], int, dict[str, str]], tuple[int, str]]
+ExecRunner = Callable[[dict[str, Any], str, list[str]], tuple[int, str, str]]
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,8 @@ class Controller:
         self.cluster = cluster
         self.failures: dict[str, Failure] = {}
         self.job_runner: JobRunner | None = None
+        # pods/exec: (pod, container, command) -> (exit_code, stdout, stderr)
+        self.exec_runner: ExecRunner | None = None
         self.pod_log: Callable[[dict[str, Any]], str] = lambda pod: (
             f"pod {pod['metadata']['name']} started\n"
         )
