@@ -19,6 +19,7 @@ import copy
 import datetime as dt
 import json
 import re
+import secrets
 import threading
 import uuid
 from collections.abc import Callable
@@ -35,6 +36,7 @@ Key = tuple[str, str, str, str]  # group, plural, namespace ("" if cluster-scope
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _WITH_GENERATION = ("deployments", "replicasets", "jobs")
+NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # of generated name suffixes (pods too)
 
 
 def now() -> str:
@@ -261,6 +263,11 @@ class Cluster:
                 " request"
             )
         final = name or body_name
+        if not final and metadata.get("generateName"):
+            final = metadata["generateName"] + "".join(
+                secrets.choice(NAME_ALPHABET) for _ in range(5)
+            )
+            metadata["name"] = final
         if not final:
             raise errors.invalid(
                 resource.kind,

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tests.kube.cluster import Cluster, Key, now
+from tests.kube.cluster import NAME_ALPHABET, Cluster, Key, now
 from tests.kube.resources import find
 
 DEPLOYMENTS = find("apps", "v1", "deployments")
@@ -45,7 +45,6 @@ REPLICASETS = find("apps", "v1", "replicasets")
 PODS = find("", "v1", "pods")
 JOBS = find("batch", "v1", "jobs")
 EVENTS = find("", "v1", "events")
-_SAFE = "bcdfghjklmnpqrstvwxz2456789"  # the alphabet Kubernetes names pods with
 _EXTENDED = ("aws.amazon.com/neuron", "aws.amazon.com/neuroncore", "nvidia.com/gpu")
 NODE = "ip-10-0-1-17.ec2.internal"
 _INDEX_FIELD = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
@@ -65,7 +64,7 @@ class Failure:
 
 def _safe(text: str, length: int) -> str:
     digest = hashlib.sha256(text.encode()).digest()
-    return "".join(_SAFE[b % len(_SAFE)] for b in digest[:length])
+    return "".join(NAME_ALPHABET[b % len(NAME_ALPHABET)] for b in digest[:length])
 
 
 def template_hash(template: dict[str, Any]) -> str:

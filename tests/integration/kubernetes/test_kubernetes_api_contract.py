@@ -194,6 +194,9 @@ def test_kubernetes_errors_are_status_objects(kube_api: KubeApi) -> None:
         status, again = await call(api, "POST", "v1", "configmaps", namespace=ns, body=config)
         assert (status, again["reason"]) == (409, "AlreadyExists")
         assert again["message"] == 'configmaps "c" already exists'
+        generated = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "c-"}}
+        status, made = await call(api, "POST", "v1", "configmaps", namespace=ns, body=generated)
+        assert status == 201 and len(made["metadata"]["name"]) == len("c-") + 5
 
         bad = deployment("bad", ns)
         bad["spec"]["template"]["metadata"]["labels"] = {"other": "x"}
