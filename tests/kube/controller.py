@@ -512,9 +512,11 @@ class Controller:
                 "NewReplicaSetAvailable",
                 f'ReplicaSet "{rs_name}" has successfully progressed.',
             )
-        elif (old_progressing and old_progressing["reason"] == "ProgressDeadlineExceeded") or (
-            time.monotonic() - started > deadline
-        ):
+        elif (
+            old_progressing is not None
+            and old_progressing["reason"] == "ProgressDeadlineExceeded"
+            and f'"{rs_name}"' in old_progressing["message"]  # this rollout's, not an older one
+        ) or time.monotonic() - started > deadline:
             progressing = (
                 "False",
                 "ProgressDeadlineExceeded",
