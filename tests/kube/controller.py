@@ -117,6 +117,7 @@ class Controller:
         self._progress: dict[tuple[str, str], float] = {}  # (uid, rs) -> last progress time
         self._events: set[tuple[str, str]] = set()
         self._names = 0
+        self._replica_failures: dict[str, str] = {}  # Deployment uid -> why pods are not made
         self._workloads: dict[tuple[str, str], str] = {}  # pod -> its Deployment's or Job's name
 
     # ---- knobs
@@ -233,6 +234,7 @@ class Controller:
             current["spec"]["replicas"] = replicas
             self._put(REPLICASETS, current)
 
+        self._revision(deployment, current)
         pods_of = {rs["metadata"]["name"]: self._pods_of(rs) for rs in replica_sets}
         self._scale_pods(current, pods_of[rs_name], replicas, deployment)
         pods_of[rs_name] = self._pods_of(current)
@@ -246,6 +248,22 @@ class Controller:
                         self.cluster.remove(self._pod_key(pod))
                     pods_of[rs["metadata"]["name"]] = []
         self._deployment_status(deployment, rs_name, pods_of, replicas)
+
+    def _revision(self, deployment: dict[str, Any], rs: dict[str, Any]) -> None:
+        """The controller marks the Deployment with its current revision (an Update entry of
+        its own in managedFields, as on a real cluster)."""
+        key = "deployment.kubernetes.io/revision"
+        revision = rs["metadata"]["annotations"][key]
+        if deployment["metadata"].get("annotations", {}).get(key) != revision:
+            meta = deployment["metadata"]
+            self.cluster.patch(
+                DEPLOYMENTS,
+                meta["namespace"],
+                meta["name"],
+                "application/merge-patch+json",
+                {"metadata": {"annotations": {key: revision}}},
+                "kube-controller-manager",
+            )
 
     def _pods_of(self, rs: dict[str, Any]) -> list[dict[str, Any]]:
         return [
@@ -266,8 +284,27 @@ class Controller:
     ) -> None:
         for pod in pods[replicas:]:
             self.cluster.remove(self._pod_key(pod))
-        for _ in range(replicas - len(pods)):
-            self._new_pod(rs, rs["spec"]["template"], deployment["metadata"]["name"], {}, {})
+        namespace = rs["metadata"]["namespace"]
+        quota = next(
+            (
+                q
+                for (plural, ns), q in self.cluster.quotas.items()
+                if plural == "pods" and ns in (None, namespace)
+            ),
+            None,
+        )
+        self._replica_failures.pop(deployment["metadata"]["uid"], None)
+        if quota is not None and replicas > len(pods):  # the ResourceQuota admission refuses
+            used = len(pods)
+            message = (
+                f'pods "{rs["metadata"]["name"]}-{_safe(str(used), 5)}" is forbidden: exceeded'
+                f" quota: {quota}, requested: pods=1, used: pods={used}, limited: pods={used}"
+            )
+            self._replica_failures[deployment["metadata"]["uid"]] = message
+            self._event(rs, "FailedCreate", f"Error creating: {message}", "replicaset-controller")
+        else:
+            for _ in range(replicas - len(pods)):
+                self._new_pod(rs, rs["spec"]["template"], deployment["metadata"]["name"], {}, {})
         ready = sum(1 for p in self._pods_of(rs) if _ready(p))
         status = {
             "replicas": min(len(pods), replicas) + max(0, replicas - len(pods)),
@@ -438,24 +475,24 @@ class Controller:
 
     def _event(
         self,
-        pod: dict[str, Any],
+        obj: dict[str, Any],
         reason: str,
         message: str,
         component: str,
         container: str | None = None,
         warning: bool = True,
     ) -> None:
-        meta = pod["metadata"]
+        meta = obj["metadata"]
         if (meta["uid"], reason + message) in self._events:
             return
         self._events.add((meta["uid"], reason + message))
         stamp = now()
         involved = {
-            "kind": "Pod",
+            "kind": obj["kind"],
             "namespace": meta["namespace"],
             "name": meta["name"],
             "uid": meta["uid"],
-            "apiVersion": "v1",
+            "apiVersion": obj["apiVersion"],
             "resourceVersion": meta.get("resourceVersion", ""),
         }
         if container:
@@ -549,6 +586,18 @@ class Controller:
                 "message": progressing[2],
             },
         ]
+        failure = self._replica_failures.get(meta["uid"])
+        if failure is not None:
+            conditions.append(
+                {
+                    "type": "ReplicaFailure",
+                    "status": "True",
+                    "lastUpdateTime": stamp,
+                    "lastTransitionTime": stamp,
+                    "reason": "FailedCreate",
+                    "message": failure,
+                }
+            )
         for new in conditions:  # keep the times of conditions that did not change
             before = next((c for c in old.get("conditions", []) if c["type"] == new["type"]), None)
             if before and (before["status"], before["reason"]) == (new["status"], new["reason"]):

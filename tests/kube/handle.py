@@ -139,7 +139,8 @@ class KubeApi:
     def exceed_quota(
         self, resource: str, namespace: str | None = None, quota: str = "compute-resources"
     ) -> None:
-        """Creating `resource` in `namespace` answers 403 "exceeded quota"."""
+        """Creating `resource` in `namespace` answers 403 "exceeded quota"; for "pods", the
+        Deployment's ReplicaSet cannot make its pods (condition ReplicaFailure)."""
         self._sim("a resource quota").cluster.quotas[(resource, namespace)] = quota
 
     def fail_rollout(self, workload: str, reason: str, log: str = "", message: str = "") -> None:

@@ -454,10 +454,8 @@ def test_kubernetes_apply_keeps_other_managers_fields_and_drops_its_own(
         obj["metadata"]["annotations"] = {"doinfer.dev/fingerprint": "f2"}
         status, after = await apply(api, obj)
         assert status == 200, after
-        assert after["metadata"]["annotations"] == {
-            "doinfer.dev/fingerprint": "f2",
-            "owner": "alice",
-        }
+        annotations = after["metadata"]["annotations"]
+        assert annotations["doinfer.dev/fingerprint"] == "f2" and annotations["owner"] == "alice"
         assert after["spec"]["replicas"] == 4
         env = after["spec"]["template"]["spec"]["containers"][0]["env"]
         assert env == [{"name": "A", "value": "1"}]
@@ -874,5 +872,28 @@ def test_kubernetes_status_subresource_changes_only_status(kube_api: KubeApi) ->
         # and an apply to the main resource never touches the status
         _, applied = await apply(api, deployment("web", ns, replicas=1))
         assert applied["status"]["replicas"] == 7
+
+    run(body())
+
+
+def test_kubernetes_pod_quota_stops_the_replicaset(kube_api: KubeApi) -> None:
+    async def body() -> None:
+        api = await connect(kube_api)
+        ns = await make_namespace(api, kube_api, "podquota")
+        kube_api.exceed_quota("pods", ns, quota="compute-resources")
+        kube_api.controller.progress_deadline = 0.3
+        assert (await apply(api, deployment("web", ns, replicas=1)))[0] == 201
+        d = await Deployment.get("web", namespace=ns, api=api)
+
+        async def refused() -> dict | None:
+            await d.refresh()
+            conditions = d.raw.get("status", {}).get("conditions", [])
+            return next((c for c in conditions if c["type"] == "ReplicaFailure"), None)
+
+        failure = await eventually(refused, kube_api, "the ReplicaFailure condition")
+        assert failure["reason"] == "FailedCreate"
+        assert "exceeded quota: compute-resources" in failure["message"]
+        assert [p async for p in api.get("pods", namespace=ns)] == []
+        assert d.annotations["deployment.kubernetes.io/revision"] == "1"
 
     run(body())
