@@ -156,6 +156,13 @@ class KubeApi:
         """`runner(pod, container, command) -> (exit_code, stdout, stderr)` answers pods/exec."""
         self.controller.exec_runner = runner
 
+    def append_log(self, namespace: str, pod: str, container: str, text: str) -> None:
+        """The container prints `text` (what `logs -f` then streams)."""
+        cluster = self._sim("a container's output").cluster
+        with cluster.lock:
+            key = (namespace, pod, container)
+            cluster.logs[key] = cluster.logs.get(key, "") + text
+
     def set_pod_log(self, log: Callable[[dict[str, Any]], str]) -> None:
         """What a healthy Deployment pod's container prints (from the pod object)."""
         self.controller.pod_log = log

@@ -416,7 +416,30 @@ class Handlers:
         if tail is not None:
             lines = text.splitlines(keepends=True)
             text = "".join(lines[-int(tail) :]) if int(tail) > 0 else ""
+        if request.query.get("follow") in ("true", "1"):
+            return await self._follow(request, key, text)
         return web.Response(text=text, content_type="text/plain")
+
+    async def _follow(
+        self, request: web.Request, key: tuple[str, str, str], text: str
+    ) -> web.StreamResponse:
+        """logs -f: what is there, then what the container adds, until the pod stops."""
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await response.prepare(request)
+        await response.write(text.encode())
+        sent = len(self.cluster.logs.get(key, ""))
+        while request.transport is not None and not request.transport.is_closing():
+            with self.cluster.lock:
+                current = self.cluster.logs.get(key)
+                pod = self.cluster.objects.get(("", "pods", key[0], key[1]))
+            if current is not None and len(current) > sent:
+                await response.write(current[sent:].encode())
+                sent = len(current)
+            phase = (pod or {}).get("status", {}).get("phase")
+            if pod is None or phase in ("Succeeded", "Failed"):
+                break
+            await asyncio.sleep(0.02)
+        return response
 
     async def _exec(self, request: web.Request, route: Route) -> web.StreamResponse:
         """pods/NAME/exec over a websocket, channel protocol v4/v5: stdout on 1, stderr on 2,

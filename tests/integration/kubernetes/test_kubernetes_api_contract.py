@@ -719,6 +719,8 @@ def test_kubernetes_failed_rollout_says_why(
             assert status["containerStatuses"][0]["lastState"]["terminated"]["exitCode"] == 1
             last = [line async for line in pod.logs(tail_lines=1)]
             assert last == ["KeyError: 'weights'"]
+            previous = [line async for line in pod.logs(previous=True)]
+            assert previous == ["loading model", "KeyError: 'weights'"]
 
     run(body())
 
@@ -895,5 +897,65 @@ def test_kubernetes_pod_quota_stops_the_replicaset(kube_api: KubeApi) -> None:
         assert "exceeded quota: compute-resources" in failure["message"]
         assert [p async for p in api.get("pods", namespace=ns)] == []
         assert d.annotations["deployment.kubernetes.io/revision"] == "1"
+
+    run(body())
+
+
+def test_kubernetes_follow_streams_what_the_container_prints(kube_api: KubeApi) -> None:
+    if not kube_api.simulated_cluster:
+        pytest.skip("what a real container prints is not the test's to write")
+
+    async def body() -> None:
+        api = await connect(kube_api)
+        ns = await make_namespace(api, kube_api, "follow")
+        assert (await apply(api, deployment("web", ns, replicas=1)))[0] == 201
+        d = await Deployment.get("web", namespace=ns, api=api)
+        await d.wait("condition=Available", timeout=30)
+        [pod] = [p async for p in api.get("pods", namespace=ns)]
+        lines: list[str] = []
+        async for line in pod.logs(follow=True, timeout=10):
+            lines.append(line)
+            if len(lines) == 1:
+                kube_api.append_log(ns, pod.name, "server", "ready\n")
+            if line == "ready":
+                break
+        assert lines == [f"pod {pod.name} started", "ready"]
+
+    run(body())
+
+
+def test_kubernetes_dry_run_and_delete_collection(kube_api: KubeApi) -> None:
+    async def body() -> None:
+        api = await connect(kube_api)
+        ns = await make_namespace(api, kube_api, "dryrun")
+        config = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "c", "namespace": ns, "labels": {"set": "a"}},
+        }
+        status, answer = await call(
+            api,
+            "PATCH",
+            "v1",
+            "configmaps/c",
+            namespace=ns,
+            body=config,
+            headers=APPLY,
+            params={"fieldManager": "doinfer", "dryRun": "All"},
+        )
+        assert status == 201 and answer["metadata"]["name"] == "c"
+        assert (await call(api, "GET", "v1", "configmaps/c", namespace=ns))[0] == 404
+        for name in ("a1", "a2", "b1"):
+            labels = {"set": name[0]}
+            body_ = {**config, "metadata": {**config["metadata"], "name": name, "labels": labels}}
+            assert (await apply(api, body_))[0] == 201
+        status, deleted = await call(
+            api, "DELETE", "v1", "configmaps", namespace=ns, params={"labelSelector": "set=a"}
+        )
+        assert status == 200 and deleted["kind"] == "ConfigMapList"
+        _, left = await call(
+            api, "GET", "v1", "configmaps", namespace=ns, params={"labelSelector": "set"}
+        )
+        assert [i["metadata"]["name"] for i in left["items"]] == ["b1"]
 
     run(body())
