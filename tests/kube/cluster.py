@@ -230,6 +230,12 @@ class Cluster:
             name,
         )
 
+    def _existing(self, resource: Resource, namespace: str | None, name: str) -> dict[str, Any]:
+        old = self.objects.get(self._key(resource, namespace, name))
+        if old is None:
+            raise errors.not_found(resource.plural, resource.group, name)
+        return old
+
     def _check_identity(
         self,
         resource: Resource,
@@ -310,9 +316,7 @@ class Cluster:
     ) -> dict[str, Any]:
         with self.lock:
             self._check_identity(resource, body, namespace, name)
-            old = self.objects.get(self._key(resource, namespace, name))
-            if old is None:
-                raise errors.not_found(resource.plural, resource.group, name)
+            old = self._existing(resource, namespace, name)
             rv = body["metadata"].get("resourceVersion")
             if rv and rv != old["metadata"]["resourceVersion"]:
                 raise errors.stale(resource.plural, resource.group, name)
@@ -329,9 +333,7 @@ class Cluster:
     ) -> dict[str, Any]:
         """merge-patch+json, strategic-merge-patch+json or json-patch+json (not apply)."""
         with self.lock:
-            old = self.objects.get(self._key(resource, namespace, name))
-            if old is None:
-                raise errors.not_found(resource.plural, resource.group, name)
+            old = self._existing(resource, namespace, name)
             current = ssa.strip(old)
             if content_type == "application/json-patch+json":
                 new = _json_patch(current, patch)
@@ -392,9 +394,7 @@ class Cluster:
     ) -> dict[str, Any]:
         """A write of the scale subresource (kubectl scale, an autoscaler)."""
         with self.lock:
-            old = self.objects.get(self._key(resource, namespace, name))
-            if old is None:
-                raise errors.not_found(resource.plural, resource.group, name)
+            old = self._existing(resource, namespace, name)
             new = ssa.strip(old)
             new.setdefault("spec", {})["replicas"] = replicas
             return self._store(resource, namespace, name, old, new, manager, subresource="scale")

@@ -417,17 +417,17 @@ class Handlers:
             lines = text.splitlines(keepends=True)
             text = "".join(lines[-int(tail) :]) if int(tail) > 0 else ""
         if request.query.get("follow") in ("true", "1"):
-            return await self._follow(request, key, text)
+            return await self._follow(request, key, text, len(self.cluster.logs.get(key, "")))
         return web.Response(text=text, content_type="text/plain")
 
     async def _follow(
-        self, request: web.Request, key: tuple[str, str, str], text: str
+        self, request: web.Request, key: tuple[str, str, str], text: str, sent: int
     ) -> web.StreamResponse:
-        """logs -f: what is there, then what the container adds, until the pod stops."""
+        """logs -f: `text` (the log up to `sent` characters, maybe its tail), then what the
+        container adds, until the pod stops."""
         response = web.StreamResponse(headers={"Content-Type": "text/plain"})
         await response.prepare(request)
         await response.write(text.encode())
-        sent = len(self.cluster.logs.get(key, ""))
         while request.transport is not None and not request.transport.is_closing():
             with self.cluster.lock:
                 current = self.cluster.logs.get(key)

@@ -141,6 +141,10 @@ async def apply(
     )
 
 
+async def pods_of(api: kr8s.asyncio.Api, namespace: str, selector: str = "") -> list[Pod]:
+    return [p async for p in api.get("pods", namespace=namespace, label_selector=selector)]
+
+
 def entry(obj: dict, manager: str, operation: str) -> dict | None:
     return next(
         (
@@ -524,12 +528,7 @@ def test_kubernetes_deployment_rolls_out_and_reports_status(kube_api: KubeApi) -
         conditions = {c["type"]: c for c in d.raw["status"]["conditions"]}
         assert conditions["Available"]["status"] == "True"
         assert conditions["Progressing"]["reason"] == "NewReplicaSetAvailable"
-        pods = [
-            p
-            async for p in api.get(
-                "pods", namespace=ns, label_selector="app.kubernetes.io/instance=web"
-            )
-        ]
+        pods = await pods_of(api, ns, "app.kubernetes.io/instance=web")
         assert len(pods) == 2
         for pod in pods:
             assert pod.name.startswith("web-")
@@ -548,12 +547,7 @@ def test_kubernetes_delete_takes_dependents(kube_api: KubeApi) -> None:
         assert (await apply(api, deployment("web", ns, replicas=1)))[0] == 201
 
         async def pods() -> list[Pod]:
-            return [
-                p
-                async for p in api.get(
-                    "pods", namespace=ns, label_selector="app.kubernetes.io/instance=web"
-                )
-            ]
+            return await pods_of(api, ns, "app.kubernetes.io/instance=web")
 
         await eventually(pods, kube_api, "the deployment's pod")
         d = await Deployment.get("web", namespace=ns, api=api)
@@ -618,12 +612,7 @@ def test_kubernetes_indexed_job_runs_every_index_and_keeps_logs(kube_api: KubeAp
         await job.wait(["condition=Complete", "condition=Failed"], timeout=300)
         assert job.raw["status"]["succeeded"] == 3
         assert job.raw["status"]["completedIndexes"] == "0-2"
-        pods = [
-            p
-            async for p in api.get(
-                "pods", namespace=ns, label_selector="batch.kubernetes.io/job-name=bench"
-            )
-        ]
+        pods = await pods_of(api, ns, "batch.kubernetes.io/job-name=bench")
         logs: list[str] = []
         for pod in pods:
             logs += [line async for line in pod.logs()]
@@ -652,7 +641,7 @@ def test_kubernetes_failed_job_reports_backoff_limit(kube_api: KubeApi) -> None:
         await job.wait(["condition=Complete", "condition=Failed"], timeout=30)
         failed = next(c for c in job.raw["status"]["conditions"] if c["type"] == "Failed")
         assert failed["reason"] == "BackoffLimitExceeded"
-        pods = [p async for p in api.get("pods", namespace=ns, label_selector="job-name=bench")]
+        pods = await pods_of(api, ns, "job-name=bench")
         assert any(p.raw["status"]["phase"] == "Failed" for p in pods)
 
     run(body())
@@ -692,12 +681,7 @@ def test_kubernetes_failed_rollout_says_why(
 
         await eventually(exceeded, kube_api, "ProgressDeadlineExceeded")
         assert d.raw["status"].get("availableReplicas", 0) == 0
-        [pod] = [
-            p
-            async for p in api.get(
-                "pods", namespace=ns, label_selector="app.kubernetes.io/instance=web"
-            )
-        ]
+        [pod] = await pods_of(api, ns, "app.kubernetes.io/instance=web")
         events = [
             e
             async for e in api.get(
@@ -733,7 +717,7 @@ def test_kubernetes_failed_new_version_keeps_the_old_pods(kube_api: KubeApi) -> 
         assert (await apply(api, obj))[0] == 201
         d = await Deployment.get("web", namespace=ns, api=api)
         await d.wait("condition=Available", timeout=30)
-        old = {p.name async for p in api.get("pods", namespace=ns)}
+        old = {p.name for p in await pods_of(api, ns)}
         kube_api.fail_rollout("web", "ImagePullBackOff")
         obj["spec"]["template"]["spec"]["containers"][0]["image"] = "registry.invalid/x:2"
         await apply(api, obj)
@@ -744,7 +728,7 @@ def test_kubernetes_failed_new_version_keeps_the_old_pods(kube_api: KubeApi) -> 
             return s.get("observedGeneration") == 2 and s.get("updatedReplicas") == 1
 
         await eventually(both, kube_api, "the new ReplicaSet's pod")
-        names = {p.name async for p in api.get("pods", namespace=ns)}
+        names = {p.name for p in await pods_of(api, ns)}
         assert old < names  # the old pod still serves
         assert d.raw["status"]["availableReplicas"] == 1
 
@@ -841,7 +825,7 @@ def test_kubernetes_exec_in_a_pod(kube_api: KubeApi) -> None:
         assert (await apply(api, deployment("web", ns, replicas=1)))[0] == 201
         d = await Deployment.get("web", namespace=ns, api=api)
         await d.wait("condition=Available", timeout=30)
-        [pod] = [p async for p in api.get("pods", namespace=ns)]
+        [pod] = await pods_of(api, ns)
         done = await pod.exec(["echo", "hello"])
         assert done.returncode == 0
         assert done.stdout.decode() == f"{pod.name}/server: echo hello\n"
@@ -895,7 +879,7 @@ def test_kubernetes_pod_quota_stops_the_replicaset(kube_api: KubeApi) -> None:
         failure = await eventually(refused, kube_api, "the ReplicaFailure condition")
         assert failure["reason"] == "FailedCreate"
         assert "exceeded quota: compute-resources" in failure["message"]
-        assert [p async for p in api.get("pods", namespace=ns)] == []
+        assert await pods_of(api, ns) == []
         assert d.annotations["deployment.kubernetes.io/revision"] == "1"
 
     run(body())
@@ -911,7 +895,7 @@ def test_kubernetes_follow_streams_what_the_container_prints(kube_api: KubeApi) 
         assert (await apply(api, deployment("web", ns, replicas=1)))[0] == 201
         d = await Deployment.get("web", namespace=ns, api=api)
         await d.wait("condition=Available", timeout=30)
-        [pod] = [p async for p in api.get("pods", namespace=ns)]
+        [pod] = await pods_of(api, ns)
         lines: list[str] = []
         async for line in pod.logs(follow=True, timeout=10):
             lines.append(line)
