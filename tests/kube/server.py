@@ -72,6 +72,14 @@ _PATCH_TYPES = (
 )
 
 
+# what the API server warns when a Job is deleted without a propagation policy
+_JOB_ORPHAN_WARNING = (
+    '299 - "child pods are preserved by default when jobs are deleted; set'
+    " propagationPolicy=Background to remove them or set propagationPolicy=Orphan to suppress"
+    ' this warning"'
+)
+
+
 def _status(error: ApiError) -> web.Response:
     return web.json_response(error.status, status=error.code)
 
@@ -169,7 +177,11 @@ class Handlers:
                 or (request.method == "PATCH" and body.pop("__created__", False))
                 else 200
             )
-            return web.json_response(body, status=status)
+            response = web.json_response(body, status=status)
+            orphaning = request.method == "DELETE" and route.resource.plural == "jobs"
+            if orphaning and not await _propagation(request):
+                response.headers["Warning"] = _JOB_ORPHAN_WARNING
+            return response
         except ApiError as error:
             return _status(error)
 
@@ -236,10 +248,7 @@ class Handlers:
                 "items": items,
             }
         if method == "DELETE":
-            options = await _json_body(request, allow_empty=True)
-            policy = request.query.get("propagationPolicy") or (options or {}).get(
-                "propagationPolicy"
-            )
+            policy = await _propagation(request)
             with _dry_run(self.cluster, dry):
                 return self.cluster.delete(r, ns, name, policy)
         if method == "POST":
@@ -524,6 +533,12 @@ class Handlers:
                 break
             await asyncio.sleep(0.02)
         return response
+
+
+async def _propagation(request: web.Request) -> str | None:
+    """DeleteOptions.propagationPolicy, from the query or the body."""
+    options = await _json_body(request, allow_empty=True)
+    return request.query.get("propagationPolicy") or (options or {}).get("propagationPolicy")
 
 
 async def _json_body(request: web.Request, allow_empty: bool = False) -> Any:
