@@ -168,7 +168,7 @@ class Cluster:
         """Matching objects, ordered by namespace and name like etcd keys."""
         try:
             labels = label_matcher(label_selector)
-            fields = field_matcher(field_selector)
+            fields = field_matcher(field_selector, resource.plural)
         except SelectorError as exc:
             raise errors.bad_request(str(exc)) from exc
         with self.lock:

@@ -497,7 +497,7 @@ class Handlers:
         self.cluster.authorize("watch", r, ns, None)
         try:
             labels = label_matcher(request.query.get("labelSelector"))
-            fields = field_matcher(request.query.get("fieldSelector"))
+            fields = field_matcher(request.query.get("fieldSelector"), r.plural)
         except SelectorError as exc:
             raise errors.bad_request(str(exc)) from exc
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
