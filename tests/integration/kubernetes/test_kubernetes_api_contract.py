@@ -9,6 +9,7 @@ quota refusals, the Job runner hook) skip on a real cluster, saying so.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -937,5 +938,59 @@ def test_kubernetes_dry_run_and_delete_collection(kube_api: KubeApi) -> None:
             api, "GET", "v1", "configmaps", namespace=ns, params={"labelSelector": "set"}
         )
         assert [i["metadata"]["name"] for i in left["items"]] == ["b1"]
+
+    run(body())
+
+
+def test_kubernetes_watch_streams_added_modified_deleted(kube_api: KubeApi) -> None:
+    async def body() -> None:
+        api = await connect(kube_api)
+        ns = await make_namespace(api, kube_api, "watch")
+        seen: list[tuple[str, str]] = []
+
+        async def watch() -> None:
+            events = api.watch("configmaps", namespace=ns, label_selector="watched=yes")
+            async with contextlib.aclosing(events):  # close the stream when done
+                async for kind, obj in events:
+                    seen.append((kind, obj.name))
+                    if kind == "DELETED":
+                        return
+
+        watcher = asyncio.create_task(watch())
+        await asyncio.sleep(0.3 if kube_api.simulated_cluster else 2)
+        config = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "w", "namespace": ns, "labels": {"watched": "yes"}},
+            "data": {"a": "1"},
+        }
+        other = {**config, "metadata": {"name": "unwatched", "namespace": ns}}
+        assert (await apply(api, other))[0] == 201
+        assert (await apply(api, config))[0] == 201
+        config["data"]["a"] = "2"
+        assert (await apply(api, config))[0] == 200
+        assert (await call(api, "DELETE", "v1", "configmaps/w", namespace=ns))[0] == 200
+        await asyncio.wait_for(watcher, 30)
+        assert seen == [("ADDED", "w"), ("MODIFIED", "w"), ("DELETED", "w")]
+
+    run(body())
+
+
+def test_kubernetes_terminating_namespace_refuses_new_objects(kube_api: KubeApi) -> None:
+    kube_api.controller.paused = True  # hold the namespace in Terminating
+
+    async def body() -> None:
+        api = await connect(kube_api)
+        ns = await make_namespace(api, kube_api, "terminating")
+        status, deleted = await call(api, "DELETE", "v1", f"namespaces/{ns}")
+        assert status == 200 and deleted["status"]["phase"] == "Terminating"
+        status, refused = await apply(api, deployment("web", ns))
+        assert (status, refused["reason"]) == (403, "Forbidden")
+        assert refused["message"].endswith(
+            f"unable to create new content in namespace {ns} because it is being terminated"
+        )
+        status, missing = await apply(api, deployment("web", kube_api.namespace("absent")))
+        assert (status, missing["reason"]) == (404, "NotFound")
+        assert missing["message"] == f'namespaces "{kube_api.prefix}absent" not found'
 
     run(body())
