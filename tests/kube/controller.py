@@ -305,10 +305,11 @@ class Controller:
         else:
             for _ in range(replicas - len(pods)):
                 self._new_pod(rs, rs["spec"]["template"], deployment["metadata"]["name"], {}, {})
-        ready = sum(1 for p in self._pods_of(rs) if _ready(p))
+        current = self._pods_of(rs)
+        ready = sum(1 for p in current if _ready(p))
         status = {
-            "replicas": min(len(pods), replicas) + max(0, replicas - len(pods)),
-            "fullyLabeledReplicas": replicas,
+            "replicas": len(current),
+            "fullyLabeledReplicas": len(current),
             "readyReplicas": ready,
             "availableReplicas": ready,
             "observedGeneration": 1,
