@@ -18,10 +18,11 @@ every `interval` seconds unless `paused`, and a test may call `step()` itself):
   BackOff, the failure's log as the container's current and previous log).
 - Job -> pods (`JOB-<index>-<5 chars>` for Indexed, with the completion-index annotation, label
   and JOB_COMPLETION_INDEX env the Job controller adds). Each pod "runs" `job_runner(job,
-  index, env) -> (exit_code, log)` in its own thread (pods of one Job run concurrently), its log
-  becomes the pod log; then status active/ready/succeeded/failed, completedIndexes, conditions
-  SuccessCriteriaMet+Complete or FailureTarget+Failed (BackoffLimitExceeded), with failed pods
-  replaced until backoffLimit.
+  index, env) -> (exit_code, log)` in its own thread (pods of one Job run concurrently; env has
+  HOSTNAME = the pod's name, so a runner can print progress meanwhile with
+  `KubeApi.append_log`); the returned log follows what it printed. Then status active, ready,
+  succeeded, failed, completedIndexes, conditions SuccessCriteriaMet+Complete or
+  FailureTarget+Failed (BackoffLimitExceeded), with failed pods replaced until backoffLimit.
 - A Namespace marked for deletion is emptied and removed.
 """
 
@@ -380,6 +381,8 @@ class Controller:
             status["conditions"] = _pod_conditions(True)
             status["containerStatuses"] = [_running(c, stamp) for c in containers]
             self._put(PODS, pod)
+            for c in containers:  # running, nothing printed yet
+                self.cluster.logs[(namespace, name, c["name"])] = ""
             self._run_job_pod(pod)
             return
         if failure is None:
@@ -764,7 +767,8 @@ class Controller:
             if live is None:
                 return
             container = live["spec"]["containers"][0]["name"]
-            self.cluster.logs[(namespace, name, container)] = log
+            key = (namespace, name, container)  # after what it printed while running
+            self.cluster.logs[key] = self.cluster.logs.get(key, "") + log
             stamp = now()
             live["status"]["phase"] = "Succeeded" if exit_code == 0 else "Failed"
             live["status"]["conditions"] = _pod_conditions(False)
@@ -880,7 +884,7 @@ def _environment(pod: dict[str, Any]) -> dict[str, str]:
     """The first container's environment as the kubelet would resolve it."""
     container = pod["spec"]["containers"][0]
     meta = pod["metadata"]
-    env: dict[str, str] = {}
+    env: dict[str, str] = {"HOSTNAME": meta["name"]}  # as in every container
     for var in container.get("env", []):
         if "value" in var:
             env[var["name"]] = str(var["value"])

@@ -149,7 +149,9 @@ class KubeApi:
         self.controller.failures[workload] = Failure(reason, log=log, message=message)
 
     def set_job_runner(self, runner: JobRunner | None) -> None:
-        """`runner(job, index, env) -> (exit_code, log)` is what each Job pod "runs"."""
+        """`runner(job, index, env) -> (exit_code, log)` is what each Job pod "runs", in a
+        thread of its own; env["HOSTNAME"] is the pod's name, for `append_log` (progress the
+        pod prints while it runs); the returned log follows what was appended."""
         self.controller.job_runner = runner
 
     def set_exec_runner(self, runner: ExecRunner | None) -> None:

@@ -27,6 +27,9 @@ Using it (stable interface):
         kube_api.controller.progress_deadline = 0.5   # real seconds for progressDeadlineSeconds
         kube_api.set_job_runner(fn)   # fn(job, index, env) -> (exit_code, log) per Job pod,
                                       # run in a thread per pod, concurrently
+        kube_api.append_log(ns, pod, container, text)  # a container prints (env["HOSTNAME"]
+                                                       # is the pod's name in a Job runner)
+        kube_api.set_exec_runner(fn)  # fn(pod, container, command) -> (code, stdout, stderr)
         kube_api.set_pod_log(fn)      # fn(pod) -> log text of a healthy Deployment pod
         kube_api.requests             # [(method, path?query)] answered so far
         kube_api.server.cluster       # the stored objects (`objects`, `logs`), under `lock`

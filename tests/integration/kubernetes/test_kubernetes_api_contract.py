@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -640,6 +641,34 @@ def test_kubernetes_failed_job_reports_backoff_limit(kube_api: KubeApi) -> None:
         assert failed["reason"] == "BackoffLimitExceeded"
         pods = await pods_of(api, ns, "job-name=bench")
         assert any(p.raw["status"]["phase"] == "Failed" for p in pods)
+
+    run(body())
+
+
+def test_kubernetes_job_pod_log_grows_while_it_runs(kube_api: KubeApi) -> None:
+    release = threading.Event()
+
+    def runner(job: dict, index: int, env: dict[str, str]) -> tuple[int, str]:
+        kube_api.append_log(job["metadata"]["namespace"], env["HOSTNAME"], "client", "50%\n")
+        release.wait(10)
+        return 0, '{"done": true}\n'
+
+    kube_api.set_job_runner(runner)
+
+    async def body() -> None:
+        api = await connect(kube_api)
+        ns = await make_namespace(api, kube_api, "progress")
+        assert (await apply(api, _job("bench", ns, 1)))[0] == 201
+
+        async def progress() -> list[str]:
+            pods = await pods_of(api, ns, "job-name=bench")
+            return [line for p in pods async for line in p.logs()] if pods else []
+
+        assert await eventually(progress, kube_api, "the pod's progress") == ["50%"]
+        release.set()
+        job = await Job.get("bench", namespace=ns, api=api)
+        await job.wait("condition=Complete", timeout=30)
+        assert await progress() == ["50%", '{"done": true}']
 
     run(body())
 
