@@ -334,6 +334,7 @@ class Controller:
             "kind": "Pod",
             "metadata": {
                 "name": name or self._name(owner["metadata"]["name"]),
+                "generateName": f"{name.rsplit('-', 1)[0] if name else owner['metadata']['name']}-",
                 "namespace": owner["metadata"]["namespace"],
                 "labels": {**meta.get("labels", {}), **labels},
                 "annotations": {**meta.get("annotations", {}), **annotations},
@@ -369,6 +370,13 @@ class Controller:
             self._event(pod, "FailedScheduling", message, "default-scheduler")
             return
         pod["spec"]["nodeName"] = NODE
+        self._event(
+            pod,
+            "Scheduled",
+            f"Successfully assigned {namespace}/{name} to {NODE}",
+            "default-scheduler",
+            warning=False,
+        )
         status.update(
             {
                 "hostIP": "10.0.1.17",
@@ -376,6 +384,16 @@ class Controller:
                 "startTime": stamp,
             }
         )
+        if failure is None:
+            for c in containers:
+                self._event(
+                    pod,
+                    "Started",
+                    f"Started container {c['name']}",
+                    "kubelet",
+                    c["name"],
+                    warning=False,
+                )
         if failure is None and pod["metadata"].get("labels", {}).get("job-name"):
             status["phase"] = "Running"
             status["conditions"] = _pod_conditions(True)
