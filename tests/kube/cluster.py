@@ -555,11 +555,23 @@ class Cluster:
                 del self.logs[log_key]
 
     def put_raw(self, resource: Resource, obj: dict[str, Any]) -> dict[str, Any]:
-        """Store an object a controller made (no admission, no managedFields)."""
+        """Store an object a controller made or changed (no admission); a new one gets the
+        controller's Update entry in managedFields, as a real controller's create does."""
         with self.lock:
             metadata = obj["metadata"]
             key = self._key(resource, metadata.get("namespace"), metadata["name"])
             old = self.objects.get(key)
+            if old is None and "managedFields" not in metadata:
+                made = ssa.update(
+                    None,
+                    ssa.strip(obj),
+                    [],
+                    "kube-controller-manager",
+                    resource.kind,
+                    resource.api_version,
+                    now(),
+                )
+                metadata["managedFields"] = [e.to_json() for e in made]
             if old is not None and {
                 **old,
                 "metadata": {**old["metadata"], "resourceVersion": ""},
