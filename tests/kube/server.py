@@ -173,13 +173,9 @@ class Handlers:
                 and request.query.get("watch") in ("true", "1")
             ):
                 return await self._watch(request, route)
-            body = await self._dispatch(request, route)
-            status = (
-                201
-                if request.method == "POST"
-                or (request.method == "PATCH" and body.pop("__created__", False))
-                else 200
-            )
+            created: list[bool] = []  # an apply that made the object answers 201
+            body = await self._dispatch(request, route, created)
+            status = 201 if request.method == "POST" or created else 200
             response = web.json_response(body, status=status)
             orphaning = request.method == "DELETE" and route.resource.plural == "jobs"
             if orphaning and not await _propagation(request):
@@ -203,7 +199,9 @@ class Handlers:
             return resources.resource_list(parts[1], parts[2])
         return None
 
-    async def _dispatch(self, request: web.Request, route: Route) -> dict[str, Any]:
+    async def _dispatch(
+        self, request: web.Request, route: Route, created: list[bool]
+    ) -> dict[str, Any]:
         r, ns, name, sub = route.resource, route.namespace, route.name, route.sub
         if r.namespaced and ns is None and (name is not None or request.method != "GET"):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
@@ -266,9 +264,11 @@ class Handlers:
             body = await _json_body(request)
             with _dry_run(self.cluster, dry):
                 return self.cluster.replace(r, ns, name, body, _manager(request))
-        return await self._patch(request, route, dry)
+        return await self._patch(request, route, dry, created)
 
-    async def _patch(self, request: web.Request, route: Route, dry: bool) -> dict[str, Any]:
+    async def _patch(
+        self, request: web.Request, route: Route, dry: bool, created: list[bool]
+    ) -> dict[str, Any]:
         r, ns, name = route.resource, route.namespace, route.name
         assert name is not None
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
@@ -328,7 +328,9 @@ class Handlers:
                     self.cluster.authorize("create", r, ns, name)
                 force = request.query.get("force") in ("true", "1")
                 obj = self.cluster.apply(r, ns, name, patch, request.query["fieldManager"], force)
-                return {**obj, "__created__": True} if not existed else obj
+                if not existed:
+                    created.append(True)
+                return obj
             return self.cluster.patch(r, ns, name, content_type, patch, _manager(request))
 
     async def _status(self, request: web.Request, route: Route) -> dict[str, Any]:
