@@ -114,8 +114,12 @@ def test_a_fleet_of_twenty_models_answers_every_model_through_its_router(tmp_pat
         for _ in range(6):  # whichever copy the router draws first, it answers
             assert infer(url, "m00")["model_name"] == "m00-0"
 
-        bench = doinfer(state, "bench", str(spec), "smoke", check=False)
-        assert "smoke" in bench.stdout
+        # doinfer bench targets the router: one request per model, all answered
+        report = tmp_path / "bench.json"
+        doinfer(state, "bench", str(spec), "smoke", "--json", str(report))
+        (smoke,) = json.loads(report.read_text())["scenarios"]
+        assert smoke["targets"] == 20 and set(smoke["by_replica"]) == {"fleet/0"}
+        assert (smoke["summary"]["requests"], smoke["summary"]["errors"]) == (20, 0)
     finally:
         doinfer(state, "destroy", str(spec), "--yes", check=False)
     assert server_pids(state) == set()
