@@ -10,7 +10,8 @@ the literature teaches, and what this module does with it:
 2. *Relaxation.* The LP relaxation of the assignment (fractions of each model's demand per
    class, fractional devices; a copy carries at most one device's cores) gives the lower
    bound every packing is measured against, and its (nearly integral) solution chooses
-   each model's class. scipy's HiGHS solves it; scipy is imported only when a spec packs
+   each model's class. It is solved for groups of alike models, and its dual prices give
+   the bound over every model. HiGHS solves it (highs.py), imported only when a spec packs
    and some model has more than one class to choose from.
 3. *Packing a class.* Pinned copies first fit; the rest fill devices one by one, taking
    from both ends of the list sorted by load per MiB so that each device's memory and

@@ -102,6 +102,12 @@ def test_a_fleet_of_twenty_models_answers_every_model_through_its_router(tmp_pat
             status, body = get(f"{url}/predictions/{name}-0?seq_0=a+model")
             assert status == 200 and len(body["embedding"]) == 32
 
+        # doinfer bench targets the router: one request per model, all answered
+        report = tmp_path / "bench.json"
+        doinfer(state, "bench", str(spec), "smoke", "--json", str(report))
+        (smoke,) = json.loads(report.read_text())["scenarios"]
+        assert smoke["targets"] == 20 and set(smoke["by_replica"]) == {"fleet/0"}
+        assert (smoke["summary"]["requests"], smoke["summary"]["errors"]) == (20, 0)
         # one copy of m00 down: the router tries its other copy
         holders = [
             f"fleet-{n['name']}-{i}"
@@ -114,12 +120,6 @@ def test_a_fleet_of_twenty_models_answers_every_model_through_its_router(tmp_pat
         for _ in range(6):  # whichever copy the router draws first, it answers
             assert infer(url, "m00")["model_name"] == "m00-0"
 
-        # doinfer bench targets the router: one request per model, all answered
-        report = tmp_path / "bench.json"
-        doinfer(state, "bench", str(spec), "smoke", "--json", str(report))
-        (smoke,) = json.loads(report.read_text())["scenarios"]
-        assert smoke["targets"] == 20 and set(smoke["by_replica"]) == {"fleet/0"}
-        assert (smoke["summary"]["requests"], smoke["summary"]["errors"]) == (20, 0)
     finally:
         doinfer(state, "destroy", str(spec), "--yes", check=False)
     assert server_pids(state) == set()
