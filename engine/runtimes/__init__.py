@@ -7,6 +7,16 @@ from pathlib import Path
 from engine.errors import DoinferError
 from engine.runtimes.base import Runtime
 
+# How each runtime replaces a server's running replicas: "restart" stops each and starts it
+# again (the local processes, containers), "roll" starts each successor and waits until
+# it is ready before stopping its predecessor (a Kubernetes Deployment, maxUnavailable 0).
+ROLLOUTS = {"local": "restart", "docker": "restart", "kubernetes": "roll"}
+
+
+def runtime_rollout(kind: str) -> str | None:
+    """How `kind` replaces running replicas ("restart" or "roll"); None if not known."""
+    return ROLLOUTS.get(kind)
+
 
 def get_runtime(kind: str, state_dir: Path) -> Runtime:
     if kind == "local":
