@@ -12,6 +12,7 @@ from pathlib import Path
 
 from engine import __version__
 from engine.console import LoadProgress, Progress
+from engine.envs import spec_file
 from engine.errors import DoinferError
 from engine.graph.plan import Plan
 from engine.graph.render import RENDERERS, render_text, summary_line
@@ -49,6 +50,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
+SPEC_HELP = "the spec file (YAML), or an app directory (specs/<app>) with --env"
+
+
+def _env_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--env",
+        metavar="ENV",
+        help="the environment: loads <app>/envs/ENV.yaml for an app directory, and names "
+        "the state's environment",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="doinfer",
@@ -69,10 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
         name: str,
         handler: Callable[[argparse.Namespace], int],
         help_text: str,
-        spec_help: str = "the spec file (YAML)",
+        spec_help: str = SPEC_HELP,
     ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
         p.add_argument("spec", type=Path, help=spec_help)
+        _env_option(p)
         p.set_defaults(handler=handler)
         return p
 
@@ -92,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         "apply",
         cmd_apply,
         "make the deployment match the spec (or a saved plan)",
-        "a spec file, or a plan saved with plan --out",
+        "a spec file (or app directory with --env), or a plan saved with plan --out",
     )
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     p.add_argument("--parallel", type=int, default=4, help="steps applied at once (default 4)")
@@ -125,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
         f"missed (or errors where none are accepted), {EXIT_ERROR} could not run.",
     )
     p.set_defaults(handler=cmd_bench)
-    p.add_argument("spec", type=Path, nargs="?", help="the spec file (YAML)")
+    p.add_argument("spec", type=Path, nargs="?", help=SPEC_HELP)
+    _env_option(p)
     p.add_argument("scenarios", nargs="*", help="scenario names (default: all)")
     p.add_argument(
         "--json", type=Path, help="write every result, raw samples included, as JSON here"
@@ -145,17 +160,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    spec = load_spec(args.spec)
+    path = spec_file(args.spec, args.env)
+    spec = load_spec(path, args.env)
     instances = sum(m.instances * s.replicas for s in spec.servers for m in s.models)
     print(
-        f"{args.spec}: valid ({len(spec.models)} models, {len(spec.servers)} servers, "
+        f"{path}: valid ({len(spec.models)} models, {len(spec.servers)} servers, "
         f"{instances} model instances, runtime {spec.runtime.kind})"
     )
     return EXIT_OK
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    workspace = Workspace.open(args.spec, _state_dir(args))
+    workspace = Workspace.open(args.spec, _state_dir(args), args.env)
     plan = workspace.plan()
     if args.format == "text":
         print(render_text(plan, colour=_colour(args), show_noop=args.all))
@@ -176,6 +192,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
     state_dir = _state_dir(args)
     if is_saved_plan(args.spec):
         plan = load_saved_plan(args.spec)
+        if args.env and args.env != plan.environment:
+            raise DoinferError(
+                f"{args.spec} is a plan of environment {plan.environment!r}, not {args.env!r}"
+            )
         store, ctx = saved_plan_target(plan, state_dir)
         with store.lock():
             print(render_text(plan, colour=_colour(args)))
@@ -187,7 +207,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 args,
                 state_dir,
             )
-    workspace = Workspace.open(args.spec, state_dir)
+    workspace = Workspace.open(args.spec, state_dir, args.env)
     with workspace.locked():
         plan = workspace.plan()
         print(render_text(plan, colour=_colour(args)))
@@ -201,7 +221,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_destroy(args: argparse.Namespace) -> int:
-    workspace = Workspace.open(args.spec, _state_dir(args))
+    workspace = Workspace.open(args.spec, _state_dir(args), args.env)
     with workspace.locked():
         plan = workspace.destroy_plan()
         if not plan.changes:
@@ -220,7 +240,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    workspace = Workspace.open(args.spec, _state_dir(args))
+    workspace = Workspace.open(args.spec, _state_dir(args), args.env)
     replicas = workspace.replicas()
     if args.format == "json":
         print(
@@ -245,7 +265,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    workspace = Workspace.open(args.spec, _state_dir(args))
+    workspace = Workspace.open(args.spec, _state_dir(args), args.env)
     text = workspace.logs(args.server, args.replica, args.tail)
     if not text:
         print(f"no log for replica {args.replica} of {args.server}", file=sys.stderr)
@@ -255,7 +275,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
-    workspace = Workspace.open(args.spec, _state_dir(args))
+    workspace = Workspace.open(args.spec, _state_dir(args), args.env)
     command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     tty = sys.stdin.isatty() and sys.stdout.isatty()
     return workspace.exec(args.server, args.replica, command or ["sh"], tty)
@@ -276,7 +296,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.spec is None:
         raise DoinferError("bench needs a spec (or --compare A.json B.json)")
-    workspace = Workspace.open(args.spec, _state_dir(args))
+    workspace = Workspace.open(args.spec, _state_dir(args), args.env)
     with LoadProgress() as progress:
         run = workspace.bench(args.scenarios, progress)
     default_json, default_report = workspace.bench_files(run.started_at)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.envs import spec_file
 from engine.errors import DoinferError
 from engine.graph.build import build_steps
 from engine.graph.executor import Executor, OnEvent, Outcome
@@ -54,8 +55,11 @@ class Workspace:
         self.ctx = Context(state_dir=state_dir, runtime=get_runtime(spec.runtime.kind, state_dir))
 
     @classmethod
-    def open(cls, spec_path: str | Path, state_dir: Path) -> Workspace:
-        return cls(load_spec(spec_path), state_dir)
+    def open(
+        cls, spec_path: str | Path, state_dir: Path, environment: str | None = None
+    ) -> Workspace:
+        """A spec file, or an app directory's environment (`specs/<app>` and `--env`)."""
+        return cls(load_spec(spec_file(Path(spec_path), environment), environment), state_dir)
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
