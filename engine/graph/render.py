@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from engine.graph.attributes import Attribute
 from engine.graph.plan import Change, Cost, Plan, plan_hash
+from engine.graph.refresh import Refresh
 from engine.graph.step import Action
 
 SYMBOL = {
@@ -162,8 +163,9 @@ def render_markdown_plans(plans: Sequence[Plan], limit: int = COMMENT_LIMIT) -> 
             )
         )
     for plan in plans:
-        sections += _plan_sections(plan)
-    sections.append(_Section(["", MARKER], []))
+        if plan.has_changes or len(plans) == 1:  # the others are listed in the summary
+            sections += _plan_sections(plan)
+    sections.append(_Section([MARKER], []))
     _fit(sections, limit)
     return "\n".join(s.render() for s in sections)
 
@@ -230,7 +232,19 @@ def _plan_sections(plan: Plan) -> list[_Section]:
                 what="unchanged steps",
             )
         )
-    sections.append(_Section(["", f"Plan hash: `{plan_hash(plan)}`"], []))
+    apply = f"doinfer apply {plan.spec_path} --env {plan.environment} --plan-hash {plan_hash(plan)}"
+    sections.append(
+        _Section(
+            [
+                "",
+                f"Plan hash: `{plan_hash(plan)}`. {'Once merged, ' if plan.base else ''}"
+                f"`{apply}` applies exactly this plan, and refuses if the environment's "
+                "state moved.",
+                "",
+            ],
+            [],
+        )
+    )
     return sections
 
 
@@ -273,10 +287,35 @@ def _escape(text: str) -> str:
 
 
 def render_json(plan: Plan) -> str:
+    return json.dumps(_json_form(plan), indent=2)
+
+
+def render_json_plans(plans: Sequence[Plan]) -> str:
+    """Several environments' plans: one JSON document, {"plans": [...]}."""
+    return json.dumps({"plans": [_json_form(p) for p in plans]}, indent=2)
+
+
+def _json_form(plan: Plan) -> dict[str, object]:
     data = plan.to_dict()
     data.pop("document")
     data.pop("steps")
-    return json.dumps(data, indent=2)
+    return data
+
+
+def render_refresh(refresh: Refresh) -> str:
+    """What a refresh saw of every recorded step: drifted ones with why."""
+    lines = [f"{refresh.spec} (environment {refresh.environment}): refresh only", ""]
+    width = max((len(step_id) for step_id, _ in refresh.observed), default=0)
+    for step_id, drift in refresh.observed:
+        lines.append(f"  {step_id.ljust(width)}  {'drifted' if drift else 'as recorded'}")
+        lines.extend(f"        {d}" for d in drift)
+    if refresh.observed:
+        lines.append("")
+    lines.append(
+        f"Refresh: {len(refresh.drifted)} of {len(refresh.observed)} recorded step(s) drifted. "
+        f"Applying it records this in the state and changes nothing that runs."
+    )
+    return "\n".join(lines)
 
 
 RENDERERS = {"text": render_text, "markdown": render_markdown, "json": render_json}
