@@ -185,24 +185,18 @@ def _plan_sections(plan: Plan) -> list[_Section]:
                 what="steps",
             )
         )
-    servers = [c for c in changed if c.effect]
-    if servers:
-        sections.append(
-            _Section(
-                ["", "**Servers:**", ""],
-                [f"- `{c.step_id}`: {_escape(c.effect or '')}" for c in servers],
-                what="servers",
-            )
-        )
-    images = [c for c in changed if c.action is not Action.DELETE and "image_id" in c.values]
-    if images:
-        sections.append(
-            _Section(
-                ["", "**Images to rebuild:**", ""],
-                [f"- `{c.step_id}`: {_escape(c.summary)}" for c in images],
-                what="images",
-            )
-        )
+    servers = [f"- `{c.step_id}`: {_escape(c.effect)}" for c in changed if c.effect]
+    images = [
+        f"- `{c.step_id}`: {_escape(c.summary)}"
+        for c in changed
+        if c.action is not Action.DELETE and "image_id" in c.values
+    ]
+    for title, items, what in (
+        ("Servers", servers, "servers"),
+        ("Images to rebuild", images, "images"),
+    ):
+        if items:
+            sections.append(_Section(["", f"**{title}:**", ""], items, what=what))
     if plan.cost is not None:
         lines = ["", f"**{cost_line(plan.cost)}**"]
         if plan.cost.lines:

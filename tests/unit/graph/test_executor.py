@@ -14,7 +14,7 @@ from engine.graph.step import Observation, Step
 from engine.state import StateStore
 from engine.steps.base import ApplyRequest, Context
 
-from .test_plan import plan_of
+from .test_plan import PLAN_ARGS, plan_of
 
 
 class FakeKind:
@@ -206,17 +206,7 @@ def test_a_requested_replace_destroys_then_applies_that_step_only(tmp_path: Path
     kind.applied.clear()
     store = StateStore(tmp_path, "demo", "default")
     state = store.load()
-    plan = make_plan(
-        STEPS,
-        state,
-        None,
-        spec="demo",
-        environment="default",
-        runtime="local",
-        spec_path="spec.yaml",
-        document={},
-        replace=["pack/a"],
-    )
+    plan = make_plan(STEPS, state, None, **PLAN_ARGS, replace=["pack/a"])
     ctx = Context(state_dir=tmp_path, runtime=None)  # type: ignore[arg-type]
     outcomes = Executor({"fake": kind}, ctx, store, state, Recorder()).run(plan)
     assert [(o.step_id, o.status) for o in outcomes] == [("pack/a", "ok")]
