@@ -51,6 +51,15 @@ def app_dir(path: Path) -> Path:
     """The app directory a spec argument names: itself, or the app an overlay belongs to."""
     if path.is_dir():
         return path
+    if not path.exists():
+        raise DoinferError(f"{path}: no such app directory")
     if path.parent.name == ENVS_DIR:
         return path.parent.parent
     raise DoinferError(f"--all-envs needs an app directory (specs/<app>), not the file {path}")
+
+
+def spec_argument(path: str) -> str:
+    """How to name a spec on the command line: an overlay by its app directory (with
+    --env), any other file as it is."""
+    file = Path(path)
+    return str(file.parent.parent) if file.parent.name == ENVS_DIR else path

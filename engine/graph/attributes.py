@@ -33,24 +33,30 @@ KEY_ATTRIBUTES: dict[str, tuple[str, ...]] = {
         "node_selector",
         "resources",
     ),
-    "scenario": (
-        "kind",
-        "requests",
-        "interval_ms",
-        "clients",
-        "concurrency",
-        "rate",
-        "duration_s",
-        "warmup_s",
-        "weights",
-        "texts",
-        "slo",
-    ),
+    "scenario": ("kind",),  # and what its kind uses: _SCENARIO_KEYS
 }
 # Of each model a server packs, what a create shows: its density and its batching (the
 # deploy repeats the pack's models: it shows the instances only).
 _PACK_MODEL_KEYS = ("instances", "max_batch_size", "max_delay_ms", "max_queue", "max_padding")
 _DEPLOY_MODEL_KEYS = ("instances",)
+# Of a scenario, what its kind uses (the others hold defaults it ignores).
+_SCENARIO_KEYS = {
+    "sequential": ("seq_0", "seq_1"),
+    "random": ("requests", "interval_ms", "weights", "seq_0", "seq_1", "texts"),
+    "benchmark": (
+        "clients",
+        "concurrency",
+        "rate",
+        "arrivals",
+        "warmup_s",
+        "duration_s",
+        "weights",
+        "seq_0",
+        "seq_1",
+        "texts",
+        "slo",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -86,10 +92,13 @@ def flatten(inputs: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def created(kind: str, inputs: Mapping[str, Any]) -> tuple[Attribute, ...]:
     """The attributes that matter of a step about to be created."""
+    keys = KEY_ATTRIBUTES.get(kind)
+    if keys is not None and kind == "scenario":
+        keys = (*keys, *_SCENARIO_KEYS.get(inputs.get("kind", ""), ()))
     return tuple(
         Attribute(name, None, show_value(value))
         for name, value in flatten(inputs).items()
-        if value is not None and _is_key(kind, name)
+        if value is not None and _is_key(kind, keys, name)
     )
 
 
@@ -122,8 +131,7 @@ def changed(
     return tuple(attributes), same
 
 
-def _is_key(kind: str, name: str) -> bool:
-    keys = KEY_ATTRIBUTES.get(kind)
+def _is_key(kind: str, keys: tuple[str, ...] | None, name: str) -> bool:
     if keys is None:  # a kind this table does not know: show everything
         return True
     if kind in ("pack", "deploy") and name.startswith("models["):

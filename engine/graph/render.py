@@ -13,6 +13,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from engine.envs import spec_argument
 from engine.graph.attributes import Attribute
 from engine.graph.plan import Change, Cost, Plan, plan_hash
 from engine.graph.refresh import Refresh
@@ -226,7 +227,8 @@ def _plan_sections(plan: Plan) -> list[_Section]:
                 what="unchanged steps",
             )
         )
-    apply = f"doinfer apply {plan.spec_path} --env {plan.environment} --plan-hash {plan_hash(plan)}"
+    spec = spec_argument(plan.spec_path)
+    apply = f"doinfer apply {spec} --env {plan.environment} --plan-hash {plan_hash(plan)}"
     sections.append(
         _Section(
             [
