@@ -293,6 +293,45 @@ def test_a_dead_server_is_drift_and_apply_restarts_only_it(state_dir: Path) -> N
     assert doinfer(state_dir, "plan", str(SPEC), "--detailed-exitcode").returncode == 0
 
 
+def test_refresh_only_records_drift_and_replace_restarts_a_server(state_dir: Path) -> None:
+    before = {r["replica"]: r for r in status(state_dir)}
+    pid = int(before[0]["detail"].split()[1])
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while pid in server_pids(state_dir) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    refresh = doinfer(
+        state_dir, "plan", str(SPEC), "--refresh-only", "--detailed-exitcode", check=False
+    )
+    assert refresh.returncode == 2, refresh.stdout + refresh.stderr
+    assert f"replica 0 (pid {pid}) is dead" in refresh.stdout
+    doinfer(state_dir, "apply", str(SPEC), "--refresh-only", "--yes")
+    state = json.loads((state_dir / "state" / "minilm-local" / "default.json").read_text())
+    observed = state["steps"]["deploy/minilm"]["observed"]["drift"]
+    assert observed == [f"replica 0 (pid {pid}) is dead"]
+    assert {r["replica"]: r["state"] for r in status(state_dir)}[0] != "running"  # untouched
+
+    applied = doinfer(
+        state_dir,
+        "apply",
+        str(SPEC),
+        "--replace",
+        "deploy/minilm",
+        "--target",
+        "deploy/minilm",
+        "--lock-timeout",
+        "10s",
+        "--yes",
+    )
+    assert "replacement requested (--replace)" in applied.stdout
+    assert "scenario/" not in applied.stdout  # --target: the deploy and what it needs only
+    after = {r["replica"]: r for r in status(state_dir)}
+    assert [after[i]["state"] for i in (0, 1)] == ["running", "running"]
+    assert after[1]["detail"] != before[1]["detail"]  # a running replica restarted too
+    assert doinfer(state_dir, "plan", str(SPEC), "--detailed-exitcode").returncode == 0
+
+
 def test_a_bad_spec_touches_nothing_deployed(state_dir: Path, tmp_path: Path) -> None:
     bad = tmp_path / "local.yaml"
     bad.write_text(SPEC.read_text().replace("replicas: 2", "replicas: two"))
