@@ -19,6 +19,8 @@ from engine.spec import load_spec
 
 from .test_cli import run
 
+pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs the git command")
+
 BASE = """\
 apiVersion: doinfer/v1
 name: shop
