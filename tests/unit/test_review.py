@@ -3,6 +3,7 @@ temporary git repository (the git command, no network, no state, no runtime)."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
