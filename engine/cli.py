@@ -270,7 +270,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     )
     if args.format == "text":
         print("\n\n".join(render_text(p, colour=_colour(args), show_noop=args.all) for p in plans))
-        if args.base_ref:
+        if args.base_ref:  # what apply --plan-hash checks once the change is merged
             print("\n".join(f"Plan hash of {p.environment}: {plan_hash(p)}" for p in plans))
     elif args.format == "markdown":
         print(render_markdown_plans(plans))
