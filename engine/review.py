@@ -58,7 +58,7 @@ def _plan(path: Path, environment: str | None, git: GitRevision, cache_dir: Path
         plan = destroy_plan(
             applied(build_steps(base, cache_dir), base),
             runtime=base.runtime.kind,
-            spec_path=str(path),
+            spec_path=git.relative(path),
         )
         why = f"{git.relative(path)} is removed"
         changes = [replace(c, reasons=(why,), why=(why,)) for c in plan.changes]
@@ -75,7 +75,7 @@ def _plan(path: Path, environment: str | None, git: GitRevision, cache_dir: Path
         spec=head.name,
         environment=head.environment,
         runtime=head.runtime.kind,
-        spec_path=str(path),
+        spec_path=git.relative(path),
         document=head.document,
     )
     return replace(plan, base=git.revision)

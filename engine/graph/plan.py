@@ -124,7 +124,8 @@ class Plan:
     spec: str
     environment: str
     runtime: str
-    spec_path: str
+    spec_path: str  # the spec file's name (its path in the repository for --base-ref): a
+    # plan does not say where it was made
     lineage: str  # of the state the plan was made against
     serial: int
     steps: list[Step]  # desired, in topological order
@@ -310,8 +311,10 @@ def _change(
     forced: bool,
 ) -> Change:
     """A desired step's change, with its attributes: created, or old -> new."""
-    if record is None:
-        attrs, unchanged, why = attributes.created(step.kind, step.inputs), 0, ()
+    if record is None:  # what is decided at apply shows once, among the values
+        created = attributes.created(step.kind, step.inputs)
+        attrs = tuple(a for a in created if a.name not in step.after_apply)
+        unchanged, why = 0, ()
     else:
         old_inputs = record.get("inputs", {})
         attrs, unchanged = attributes.changed(old_inputs, step.inputs, step.updatable)

@@ -227,7 +227,7 @@ def _plan_sections(plan: Plan) -> list[_Section]:
                 what="unchanged steps",
             )
         )
-    spec = spec_argument(plan.spec_path)
+    spec = spec_argument(plan.spec_path) if plan.base else "SPEC"
     apply = f"doinfer apply {spec} --env {plan.environment} --plan-hash {plan_hash(plan)}"
     sections.append(
         _Section(

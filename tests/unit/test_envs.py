@@ -9,6 +9,7 @@ import pytest
 from engine.envs import app_dir, environments, spec_file
 from engine.errors import DoinferError
 from engine.operations import Workspace
+from engine.runtimes import RUNTIMES
 from engine.spec import SpecError, load_spec
 
 from .test_cli import REPO, VALID, run
@@ -60,6 +61,10 @@ def test_the_state_is_kept_per_env(app: Path, tmp_path: Path) -> None:
     assert workspace.store.path == tmp_path / "state" / "state" / "clidemo" / "staging.json"
 
 
+@pytest.mark.skipif(
+    "kubernetes" not in RUNTIMES,
+    reason="the qa example runs on kubernetes: this doinfer has no kubernetes runtime yet",
+)
 def test_the_qa_example_works_with_env() -> None:
     for env, instances in (("staging", 2), ("prod", 24)):
         result = run("validate", str(QA), "--env", env)

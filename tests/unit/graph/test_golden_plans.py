@@ -48,6 +48,7 @@ def spec(
     instances: int = 1,
     sequence_length: int = 128,
     servers: tuple[str, ...] = ("qa",),
+    threads: int | None = None,
 ) -> Spec:
     return Spec(
         api_version="doinfer/v1",
@@ -69,7 +70,7 @@ def spec(
                 (ServerModel("bert-qa", instances),),
                 replicas=replicas,
                 batching=Batching(max_batch_size=8),
-                threads=1,
+                threads=threads,  # None: decided at apply, from the cores and all replicas
             )
             for name in servers
         ),
@@ -89,8 +90,10 @@ def create(tmp_path: Path) -> Plan:
 
 
 def update_in_place(tmp_path: Path) -> Plan:
-    state = applied_state(steps_of(spec(replicas=2), tmp_path))
-    return plan_of(steps_of(spec(replicas=3), tmp_path), state, environment="staging")
+    """Replicas scale in place when the threads are set: with threads decided at apply,
+    every replica's share of the cores would change, and they would restart."""
+    state = applied_state(steps_of(spec(replicas=2, threads=1), tmp_path))
+    return plan_of(steps_of(spec(replicas=3, threads=1), tmp_path), state, environment="staging")
 
 
 def replace(tmp_path: Path) -> Plan:
