@@ -29,9 +29,13 @@ KEY_ATTRIBUTES: dict[str, tuple[str, ...]] = {
         "models",
         "threads",
         "port",
+        "namespace",
         "node_type",
         "node_selector",
         "resources",
+        "cpu",
+        "memory",
+        "accelerators",
     ),
     "scenario": ("kind",),  # and what its kind uses: _SCENARIO_KEYS
 }
