@@ -266,13 +266,19 @@ def load_clients(parent: int) -> list[int]:
     return found
 
 
-def test_a_dead_server_is_drift_and_apply_restarts_only_it(state_dir: Path) -> None:
-    before = {r["replica"]: r for r in status(state_dir)}
-    pid = int(before[1]["detail"].split()[1])
+def kill_replica(state_dir: Path, replica: dict) -> int:
+    """SIGKILL a local replica and wait until it is gone; its pid."""
+    pid = int(replica["detail"].split()[1])
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
     while pid in server_pids(state_dir) and time.monotonic() < deadline:
         time.sleep(0.05)
+    return pid
+
+
+def test_a_dead_server_is_drift_and_apply_restarts_only_it(state_dir: Path) -> None:
+    before = {r["replica"]: r for r in status(state_dir)}
+    pid = kill_replica(state_dir, before[1])
 
     plan = doinfer(state_dir, "plan", str(SPEC), "--detailed-exitcode", check=False)
     assert plan.returncode == 2, plan.stdout + plan.stderr
@@ -295,11 +301,7 @@ def test_a_dead_server_is_drift_and_apply_restarts_only_it(state_dir: Path) -> N
 
 def test_refresh_only_records_drift_and_replace_restarts_a_server(state_dir: Path) -> None:
     before = {r["replica"]: r for r in status(state_dir)}
-    pid = int(before[0]["detail"].split()[1])
-    os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while pid in server_pids(state_dir) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    pid = kill_replica(state_dir, before[0])
 
     refresh = doinfer(
         state_dir, "plan", str(SPEC), "--refresh-only", "--detailed-exitcode", check=False
