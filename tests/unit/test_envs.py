@@ -87,3 +87,15 @@ def test_cli_commands_take_env(app: Path, tmp_path: Path) -> None:
     assert "deploy/tiny not applied yet" in bench.stderr
     missing = run("plan", str(app), *state)
     assert missing.returncode == 1 and "pass --env (prod, staging)" in missing.stderr
+
+
+def test_all_envs_plans_each_environment_against_its_state(app: Path, tmp_path: Path) -> None:
+    result = run("plan", str(app), "--all-envs", "--state-dir", str(tmp_path / "st"))
+    assert result.returncode == 0, result.stderr
+    headers = [line for line in result.stdout.splitlines() if line.startswith("clidemo (")]
+    assert headers == [
+        "clidemo (environment prod, runtime local)",
+        "clidemo (environment staging, runtime local)",
+    ]
+    both = run("plan", str(app), "--all-envs", "--env", "prod")
+    assert both.returncode == 1 and "leave out --env" in both.stderr
