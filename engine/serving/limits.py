@@ -12,6 +12,6 @@ class ServerLimits:
     max_body_bytes: int = 4 * 1024 * 1024  # a larger request body: 413
     max_inputs: int = 256  # texts in one v2 request (and never more than max_queue): 413
     max_header_bytes: int = 16 * 1024  # request line and headers together: 431
-    header_timeout_s: float = 10.0  # from a request's first byte to the end of its headers
+    read_timeout_s: float = 10.0  # to send a whole request, from its first byte: 408
     max_connections: int = 1000  # open connections; past it new requests answer 503
-    drain_s: float = 30.0  # on SIGTERM, how long in-flight requests may take to finish
+    drain_timeout_s: float = 30.0  # after SIGTERM, for the requests in flight to finish

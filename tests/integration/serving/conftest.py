@@ -24,15 +24,16 @@ def minilm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return trace(source, "feature-extraction", root / "art", sequence_length=128)
 
 
-def serve(bundle: Path, threads: int = 2) -> Iterator[tuple[str, int]]:
-    """Run `python -m engine.serving` on the bundle until the generator is closed: yields
-    (url, pid) once the server is ready, and checks it is still alive at the end."""
+def serve(bundle: Path, threads: int = 2, flags: tuple[str, ...] = ()) -> Iterator[tuple[str, int]]:
+    """Run `python -m engine.serving` on the bundle (with `flags`) until the generator is
+    closed: yields (url, pid) once the server is ready, and checks it is still alive at
+    the end."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     process = subprocess.Popen(
         [sys.executable, "-m", "engine.serving", "--bundle", str(bundle), "--port", str(port),
-         "--threads", str(threads), "--log-level", "warning"],
+         "--threads", str(threads), "--log-level", "warning", *flags],
         cwd=REPO,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
