@@ -27,8 +27,8 @@ from engine.serving.metrics import CONTENT_TYPE, ServerMetrics
 from engine.serving.models import InvalidInput, LoadedBundle, ModelRunner
 from engine.serving.protocol import (
     BadRequest,
+    Parsed,
     TooLarge,
-    V2Request,
     from_query,
     from_v2,
     v2_metadata,
@@ -78,17 +78,16 @@ def create_app(bundle: LoadedBundle, limits: ServerLimits | None = None) -> Lite
         return runner
 
     async def answer(
-        name: str, request: Request, parse: Callable[[ModelRunner], Awaitable[T]]
-    ) -> tuple[ModelRunner, list[dict[str, Any]], T]:
+        name: str, request: Request, parse: Callable[[ModelRunner], Awaitable[Parsed]]
+    ) -> tuple[ModelRunner, list[dict[str, Any]], Parsed]:
         """Parse, queue, wait: the common path of both inference routes, counted."""
         runner = runner_for(name)
         started = time.perf_counter()
         code = 500
         try:
             parsed = await parse(runner)
-            requests = parsed.requests if isinstance(parsed, V2Request) else [parsed]
             results = await _unless_disconnected(
-                batchers[id(runner)].submit(requests), request.receive
+                batchers[id(runner)].submit(parsed.requests), request.receive
             )
             code = 200
             return runner, results, parsed
@@ -137,7 +136,7 @@ def create_app(bundle: LoadedBundle, limits: ServerLimits | None = None) -> Lite
 
     @post("/v2/models/{name:str}/infer", status_code=200)
     async def infer(name: FromPath[str], request: Request) -> dict[str, Any]:
-        async def parse(runner: ModelRunner) -> V2Request:
+        async def parse(runner: ModelRunner) -> Parsed:
             return from_v2(runner, await request.body(), limits.max_inputs)
 
         runner, results, parsed = await answer(name, request, parse)
@@ -152,7 +151,7 @@ def create_app(bundle: LoadedBundle, limits: ServerLimits | None = None) -> Lite
 
     @get("/predictions/{name:str}")
     async def predictions(name: FromPath[str], request: Request) -> dict[str, Any]:
-        async def parse(runner: ModelRunner) -> Any:
+        async def parse(runner: ModelRunner) -> Parsed:
             return from_query(runner, request.scope["query_string"])
 
         _, (result,), _ = await answer(name, request, parse)

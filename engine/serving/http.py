@@ -46,11 +46,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._reading = True  # between a request's first byte and its end
         self._in_headers = True  # until the request's headers are complete
         self._header_bytes = 0  # request line and headers as parsed
         self._raw_bytes = 0  # bytes received while the headers were incomplete
-        self._clock: asyncio.TimerHandle | None = None
+        self._clock: asyncio.TimerHandle | None = None  # runs while a request arrives
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -62,10 +61,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         self._unset_keepalive_if_required()
-        if not self._reading:  # the first byte of the connection's next request
-            self._reading, self._in_headers = True, True
-            self._header_bytes = self._raw_bytes = 0
-            self._start_clock()
         if self._in_headers:
             self._raw_bytes += len(data)
         try:
@@ -84,6 +79,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self._in_headers and self._raw_bytes > self.max_header_bytes:
             self._refuse(431)
 
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_headers = True
+        self._header_bytes = self._raw_bytes = 0
+        if self._clock is None:  # the first byte of a keep-alive connection's next request
+            self._start_clock()
+
     def on_url(self, url: bytes) -> None:
         self._count(len(url))
         super().on_url(url)
@@ -97,7 +99,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
-        self._reading = False
         self._stop_clock()
         super().on_message_complete()
 

@@ -19,7 +19,6 @@ from urllib.parse import unquote_to_bytes
 from engine.serving.models import ModelRunner, Request
 
 MAX_TEXT_CHARS = 100_000
-DEFAULT_MAX_INPUTS = 256
 
 # the outputs each task answers, in the order an answer lists them
 OUTPUTS: dict[str, list[dict[str, Any]]] = {
@@ -44,15 +43,15 @@ class TooLarge(Exception):
 
 
 @dataclass(frozen=True)
-class V2Request:
-    """A parsed v2 infer body."""
+class Parsed:
+    """An inference request as parsed: its model Requests and, on v2, its id and outputs."""
 
     requests: list[Request]
-    id: Any  # echoed in the answer
-    outputs: list[str] | None  # the output names asked for, in order; None: every one
+    id: Any = None  # echoed in a v2 answer
+    outputs: list[str] | None = None  # the v2 output names asked for, in order; None: all
 
 
-def from_query(runner: ModelRunner, query: bytes) -> Request:
+def from_query(runner: ModelRunner, query: bytes) -> Parsed:
     """The request of a raw query string (not litestar's parse, which turns bytes that are
     not UTF-8 into U+FFFD and so into text the client never sent)."""
     params = _query_bytes(query)
@@ -62,17 +61,16 @@ def from_query(runner: ModelRunner, query: bytes) -> Request:
     seq_1 = _decoded(params, b"seq_1")
     if runner.needs_context and not seq_1:
         raise BadRequest(f"{runner.task} needs seq_1 (the context) as well as seq_0 (the question)")
-    return _checked(Request(seq_0, seq_1), "the query")
+    return Parsed([_checked(Request(seq_0, seq_1), "the query")])
 
 
 def _query_bytes(query: bytes) -> dict[bytes, bytes]:
-    """A query string's parameters, percent-decoded to bytes (the last of a repeated name)."""
-    params = {}
+    """A query string's parameters, percent-decoded to bytes (the first of a repeated name)."""
+    params: dict[bytes, bytes] = {}
     for field in query.split(b"&"):
         name, _, value = field.partition(b"=")
-        params[unquote_to_bytes(name.replace(b"+", b" "))] = unquote_to_bytes(
-            value.replace(b"+", b" ")
-        )
+        name = unquote_to_bytes(name.replace(b"+", b" "))
+        params.setdefault(name, unquote_to_bytes(value.replace(b"+", b" ")))
     return params
 
 
@@ -89,7 +87,7 @@ def _decoded(params: dict[bytes, bytes], name: bytes) -> str | None:
         ) from None
 
 
-def from_v2(runner: ModelRunner, body: bytes, max_inputs: int = DEFAULT_MAX_INPUTS) -> V2Request:
+def from_v2(runner: ModelRunner, body: bytes, max_inputs: int) -> Parsed:
     """The requests of a v2 infer body, its `id` and the outputs it asks for."""
     try:
         data = json.loads(body)
@@ -135,7 +133,7 @@ def from_v2(runner: ModelRunner, body: bytes, max_inputs: int = DEFAULT_MAX_INPU
         _checked(Request(a, seconds[i] if seconds else None), f"element {i}")
         for i, a in enumerate(firsts)
     ]
-    return V2Request(requests, data.get("id"), _wanted_outputs(runner.task, data.get("outputs")))
+    return Parsed(requests, data.get("id"), _wanted_outputs(runner.task, data.get("outputs")))
 
 
 def _is_shape_of(shape: Any, count: int) -> bool:

@@ -116,3 +116,21 @@ def test_past_max_connections_new_requests_answer_503_until_some_close(
             connection.close()
     time.sleep(0.3)
     assert answered(server) == 200
+
+
+def test_the_limits_are_per_request_on_a_keep_alive_connection(server: tuple[str, int]) -> None:
+    """Two pipelined requests with 10 KiB of headers each (16 KiB is the limit) are both
+    answered; a connection idle between requests for longer than the read timeout (but
+    not uvicorn's 5 s keep-alive) still serves the next one."""
+    header = b"X-Padding: " + b"p" * 10_000 + b"\r\n"
+    request = b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n" + header + b"\r\n"
+    with socket.create_connection(server, timeout=10) as connection:
+        connection.sendall(request + request)
+        received = b""
+        while received.count(b"HTTP/1.1 200") < 2:
+            chunk = connection.recv(65536)
+            assert chunk, received
+            received += chunk
+        time.sleep(READ_TIMEOUT_S + 0.5)
+        connection.sendall(request)
+        assert connection.recv(65536).startswith(b"HTTP/1.1 200")
