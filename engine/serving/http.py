@@ -48,7 +48,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._in_headers = True  # until the request's headers are complete
         self._header_bytes = 0  # request line and headers as parsed
-        self._raw_bytes = 0  # bytes received while the headers were incomplete
+        self._raw_bytes = 0  # bytes received since the last request's headers were complete
         self._clock: asyncio.TimerHandle | None = None  # runs while a request arrives
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -82,7 +82,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_headers = True
-        self._header_bytes = self._raw_bytes = 0
+        self._header_bytes = 0
         if self._clock is None:  # the first byte of a keep-alive connection's next request
             self._start_clock()
 
@@ -96,6 +96,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_headers = False
+        self._raw_bytes = 0
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
