@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     # AF_UNIX: asyncio then skips TCP_NODELAY, and Nagle's algorithm meets delayed ACKs to
     # add ~40 ms to every keep-alive response.
     sockets = [socket.socket(fileno=args.fd)] if args.fd is not None else None
-    DrainingServer(config, app).run(sockets=sockets)
+    DrainingServer(config, app, limits.drain_delay_s).run(sockets=sockets)
     return 0
 
 
@@ -90,6 +90,7 @@ def _add_limits(parser: argparse.ArgumentParser) -> None:
         "max_header_bytes": "largest request line and headers together; larger is a 431",
         "read_timeout_s": "seconds a client may take to send a request; then a 408",
         "max_connections": "most open connections; past it requests answer 503",
+        "drain_delay_s": "seconds to serve on after SIGTERM, not ready, before closing",
         "drain_timeout_s": "seconds in-flight requests may take to finish after SIGTERM",
     }
     for field in fields(ServerLimits):

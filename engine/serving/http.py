@@ -9,8 +9,9 @@ server for ever. GuardedHttpProtocol adds both: headers past `max_header_bytes` 
 connection opened) is a 408 if its headers are incomplete, else a closed connection.
 
 On SIGTERM (or SIGINT) DrainingServer marks the app draining (readiness answers 503),
-closes the listening socket, finishes the requests in flight and the batches they wait
-for, within `drain_timeout_s`, and the process exits 0: the runtimes stop replicas so.
+serves on for `drain_delay_s` (default 0), closes the listening socket, finishes the
+requests in flight and the batches they wait for, within `drain_timeout_s`, and the
+process exits 0: the runtimes stop replicas so.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncio
 import contextlib
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from types import FrameType
 from typing import Any
@@ -157,15 +159,30 @@ class DrainingServer(uvicorn.Server):
     uvicorn itself closes the listener, lets in-flight requests finish (up to the config's
     timeout_graceful_shutdown) and then runs the app's shutdown (the batchers stop); but
     after it, it re-raises the signal, and the process would die of SIGTERM.
+
+    With a `drain_delay_s`, the server first goes on serving that long while readiness
+    answers 503: a load balancer (a Kubernetes Service) that routes by readiness stops
+    sending before the listener closes. A second signal ends the delay.
     """
 
-    def __init__(self, config: uvicorn.Config, app: Litestar) -> None:
+    def __init__(self, config: uvicorn.Config, app: Litestar, drain_delay_s: float = 0) -> None:
         super().__init__(config)
         self.app = app
+        self.drain_delay_s = drain_delay_s
+        self._stop_at: float | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._stop_at is None and self.drain_delay_s > 0:
+            self.app.state.draining = True
+            self._stop_at = time.monotonic() + self.drain_delay_s
+            return
         self.app.state.draining = True
         super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._stop_at is not None and time.monotonic() >= self._stop_at:
+            self.should_exit = True
+        return await super().on_tick(counter)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

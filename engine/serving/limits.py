@@ -14,4 +14,5 @@ class ServerLimits:
     max_header_bytes: int = 16 * 1024  # request line and headers together: 431
     read_timeout_s: float = 10.0  # to send a whole request, from its first byte: 408
     max_connections: int = 1000  # open connections; past it new requests answer 503
-    drain_timeout_s: float = 30.0  # after SIGTERM, for the requests in flight to finish
+    drain_delay_s: float = 0.0  # after SIGTERM, serving on (not ready) before closing
+    drain_timeout_s: float = 30.0  # then, for the requests in flight to finish

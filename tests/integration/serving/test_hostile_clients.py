@@ -12,23 +12,19 @@ import socket
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.integration.serving.conftest import serve
-from tests.tiny_models import build_tiny_model
-from tests.unit.serving.conftest import pack, trace
 
 pytestmark = pytest.mark.integration
 READ_TIMEOUT_S = 1.5
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
-    root = tmp_path_factory.mktemp("hostile")
-    source = build_tiny_model(root / "src", "text-classification")
-    artifact = trace(source, "text-classification", root / "art")
-    bundle = pack(root / "state", {"text-classification": artifact}, instances=1)
+def server(tiny_classifier: Path) -> Iterator[tuple[str, int]]:
+    bundle = tiny_classifier
     flags = ("--read-timeout-s", str(READ_TIMEOUT_S), "--max-connections", "400")
     for url, _ in serve(bundle, threads=1, flags=flags):
         host, port = url.removeprefix("http://").split(":")
