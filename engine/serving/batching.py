@@ -150,7 +150,11 @@ class Batcher:
                 continue
             started = time.perf_counter()
             result, computed = await loop.run_in_executor(
-                self.runner.executor, _timed, self.runner.infer, [p.request for p in batch]
+                self.runner.executor,
+                _timed,
+                self.runner.name,
+                self.runner.infer,
+                [p.request for p in batch],
             )
             if isinstance(result, Exception):  # the model failed on a lone request
                 log.error("model %s failed on a request", self.runner.name, exc_info=result)
@@ -214,7 +218,7 @@ class Batcher:
 
 
 def _timed(
-    infer: Callable[[list[Request]], list[Any]], requests: list[Request]
+    name: str, infer: Callable[[list[Request]], list[Any]], requests: list[Request]
 ) -> tuple[list[Any] | Exception, float]:
     """Run a batch on the compute thread and time it there: the model's own time, without
     the wait for a thread that other models share. A failure is returned, timed too.
@@ -230,21 +234,22 @@ def _timed(
             result = exc
         else:
             log.warning(
-                "a batch of %d failed (%s: %s): running its requests one by one",
+                "model %s failed on a batch of %d (%s: %s): running its requests one by one",
+                name,
                 len(requests),
                 type(exc).__name__,
                 exc,
             )
-            result = [_alone(infer, request) for request in requests]
+            result = [_alone(name, infer, request) for request in requests]
     return result, time.perf_counter() - started
 
 
-def _alone(infer: Callable[[list[Request]], list[Any]], request: Request) -> Any:
+def _alone(name: str, infer: Callable[[list[Request]], list[Any]], request: Request) -> Any:
     """The request's answer, run alone, or the exception it fails with (logged)."""
     try:
         return infer([request])[0]
     except Exception as exc:
-        log.error("a request failed alone", exc_info=exc)
+        log.error("model %s failed on a request", name, exc_info=exc)
         return exc
 
 

@@ -218,7 +218,9 @@ def test_an_invalid_request_fails_alone_and_a_failing_model_fails_its_batch() ->
     run(scenario())
 
 
-def test_a_batch_that_fails_runs_again_one_by_one_so_only_the_bad_request_fails() -> None:
+def test_a_batch_that_fails_runs_again_one_by_one_so_only_the_bad_request_fails(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """A tokenizer fails a whole batch on one text it cannot encode: the requests batched
     with it still get their answers."""
 
@@ -247,6 +249,11 @@ def test_a_batch_that_fails_runs_again_one_by_one_so_only_the_bad_request_fails(
 
     answers, batches = run(scenario())
     assert batches == [["busy"], ["good", "poison", "fine"], ["good"], ["poison"], ["fine"]]
+    assert [r.getMessage() for r in caplog.records] == [
+        "model held failed on a batch of 3 (TypeError: cannot encode): running its requests "
+        "one by one",
+        "model held failed on a request",
+    ]
     assert answers[0] == [{"echo": "busy"}] and answers[1] == [{"echo": "good"}]
     assert isinstance(answers[2], TypeError)
     assert answers[3] == [{"echo": "fine"}]
