@@ -58,6 +58,9 @@ def test_plan_json_carries_the_packing_at_its_top_level(tmp_path: Path) -> None:
                 routed[copy["model"]] = routed.get(copy["model"], 0) + copy["rate"]
     assert abs(packing["cost_per_hour"] - prices) < 1e-6
     assert packing["lower_bound_per_hour"] <= packing["cost_per_hour"]
+    cost = data["cost"]  # the plan's cost line: nothing ran before, the packing after
+    assert cost["before"] is None and abs(cost["after"] - packing["cost_per_hour"]) < 1e-9
+    assert any(line.startswith("fleet: ") and " x c6i." in line for line in cost["lines"])
     demand = {m.model: m.rate for m in spec.servers[0].models}
     assert routed.keys() == demand.keys()
     assert all(abs(routed[m] - demand[m]) < 1e-3 for m in demand)
