@@ -178,7 +178,9 @@ def build_steps(spec: Spec, cache_dir: Path) -> list[Step]:
             deploy_inputs,
             deploy_needs,
             f"deploy {server.name}: {server.replicas} replica(s) on {spec.runtime.kind}",
-            updatable=frozenset({"replicas"}),
+            # a replica count changed here or on another server changes cores_shared_by
+            # too: running replicas keep their threads, new ones resolve "auto" anew
+            updatable=frozenset({"replicas", "cores_shared_by"}),
             after_apply=("threads",) if server.threads is None else (),
         )
         deploy_ids.append(deploy.id)

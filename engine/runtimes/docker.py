@@ -75,7 +75,8 @@ def network_name(spec: str, environment: str) -> str:
 
 
 def replica_key(inputs: dict[str, Any], image_id: str, index: int) -> str:
-    """What a replica runs: while this is unchanged, a running container is kept as it is."""
+    """What a replica runs: while this is unchanged, a running container is kept as it is.
+    Threads as the spec says ("auto" or a number), not as resolved (see local's)."""
     port = inputs["port"] + index if inputs["port"] else None
     text = json.dumps(
         [
@@ -226,7 +227,7 @@ class DockerRuntime(ImageRuntime):
     def deploy(
         self, inputs: dict[str, Any], source: DeployInput, log: Log, cancelled: Callable[[], bool]
     ) -> DeployResult:
-        inputs = {**inputs, "threads": self.resolve_threads(inputs)}  # "auto" decided here
+        threads = self.resolve_threads(inputs)  # "auto" decided here, for replicas started now
         spec, env, server = inputs["spec"], inputs["environment"], inputs["server"]
         image = source.image or _image_tag(source.pack)
         image_id = _image_id(source.pack)
@@ -252,7 +253,8 @@ class DockerRuntime(ImageRuntime):
                     continue
                 if old is not None:
                     self._remove(old, log)
-                container = self._start(run_options(inputs, image, index, key, network), log)
+                options = run_options(inputs | {"threads": threads}, image, index, key, network)
+                container = self._start(options, log)
                 started.append(container)
                 replicas.append(container)
             for old in existing.values():
@@ -269,7 +271,7 @@ class DockerRuntime(ImageRuntime):
         return DeployResult(
             tuple(records),
             served_models(inputs),
-            inputs["threads"],
+            threads,
             {
                 "spec": spec,
                 "environment": env,

@@ -89,7 +89,7 @@ class LocalRuntime(Runtime):
     def deploy(
         self, inputs: dict[str, Any], source: DeployInput, log: Log, cancelled: Callable[[], bool]
     ) -> DeployResult:
-        inputs = {**inputs, "threads": self.resolve_threads(inputs)}  # "auto" decided here
+        threads = self.resolve_threads(inputs)  # "auto" decided here, for replicas started now
         bundle = str(_bundle(source.pack))
         spec, env, server = inputs["spec"], inputs["environment"], inputs["server"]
         run_dir = self._run_dir(spec, env, server)
@@ -105,7 +105,8 @@ class LocalRuntime(Runtime):
                 continue
             if record:
                 self._stop(record, log)
-            replicas.append(self._start(inputs, bundle, index, key, run_dir, log))
+            started = self._start(inputs | {"threads": threads}, bundle, index, key, run_dir, log)
+            replicas.append(started)
         for record in existing.values():
             self._stop(record, log)
         for record, proc in replicas:  # kept ones too: an adopted replica may still be loading
@@ -117,7 +118,7 @@ class LocalRuntime(Runtime):
                 for r, _ in replicas
             ),
             served_models(inputs),
-            inputs["threads"],
+            threads,
             {"bundle": bundle},
         )
 
@@ -311,7 +312,9 @@ def _bundle(pack: PackResult) -> Path:
 
 
 def _replica_key(inputs: dict[str, Any], bundle: str, index: int) -> str:
-    """What a replica runs: if this is unchanged, a running replica is kept as it is."""
+    """What a replica runs: if this is unchanged, a running replica is kept as it is.
+    Threads as the spec says ("auto" or a number), not as resolved: a replica count change
+    resolves "auto" differently, and must not restart the replicas already running."""
     port = inputs["port"] + index if inputs["port"] else None
     text = json.dumps([bundle, inputs["threads"], inputs["bind_address"], port])
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -42,6 +42,15 @@ def test_qa_spec_answers_like_the_untraced_model(tmp_path: Path) -> None:
             body = json.loads(response.read())
         assert body["answer"] == untraced_answer(source, question, context)
 
+        # one more replica, threads left "auto": an update, the running replica keeps serving
+        (running,) = server_pids(state)
+        spec.write_text(spec.read_text().replace("replicas: 1", "replicas: 2", 1))
+        plan = json.loads(doinfer(state, "plan", str(spec), "--format", "json").stdout)
+        assert {c["step"]: c["action"] for c in plan["changes"]}["deploy/qa"] == "update"
+        doinfer(state, "apply", str(spec), "--yes")
+        pids = server_pids(state)
+        assert running in pids and len(pids) == 2
+
         # the model directory is part of the trace's identity: a new model is a new trace
         build_tiny_model(source, "question-answering", seed=1)
         plan = json.loads(doinfer(state, "plan", str(spec), "--format", "json").stdout)
