@@ -171,6 +171,8 @@ def build_steps(spec: Spec, cache_dir: Path) -> list[Step]:
         }
         if server.threads is None:
             deploy_inputs["cores_shared_by"] = total_replicas  # every replica of the spec
+        if server.limits:  # the server's defaults otherwise
+            deploy_inputs["limits"] = server.limits
         deploy_inputs |= runtime.deploy_inputs(spec, server)
         deploy = add(
             f"deploy/{server.name}",

@@ -15,6 +15,7 @@ import dataclasses
 import glob
 import hashlib
 import json
+import math
 import os
 import socket
 import time
@@ -55,6 +56,7 @@ from engine.runtimes.docker_engine import (
     labels_filter,
     reason,
 )
+from engine.serving.limits import limit_flags, stop_timeout_s
 
 if TYPE_CHECKING:
     from engine.bench.plan import ClientPlan, ClientResult
@@ -78,17 +80,18 @@ def replica_key(inputs: dict[str, Any], image_id: str, index: int) -> str:
     """What a replica runs: while this is unchanged, a running container is kept as it is.
     Threads as the spec says ("auto" or a number), not as resolved (see local's)."""
     port = inputs["port"] + index if inputs["port"] else None
-    text = json.dumps(
-        [
-            image_id,
-            inputs["threads"],
-            inputs["bind_address"],
-            port,
-            inputs["container_port"],
-            inputs["restart"],
-            inputs["processor"],
-        ]
-    )
+    what = [
+        image_id,
+        inputs["threads"],
+        inputs["bind_address"],
+        port,
+        inputs["container_port"],
+        inputs["restart"],
+        inputs["processor"],
+    ]
+    if inputs.get("limits"):  # (a key made before limits existed stays the same)
+        what.append(inputs["limits"])
+    text = json.dumps(what, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -115,11 +118,19 @@ def run_options(
     host_port = str(inputs["port"] + index) if inputs["port"] else ""
     return {
         "image": image,
-        "command": ["--port", str(inputs["container_port"]), "--threads", str(inputs["threads"])],
+        "command": [
+            "--port",
+            str(inputs["container_port"]),
+            "--threads",
+            str(inputs["threads"]),
+            *limit_flags(inputs.get("limits", {})),
+        ],
         "name": container_name(spec, env, server, index),
         "detach": True,
         "init": True,
         "restart": inputs["restart"],
+        # `docker stop` waits for the drain (docs/SECURITY.md) before it kills
+        "stop_timeout": math.ceil(stop_timeout_s(inputs.get("limits", {}))),
         "networks": [network],
         "network_aliases": [f"{server}-{index}"],
         "publish": [(f"{inputs['bind_address']}:{host_port}", inputs["container_port"])],

@@ -40,6 +40,7 @@ def build_spec(doc: dict[str, Any], path: Path) -> Spec:
                 port=s.get("port"),
                 threads=s.get("threads"),
                 share_weights=s.get("share_weights", True),
+                limits=dict(s.get("limits", {})),
             )
             for s in doc.get("servers", [])
         ),

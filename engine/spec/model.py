@@ -93,6 +93,9 @@ class Server:
     port: int | None = None  # first replica's port; replica i gets port + i. None: any free port
     threads: int | None = None  # intra-op threads per replica; None: derived from cores/replicas
     share_weights: bool = True
+    # the model server's limits the spec sets (engine.serving.limits.ServerLimits field
+    # names); those it leaves out are the server's defaults
+    limits: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
