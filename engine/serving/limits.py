@@ -25,9 +25,11 @@ STOP_MARGIN_S = 5.0  # beyond the drain, for the process to exit
 
 def limit_flags(limits: Mapping[str, float]) -> list[str]:
     """The server's flags for the limits a spec sets (the others keep their defaults)."""
+    defaults = ServerLimits()
     flags = []
     for name, value in sorted(limits.items()):
-        flags += ["--" + name.replace("_", "-"), str(value)]
+        typed = type(getattr(defaults, name))(value)  # 4096.0 (JSON's integer) is 4096
+        flags += ["--" + name.replace("_", "-"), str(typed)]
     return flags
 
 
