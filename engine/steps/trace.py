@@ -20,7 +20,7 @@ from typing import Any
 
 from engine.artifacts import TRACE_META_FILE, artifact_problem, padded_lengths
 from engine.devices import has_local_device
-from engine.errors import Cancelled, StepFailed
+from engine.errors import Cancelled, DoinferError, StepFailed
 from engine.graph.fingerprint import fingerprint
 from engine.graph.step import Observation, Step
 from engine.runtimes.streams import run_streaming
@@ -62,10 +62,19 @@ def trace_job(
     return job
 
 
+SAVED_PLAN_HINT = (
+    "a path: source is relative to the spec's directory; a saved plan is applied without its "
+    "spec, and finds it from the current directory: apply it from the spec's directory"
+)
+
+
 def source_here(inputs: dict[str, Any], ctx: Context) -> str:
     """The model to trace, as found on this machine at apply: a path: source against the
     spec's directory, checked to hold the content the plan was made with."""
-    source = source_for_job(inputs["job_source"], ctx.spec_dir)
+    try:
+        source = source_for_job(inputs["job_source"], ctx.spec_dir)
+    except DoinferError as exc:  # a saved plan applied from elsewhere, most likely
+        raise StepFailed(f"{exc} ({SAVED_PLAN_HINT})") from None
     planned = inputs["source"].get("sha256")
     if inputs["job_source"].startswith("path:") and planned:
         found = hash_directory(Path(source), ctx.cache_dir)
@@ -73,8 +82,7 @@ def source_here(inputs: dict[str, Any], ctx: Context) -> str:
             raise StepFailed(
                 f"model {inputs['model']}: {inputs['job_source']} resolves to {source}, "
                 f"whose content is not the planned one (sha256 {found[:12]}, planned "
-                f"{planned[:12]}): it changed since the plan, or a saved plan is applied "
-                f"from another directory than the spec's"
+                f"{planned[:12]}): it changed since the plan ({SAVED_PLAN_HINT})"
             )
     return source
 

@@ -90,6 +90,9 @@ def test_a_path_source_whose_content_is_not_the_planned_one_fails_clearly(tmp_pa
     assert source_here({**inputs, "source": {"path": "models/tiny"}}, ctx) == str(model)
     with pytest.raises(StepFailed, match=r"path:models/tiny resolves to .*tiny, whose content"):
         source_here(inputs, ctx)
+    elsewhere = Context(state_dir=tmp_path / "state", runtime=None, spec_dir=tmp_path)  # type: ignore[arg-type]
+    with pytest.raises(StepFailed, match=r"does not exist \(a path: source is relative to"):
+        source_here(inputs, elsewhere)  # as a saved plan applied from another directory
     planned = hash_directory(model, ctx.cache_dir)
     assert source_here({**inputs, "source": {"path": "models/tiny", "sha256": planned}}, ctx) == (
         str(model)
