@@ -63,7 +63,6 @@ if TYPE_CHECKING:
     from engine.spec.model import Server, Spec
 
 READY_TIMEOUT_S = 180.0
-STOP_TIMEOUT_S = 10
 LOG_TAIL_LINES = 30
 CLIENT_START_S = 30.0  # a client container's start, on top of its plan's time
 
