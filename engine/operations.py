@@ -55,7 +55,11 @@ class Workspace:
         self.spec = spec
         self.state_dir = state_dir
         self.store = StateStore(state_dir, spec.name, spec.environment)
-        self.ctx = Context(state_dir=state_dir, runtime=get_runtime(spec.runtime.kind, state_dir))
+        self.ctx = Context(
+            state_dir=state_dir,
+            runtime=get_runtime(spec.runtime.kind, state_dir),
+            spec_dir=spec.path.parent,
+        )
 
     @classmethod
     def open(
