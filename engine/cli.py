@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from engine import __version__
-from engine.console import LoadProgress, Progress
+from engine.console import LoadProgress, Progress, colours, make_console
 from engine.errors import DoinferError
 from engine.graph.plan import Plan
 from engine.graph.render import RENDERERS, render_text, summary_line
@@ -277,7 +276,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.spec is None:
         raise DoinferError("bench needs a spec (or --compare A.json B.json)")
     workspace = Workspace.open(args.spec, _state_dir(args))
-    with LoadProgress() as progress:
+    with LoadProgress(make_console(sys.stderr, args.no_color)) as progress:
         run = workspace.bench(args.scenarios, progress)
     default_json, default_report = workspace.bench_files(run.started_at)
     json_path, report_path = args.json or default_json, args.report or default_report
@@ -303,7 +302,8 @@ def _run(
     plan: Plan, apply: Callable[..., ApplyResult], args: argparse.Namespace, state_dir: Path
 ) -> int:
     started = time.monotonic()
-    with Progress(verbose=getattr(args, "verbose", False)) as progress:
+    console = make_console(sys.stderr, args.no_color)
+    with Progress(console, verbose=getattr(args, "verbose", False)) as progress:
         result = apply(progress)
     _print_scenario_results(plan, state_dir, result)
     counts = {
@@ -367,8 +367,9 @@ def _state_dir(args: argparse.Namespace) -> Path:
 
 
 def _colour(args: argparse.Namespace) -> bool:
-    """Colour on a terminal, unless --no-color or NO_COLOR (https://no-color.org) says not."""
-    return sys.stdout.isatty() and not args.no_color and not os.environ.get("NO_COLOR")
+    """Whether stdout is coloured: the console decides (--no-color, NO_COLOR, FORCE_COLOR,
+    TERM, a terminal or not)."""
+    return colours(make_console(sys.stdout, args.no_color))
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:

@@ -10,7 +10,6 @@ of one, and an interrupted apply resumes from what was recorded. An exclusive lo
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import sys
@@ -22,6 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from engine import system
 
 STATE_FORMAT = 1
 
@@ -129,9 +130,7 @@ class StateStore:
         self.dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            if not system.try_lock(fd, str(self.lock_path)):
                 holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "unknown"
                 raise StateLocked(
                     f"state of {self.spec}/{self.environment} is locked by another doinfer "
@@ -144,6 +143,6 @@ class StateStore:
                 yield
             finally:
                 os.ftruncate(fd, 0)
-                fcntl.flock(fd, fcntl.LOCK_UN)
+                system.unlock(fd, str(self.lock_path))
         finally:
             os.close(fd)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import resource
 import socket
 import sys
 from pathlib import Path
+
+from engine import system
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,14 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     from engine.serving.app import create_app
     from engine.serving.models import BundleError, load_bundle
 
-    torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
+    torch.set_num_threads(args.threads or system.usable_cpus())
     torch.set_num_interop_threads(1)  # models compute on their own threads (models.py)
     try:
         bundle = load_bundle(args.bundle)
     except BundleError as exc:
         log.error("%s", exc)
         return 1
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_mb = system.peak_rss_mb()
     log.info(
         "server %s: %d model instance(s) loaded, %d thread(s), %.0f MB resident",
         bundle.server,

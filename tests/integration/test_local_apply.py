@@ -29,7 +29,9 @@ TEXT = "Inference servers packed densely onto few machines cost less."
 pytestmark = pytest.mark.integration
 
 
-def doinfer(state_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def doinfer(
+    state_dir: Path, *args: str, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [sys.executable, "-m", "engine", *args, "--state-dir", str(state_dir)],
         capture_output=True,
@@ -37,6 +39,7 @@ def doinfer(state_dir: Path, *args: str, check: bool = True) -> subprocess.Compl
         cwd=REPO,
         timeout=600,
         stdin=subprocess.DEVNULL,
+        env=None if env is None else {**os.environ, **env},
     )
     if check and result.returncode != 0:
         raise AssertionError(
@@ -177,10 +180,14 @@ def test_bench_shows_progress_then_a_table_and_the_report(state_dir: Path) -> No
 
     code, output = run_on_a_terminal("bench", str(SPEC), "--state-dir", str(state_dir))
     assert code == 0, output
-    frames = [f for f in output.split("\r\x1b[K") if f.startswith("load [")]
+    uncoloured = re.sub(r"\x1b\[[0-9;]*m", "", output)
+    redrawn = re.split(r"\r\x1b\[2K|\x1b\[1A|\x1b\[\?25[lh]", uncoloured)  # cursor moves
+    frames = [f for f in redrawn if re.match(r"load [━╸╺ ]{24} +\d+% ", f)]
     assert len(frames) >= 10, output  # redrawn while the benchmark runs
     assert "answered, 0 error(s)" in frames[-1]
-    lines = [line.strip() for line in output.replace("\r\x1b[K", "\n").splitlines()]
+    assert "\x1b[32m✓\x1b[0m load: " in output  # coloured on a terminal
+    lines = [line.strip() for line in re.split(r"[\r\n]+", "\n".join(redrawn))]
+    lines = [line for line in lines if line]
     header = lines.index(next(line for line in lines if line.startswith("scenario  kind")))
     assert [line.split()[0] for line in lines[header + 1 : header + 4]] == [
         "smoke",
@@ -196,6 +203,35 @@ def test_bench_shows_progress_then_a_table_and_the_report(state_dir: Path) -> No
     assert [r.name for r in run.results] == ["smoke", "random", "load"]
     load = run.results[2]
     assert len(load.clients) == 2 and load.summary().requests > 30  # 2 clients x 10/s x 3 s
+
+
+ESCAPE = re.compile(r"\x1b\[")  # any colour or cursor control sequence
+PLAIN = {"NO_COLOR": "", "FORCE_COLOR": "", "TERM": "xterm-256color"}
+
+
+def test_pipes_and_no_color_carry_no_escape_codes(state_dir: Path) -> None:
+    """Through a pipe (and with NO_COLOR even where FORCE_COLOR is set) plan, bench and apply
+    print plain lines: results on stdout, progress on stderr. FORCE_COLOR alone colours a
+    pipe, without cursor movement."""
+    for env in (PLAIN, {**PLAIN, "NO_COLOR": "1", "FORCE_COLOR": "1"}):
+        for args in (("plan", str(SPEC), "--all"), ("bench", str(SPEC), "smoke")):
+            result = doinfer(state_dir, *args, env=env)
+            assert not ESCAPE.search(result.stdout + result.stderr), (args, env)
+        assert "smoke: 4 answered" in result.stderr and "smoke: 4 answered" not in result.stdout
+
+    forced = doinfer(state_dir, "plan", str(SPEC), "--all", env={**PLAIN, "FORCE_COLOR": "1"})
+    assert "\x1b[1mminilm-local (environment default" in forced.stdout
+    bench = doinfer(state_dir, "bench", str(SPEC), "smoke", env={**PLAIN, "FORCE_COLOR": "1"})
+    assert "\x1b[32m✓\x1b[0m smoke: 4 answered" in bench.stderr
+    assert not re.search(r"\x1b\[(\d*[ABK]|\?25[lh])", bench.stderr)  # no cursor movement
+
+    os.kill(int(status(state_dir)[0]["detail"].split()[1]), signal.SIGKILL)  # drift to apply
+    applied = doinfer(state_dir, "apply", str(SPEC), "--yes", env={**PLAIN, "NO_COLOR": "1"})
+    assert not ESCAPE.search(applied.stdout + applied.stderr)
+    assert "✓ deploy/minilm: update done" in applied.stderr  # progress: stderr
+    assert "deploy/minilm: update done" not in applied.stdout
+    assert "Apply complete" in applied.stdout and "smoke" in applied.stdout  # results: stdout
+    assert [r["state"] for r in status(state_dir)] == ["running", "running"]
 
 
 def test_a_missed_slo_exits_3_and_says_which(state_dir: Path, tmp_path: Path) -> None:
