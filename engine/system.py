@@ -13,6 +13,7 @@ import ctypes
 import os
 import resource
 import signal
+import subprocess
 import sys
 
 import psutil
@@ -108,3 +109,31 @@ def _try_lock_file(path: str) -> bool:
         os.close(fd)
         return True
     return False
+
+
+def cpu_flags() -> set[str] | None:
+    """The CPU's feature flags (lower case, as Linux names them), or None where they cannot
+    be read. Linux: /proc/cpuinfo; macOS: sysctl's Arm feature list."""
+    if LINUX:
+        try:
+            text = open("/proc/cpuinfo").read()  # noqa: SIM115 (read at once)
+        except OSError:
+            return None
+        for line in text.splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("flags", "Features"):
+                return set(value.split())
+        return None
+    if sys.platform == "darwin":
+        try:
+            out = subprocess.run(
+                ["sysctl", "-n", "hw.optional.arm.FEAT_BF16"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=False,
+            ).stdout.strip()
+        except OSError:
+            return None
+        return {"bf16"} if out == "1" else set()
+    return None

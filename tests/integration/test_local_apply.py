@@ -181,14 +181,15 @@ def test_bench_shows_progress_then_a_table_and_the_report(state_dir: Path) -> No
     code, output = run_on_a_terminal("bench", str(SPEC), "--state-dir", str(state_dir))
     assert code == 0, output
     uncoloured = re.sub(r"\x1b\[[0-9;]*m", "", output)
-    redrawn = re.split(r"\r\x1b\[2K|\x1b\[1A|\x1b\[\?25[lh]", uncoloured)  # cursor moves
+    redrawn = re.split(r"\x1b\[[0-9;?]*[A-Za-z]", uncoloured)  # at each cursor move
     frames = [f for f in redrawn if re.match(r"load [━╸╺ ]{24} +\d+% ", f)]
     assert len(frames) >= 10, output  # redrawn while the benchmark runs
     assert "answered, 0 error(s)" in frames[-1]
     assert "\x1b[32m✓\x1b[0m load: " in output  # coloured on a terminal
     lines = [line.strip() for line in re.split(r"[\r\n]+", "\n".join(redrawn))]
     lines = [line for line in lines if line]
-    header = lines.index(next(line for line in lines if line.startswith("scenario  kind")))
+    header = next((i for i, line in enumerate(lines) if line.startswith("scenario  kind")), None)
+    assert header is not None, lines
     assert [line.split()[0] for line in lines[header + 1 : header + 4]] == [
         "smoke",
         "random",
