@@ -13,7 +13,6 @@ Every child process (model servers, load clients) inherits PYTHONPATH, so they t
 from __future__ import annotations
 
 import builtins
-import importlib.abc
 import io
 import os
 import pathlib
@@ -37,16 +36,17 @@ def _called_from_engine(depth: int = 2) -> bool:
     return False
 
 
-class _NoFcntlForEngine(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):  # type: ignore[no-untyped-def]
-        if name == "fcntl" and _called_from_engine():
-            raise ModuleNotFoundError("No module named 'fcntl' (taken away by the test)")
-        return None
+_import = builtins.__import__
 
 
-sys.meta_path.insert(0, _NoFcntlForEngine())
-sys.modules.pop("fcntl", None)  # imported already by the interpreter: import it afresh
+def _import_without_fcntl(name, globals=None, *args, **kwargs):  # type: ignore[no-untyped-def]
+    importer = (globals or {}).get("__name__", "")
+    if name == "fcntl" and (importer == "engine" or importer.startswith("engine.")):
+        raise ModuleNotFoundError("No module named 'fcntl' (taken away by the test)")
+    return _import(name, globals, *args, **kwargs)
 
+
+builtins.__import__ = _import_without_fcntl
 _open, _path_open = builtins.open, pathlib.Path.open
 
 
