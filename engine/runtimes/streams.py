@@ -56,4 +56,3 @@ def run_streaming(
     if cancelled():
         raise Cancelled(f"interrupted: {command[0]} {command[1] if len(command) > 1 else ''}")
     return code, list(tail)
-
