@@ -112,7 +112,7 @@ class Client:
         text = self.rng.randrange(len(self.texts)) if len(self.texts) > 1 else 0
         request = self.prepared.get((index, text))
         if request is None:
-            request = prepare(self.plan.targets[index], *self.texts[text])
+            request = prepare(self.plan.targets[index], *self.texts[text], self.plan.protocol)
             self.prepared[index, text] = request
         return index, request
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.spec.build import build_spec
+from engine.spec.corpus import load_corpora
 from engine.spec.errors import Diagnostic, SpecError
 from engine.spec.model import Spec
 from engine.spec.overlay import load_resolved
@@ -25,7 +26,7 @@ def load_spec(path: str | Path) -> Spec:
     errors = schema_errors(document, marks)
     if errors:  # semantic checks assume a well-formed document
         raise SpecError(errors)
-    errors = semantic_errors(document, marks)
+    errors = semantic_errors(document, marks) + load_corpora(document, marks)
     if errors:
         raise SpecError(errors)
     return build_spec(document, Path(path).resolve())

@@ -133,11 +133,14 @@ class Scenario:
     seq_1: str | None = None
     texts: tuple[tuple[str, str | None], ...] | None = None  # a corpus, (seq_0, seq_1) each
     slo: Slo | None = None
+    protocol: Literal["predictions", "v2"] = "predictions"  # how requests are sent
 
     def to_json(self) -> dict[str, Any]:
         """The whole scenario, corpus included, as JSON values (lists, not tuples): a
         scenario step's inputs, which the step turns back into a Scenario."""
         data = {k: v for k, v in asdict(self).items() if v is not None}
+        if self.protocol == "predictions":  # the default: steps planned before it stay as they were
+            del data["protocol"]
         if self.texts is not None:
             data["texts"] = [list(text) for text in self.texts]
         return data
