@@ -235,6 +235,29 @@ def test_pipes_and_no_color_carry_no_escape_codes(state_dir: Path) -> None:
     assert [r["state"] for r in status(state_dir)] == ["running", "running"]
 
 
+def test_bench_sends_v2_posts_with_texts_from_a_corpus_file(
+    state_dir: Path, tmp_path: Path
+) -> None:
+    """A scenario with `protocol: v2` and `corpus: FILE` (JSONL, next to the overlay that
+    names it) against the real replicas: every answer a 200 from the v2 infer route."""
+    from engine.bench.results import BenchRun
+
+    texts = [f"text number {i} " + "word " * (i % 7) for i in range(40)]
+    (tmp_path / "inputs.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    overlay = tmp_path / "v2.yaml"
+    overlay.write_text(
+        f"extends: {SPEC}\nscenarios:\n  - {{name: v2, kind: benchmark, protocol: v2, "
+        f"corpus: inputs.jsonl, clients: 1, concurrency: 2, duration_s: 2}}\n"
+    )
+    result = doinfer(state_dir, "bench", str(overlay), "v2", "--json", str(tmp_path / "v2.json"))
+    assert "v2" in result.stdout
+    (run,) = BenchRun.load(tmp_path / "v2.json").results
+    summary = run.summary()
+    assert summary.requests > 20 and summary.errors == 0
+    assert run.settings["protocol"] == "v2"
+    assert run.settings["texts"].startswith("40 texts, sha256 ")
+
+
 def test_a_missed_slo_exits_3_and_says_which(state_dir: Path, tmp_path: Path) -> None:
     strict = tmp_path / "strict.yaml"
     strict.write_text(
