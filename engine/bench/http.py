@@ -121,7 +121,8 @@ class Pool:
                     if connection.received:
                         raise
                     # the server closed an idle keep-alive connection as we reused it:
-                    # nothing was answered, so a fresh connection may retry the request (an inference changes nothing)
+                    # nothing was answered, so a fresh connection may retry the request
+                    # (an inference changes nothing)
         loop = asyncio.get_running_loop()
         _, connection = await asyncio.wait_for(
             loop.create_connection(_Connection, host, port), self.timeout_s

@@ -125,7 +125,7 @@ def _registry_errors(
 
 def _weight_errors(doc: dict[str, Any], marks: Marks, i: int) -> list[Diagnostic]:
     """A weight map must select the targets the spec deploys (the load generator's rule)."""
-    from engine.bench.targets import target_key, weigh
+    from engine.weights import target_key, weigh
 
     scenario = doc["scenarios"][i]
     where = mark_of(marks, ("scenarios", i, "weights"))
