@@ -5,7 +5,6 @@ packages' metadata, so no torch is imported to name its version."""
 from __future__ import annotations
 
 import glob
-import importlib.metadata
 import os
 import shutil
 import socket
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 import engine
 from engine import system
 from engine.devices import LOCAL_DEVICES
+from engine.versions import library_versions
 
 
 @dataclass(frozen=True)
@@ -26,13 +26,7 @@ class Check:
 
 def versions() -> dict[str, str]:
     """doinfer's version and those of the libraries a trace depends on."""
-    found = {"doinfer": engine.__version__}
-    for package in ("torch", "transformers"):
-        try:
-            found[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            found[package] = "not installed"
-    return found
+    return {"doinfer": engine.__version__, **library_versions()}
 
 
 def machine_checks() -> list[Check]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.metadata
 import os
 from collections.abc import Callable
 from dataclasses import asdict
@@ -24,6 +23,7 @@ from engine.runtimes import image_names, runtime_class
 from engine.runtimes.base import AUTO, ImageRuntime, Runtime
 from engine.sources import ResolvedSource, resolve_source
 from engine.spec.model import Host, Server, Spec
+from engine.versions import library_versions
 
 
 def trace_id(model: str, processor: str) -> str:
@@ -37,7 +37,7 @@ def image_id(processor: str) -> str:
 def build_steps(spec: Spec, cache_dir: Path) -> list[Step]:
     """All desired steps of a spec, each with its fingerprint, in topological order."""
     runtime = runtime_class(spec.runtime.kind)
-    versions = _library_versions()
+    versions = library_versions()
     sources: dict[str, ResolvedSource] = {}
     steps: dict[str, Step] = {}
 
@@ -271,14 +271,3 @@ def package_digest() -> str:
         if relative.parts[0] != "images":
             digest.update(f"{relative}\0".encode() + path.read_bytes())
     return digest.hexdigest()[:16]
-
-
-def _library_versions() -> dict[str, str]:
-    """torch/transformers versions: a new tracer means a new trace."""
-    versions = {}
-    for dist in ("torch", "transformers"):
-        try:
-            versions[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            versions[dist] = "missing"
-    return versions

