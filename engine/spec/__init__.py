@@ -9,6 +9,7 @@ from pathlib import Path
 
 from engine.spec.build import build_spec
 from engine.spec.corpus import load_corpora
+from engine.spec.defaults import with_defaults
 from engine.spec.errors import Diagnostic, SpecError
 from engine.spec.model import Spec
 from engine.spec.overlay import load_resolved
@@ -26,6 +27,7 @@ def load_spec(path: str | Path) -> Spec:
     errors = schema_errors(document, marks)
     if errors:  # semantic checks assume a well-formed document
         raise SpecError(errors)
+    document = with_defaults(document)  # the schema's defaults, now that it is well-formed
     errors = semantic_errors(document, marks) + load_corpora(document, marks)
     if errors:
         raise SpecError(errors)

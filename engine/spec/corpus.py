@@ -24,7 +24,7 @@ Text = str | dict[str, str]
 def load_corpora(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
     """Replace each scenario's `corpus` by the `texts` read from its file (in place)."""
     errors: list[Diagnostic] = []
-    for i, scenario in enumerate(doc.get("scenarios", [])):
+    for i, scenario in enumerate(doc["scenarios"]):
         if "corpus" not in scenario:
             continue
         where = mark_of(marks, ("scenarios", i, "corpus"))

@@ -16,16 +16,16 @@ def semantic_errors(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
     errors: list[Diagnostic] = []
     for section in ("models", "hosts", "servers", "scenarios"):
         errors += _unique_names(doc, marks, section)
-    models = {m["name"]: m for m in doc.get("models", [])}
-    host_processors = {h["processor"] for h in doc.get("hosts", [])}
-    kind = doc.get("runtime", {}).get("kind", "local")
+    models = {m["name"]: m for m in doc["models"]}
+    host_processors = {h["processor"] for h in doc["hosts"]}
+    kind = doc["runtime"]["kind"]  # the schema's defaults are filled in (defaults.py)
     runtime = runtime_class(kind) if kind in RUNTIMES else None
     if runtime is None:  # validate and plan agree on what this version can do
         errors.append(Diagnostic(mark_of(marks, ("runtime", "kind")), unknown_runtime(kind)))
     else:
         errors += _registry_errors(doc, marks, kind, runtime.registry_use)
     others = " or ".join(k for k in RUNTIMES if k != kind)
-    for i, server in enumerate(doc.get("servers", [])):
+    for i, server in enumerate(doc["servers"]):
         seen: set[str] = set()
         for j, packed in enumerate(server["models"]):
             name = packed["model"]
@@ -76,7 +76,7 @@ def semantic_errors(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
                 )
             )
     errors += _port_clashes(doc, marks)
-    for i, scenario in enumerate(doc.get("scenarios", [])):
+    for i, scenario in enumerate(doc["scenarios"]):
         if scenario["kind"] == "benchmark" and ("concurrency" in scenario) == ("rate" in scenario):
             errors.append(
                 Diagnostic(
@@ -101,7 +101,7 @@ def _registry_errors(
     doc: dict[str, Any], marks: Marks, kind: str, use: RegistryUse
 ) -> list[Diagnostic]:
     """runtime.registry must be given where replicas pull from it, and not where unused."""
-    given = "registry" in doc.get("runtime", {})
+    given = "registry" in doc["runtime"]
     if use == "required" and not given:
         where = mark_of(marks, ("runtime", "kind"))
         return [
@@ -139,10 +139,10 @@ def _weight_errors(doc: dict[str, Any], marks: Marks, i: int) -> list[Diagnostic
         ]
     keys = [
         target_key(server["name"], replica, f"{packed['model']}-{n}")
-        for server in doc.get("servers", [])
-        for replica in range(server.get("replicas", 1))
+        for server in doc["servers"]
+        for replica in range(server["replicas"])
         for packed in server["models"]
-        for n in range(packed.get("instances", 1))
+        for n in range(packed["instances"])
     ]
     try:
         weigh(keys, scenario["weights"])
@@ -154,7 +154,7 @@ def _weight_errors(doc: dict[str, Any], marks: Marks, i: int) -> list[Diagnostic
 def _unique_names(doc: dict[str, Any], marks: Marks, section: str) -> list[Diagnostic]:
     errors = []
     first: dict[str, int] = {}
-    for i, item in enumerate(doc.get(section, [])):
+    for i, item in enumerate(doc[section]):
         name = item["name"]
         if name in first:
             earlier = mark_of(marks, (section, first[name], "name"))
@@ -173,11 +173,11 @@ def _unique_names(doc: dict[str, Any], marks: Marks, section: str) -> list[Diagn
 def _port_clashes(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
     errors = []
     taken: list[tuple[int, int, str]] = []  # [start, end) and server name
-    for i, server in enumerate(doc.get("servers", [])):
+    for i, server in enumerate(doc["servers"]):
         if "port" not in server:
             continue
         start = server["port"]
-        end = start + server.get("replicas", 1)
+        end = start + server["replicas"]
         where = mark_of(marks, ("servers", i, "port"))
         if end - 1 > 65535:
             errors.append(
