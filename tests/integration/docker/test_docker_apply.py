@@ -262,6 +262,22 @@ def test_bench_runs_its_clients_as_containers_and_merges_them(env, tmp_path: Pat
     assert ours("container", NAME) and len(container_ids()) == 2  # clients removed themselves
 
 
+def test_bench_sends_v2_posts_from_a_corpus_file(env, tmp_path: Path) -> None:
+    """A v2 scenario with a corpus file (next to the overlay that names it), from client
+    containers: every request a POST the real servers answer."""
+    (tmp_path / "corpus.txt").write_text("".join(f"text {i} {'word ' * i}\n" for i in range(12)))
+    overlay = tmp_path / "v2.yaml"
+    overlay.write_text(
+        f"extends: {env[1]}\nscenarios:\n  - {{name: v2, kind: benchmark, protocol: v2, "
+        f"corpus: corpus.txt, clients: 1, concurrency: 2, warmup_s: 0, duration_s: 2}}\n"
+    )
+    doinfer(env[0], "bench", str(overlay), "v2", "--json", str(tmp_path / "v2.json"))
+    (v2,) = json.loads((tmp_path / "v2.json").read_text())["scenarios"]
+    assert v2["summary"]["requests"] > 5 and v2["summary"]["errors"] == 0
+    assert v2["settings"]["protocol"] == "v2"
+    assert v2["settings"]["texts"].startswith("12 texts, sha256 ")
+
+
 def test_destroy_leaves_no_container_network_or_image_of_its_own(env) -> None:
     dangling_before = dangling()
     result = doinfer(env[0], "destroy", env[1], "--yes")
