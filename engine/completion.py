@@ -58,6 +58,7 @@ COMPLETERS: dict[str, Completer] = {
     "scenarios": scenario_names,
     "server": server_names,
     "target": step_ids,
+    "replace": step_ids,
 }
 
 
