@@ -15,6 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.integration.test_local_apply import doinfer as run_doinfer
 from tests.integration.test_local_apply import server_pids
 from tests.tiny_models import build_tiny_model
 
@@ -49,16 +50,7 @@ pytestmark = pytest.mark.integration
 
 
 def doinfer(*args: str, state: Path) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "engine", *args, "--state-dir", str(state)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=ENV,
-        stdin=subprocess.DEVNULL,
-        timeout=600,
-    )
-    assert result.returncode == 0, f"{args}\n{result.stdout}\n{result.stderr}"
+    result = run_doinfer(state, *args, env=ENV)
     assert "Traceback" not in result.stderr
     return result
 

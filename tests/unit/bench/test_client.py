@@ -35,5 +35,5 @@ def test_v2_is_a_post_of_bytes_tensors_the_server_accepts() -> None:
         ("seq_1", "BYTES", [1]),  # question answering: the default context
     ]
     runner = types.SimpleNamespace(needs_context=True, task="question-answering")
-    (parsed,), _ = from_v2(runner, body)  # type: ignore[arg-type]
+    (parsed,) = from_v2(runner, body, max_inputs=1).requests  # type: ignore[arg-type]
     assert parsed.seq_0 == "wer? ünïcode" and parsed.seq_1 == inputs[1]["data"][0]
