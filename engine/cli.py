@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from engine import __version__
-from engine.console import LoadProgress, Progress
+from engine import completion, doctor
+from engine.console import LoadProgress, Progress, colours, make_console
 from engine.envs import spec_file
 from engine.errors import DoinferError
 from engine.graph.plan import Plan, plan_hash
@@ -39,10 +38,28 @@ from engine.spec import SpecError, load_spec
 from engine.state import StateError, StateStore, default_state_dir
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_SLO, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EPILOG = f"""\
+exit status:
+  {EXIT_OK}    success (bench: every objective met)
+  {EXIT_ERROR}    error: bad spec, unreachable runtime, a failed step, a refused confirmation
+  {EXIT_CHANGES}    plan --detailed-exitcode: the plan has changes
+  {EXIT_SLO}    bench: an SLO was missed (or errors where none are accepted)
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C); the next apply resumes
+
+streams:
+  results (plans, tables, status, versions, doctor) go to stdout; progress, logs, prompts
+  and errors to stderr, so `doinfer plan --format json SPEC > plan.json` holds the plan only.
+  Colour and live progress only on a terminal; NO_COLOR or --no-color never colour,
+  FORCE_COLOR colours through a pipe, TERM=dumb prints plain lines.
+
+shell completion:
+  eval "$(doinfer completion bash)"   (or zsh; fish: doinfer completion fish | source)
+"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    completion.enable(parser)  # answers the shell's completion request, if this is one
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
@@ -116,8 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="doinfer",
         description="Compile a declarative spec into running, benchmarked inference servers.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"doinfer {__version__}")
+    parser.add_argument("--version", action=VersionAction, nargs=0, help="print versions and exit")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--state-dir",
@@ -234,7 +253,28 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("A.json", "B.json"),
         help="show what changed between two runs' --json files (no spec needed)",
     )
+    _add_machine_commands(sub)
     return parser
+
+
+def _add_machine_commands(sub: argparse._SubParsersAction) -> None:
+    """Commands about this machine and shell rather than a spec."""
+    help_text = "say what this machine can run: Docker, kube context, SSH agent, accelerators"
+    p = sub.add_parser("doctor", help=help_text, description=help_text)
+    p.add_argument("--contact", action="store_true", help="also try to reach the kube API server")
+    p.set_defaults(handler=cmd_doctor)
+    help_text = 'print a shell completion script: eval "$(doinfer completion bash)"'
+    p = sub.add_parser("completion", help=help_text, description=help_text)
+    p.add_argument("shell", choices=completion.SHELLS)
+    p.set_defaults(handler=cmd_completion)
+
+
+class VersionAction(argparse.Action):
+    """--version: doinfer's version and those of the libraries that shape a trace."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(" ".join(f"{name} {version}" for name, version in doctor.versions().items()))
+        parser.exit()
 
 
 # -- commands ---------------------------------------------------------------------------
@@ -429,7 +469,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.spec is None:
         raise DoinferError("bench needs a spec (or --compare A.json B.json)")
     workspace = Workspace.open(args.spec, _state_dir(args), args.env)
-    with LoadProgress() as progress:
+    with LoadProgress(make_console(sys.stderr, args.no_color)) as progress:
         run = workspace.bench(args.scenarios, progress)
     default_json, default_report = workspace.bench_files(run.started_at)
     json_path, report_path = args.json or default_json, args.report or default_report
@@ -448,6 +488,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK if all(r.ok for r in run.results) else EXIT_SLO
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from engine.runtimes.doctor import runtime_checks
+
+    print(" ".join(f"{name} {version}" for name, version in doctor.versions().items()))
+    checks = doctor.machine_checks() + runtime_checks(args.contact)
+    print(
+        _table(
+            [("CHECK", "FOUND", "DETAIL")]
+            + [(c.name, "yes" if c.ok else "no", c.detail) for c in checks]
+        )
+    )
+    return EXIT_OK
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    print(completion.script(args.shell))
+    return EXIT_OK
+
+
 # -- helpers ----------------------------------------------------------------------------
 
 
@@ -455,7 +514,8 @@ def _run(
     plan: Plan, apply: Callable[..., ApplyResult], args: argparse.Namespace, state_dir: Path
 ) -> int:
     started = time.monotonic()
-    with Progress(verbose=getattr(args, "verbose", False)) as progress:
+    console = make_console(sys.stderr, args.no_color)
+    with Progress(console, verbose=getattr(args, "verbose", False)) as progress:
         result = apply(progress)
     _print_scenario_results(plan, state_dir, result)
     counts = {
@@ -519,8 +579,9 @@ def _state_dir(args: argparse.Namespace) -> Path:
 
 
 def _colour(args: argparse.Namespace) -> bool:
-    """Colour on a terminal, unless --no-color or NO_COLOR (https://no-color.org) says not."""
-    return sys.stdout.isatty() and not args.no_color and not os.environ.get("NO_COLOR")
+    """Whether stdout is coloured: the console decides (--no-color, NO_COLOR, FORCE_COLOR,
+    TERM, a terminal or not)."""
+    return colours(make_console(sys.stdout, args.no_color))
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:

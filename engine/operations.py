@@ -168,7 +168,7 @@ class Workspace:
         changed. Benchmarks' load clients run where the runtime puts them."""
         from engine.bench.results import BenchRun
         from engine.bench.scenarios import run_scenario
-        from engine.bench.targets import targets_from_deploys
+        from engine.steps.deployed import targets_from_deploys
 
         scenarios = {s.name: s for s in self.spec.scenarios}
         unknown = [n for n in names if n not in scenarios]

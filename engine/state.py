@@ -10,7 +10,6 @@ of one, and an interrupted apply resumes from what was recorded. An exclusive lo
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import sys
@@ -22,6 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from engine import system
 
 STATE_FORMAT = 1
 LOCK_POLL_S = 0.1  # how often a waiting lock is tried again
@@ -132,20 +133,16 @@ class StateStore:
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             deadline = time.monotonic() + timeout_s
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() < deadline:
-                        time.sleep(min(LOCK_POLL_S, max(0.0, deadline - time.monotonic())))
-                        continue
-                    holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "unknown"
-                    waited = f" after waiting {timeout_s:g}s" if timeout_s else ""
-                    raise StateLocked(
-                        f"state of {self.spec}/{self.environment} is locked by another doinfer "
-                        f"({holder}){waited}; wait for it to finish, or pass --lock-timeout"
-                    ) from None
+            while not system.try_lock(fd, str(self.lock_path)):
+                if time.monotonic() < deadline:
+                    time.sleep(min(LOCK_POLL_S, max(0.0, deadline - time.monotonic())))
+                    continue
+                holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "unknown"
+                waited = f" after waiting {timeout_s:g}s" if timeout_s else ""
+                raise StateLocked(
+                    f"state of {self.spec}/{self.environment} is locked by another doinfer "
+                    f"({holder}){waited}; wait for it to finish, or pass --lock-timeout"
+                )
             os.ftruncate(fd, 0)
             info = f"pid {os.getpid()}, {' '.join(sys.argv[:3])}, since {time.strftime('%H:%M:%S')}"
             os.pwrite(fd, info.encode(), 0)
@@ -153,6 +150,6 @@ class StateStore:
                 yield
             finally:
                 os.ftruncate(fd, 0)
-                fcntl.flock(fd, fcntl.LOCK_UN)
+                system.unlock(fd, str(self.lock_path))
         finally:
             os.close(fd)

@@ -7,6 +7,7 @@ in an open loop is its intended send time, so time spent waiting in the client c
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.parse
 from dataclasses import astuple, dataclass
@@ -57,12 +58,28 @@ def query_for(target: Target, seq_0: str | None, seq_1: str | None) -> dict[str,
     return params
 
 
-def prepare(target: Target, seq_0: str | None, seq_1: str | None) -> Prepared:
+def v2_body(target: Target, seq_0: str | None, seq_1: str | None) -> bytes:
+    """An Open Inference Protocol v2 infer request: one BYTES element per input."""
+    inputs = [
+        {"name": name, "shape": [1], "datatype": "BYTES", "data": [text]}
+        for name, text in query_for(target, seq_0, seq_1).items()
+    ]
+    return json.dumps({"inputs": inputs}, ensure_ascii=False).encode()
+
+
+def prepare(
+    target: Target, seq_0: str | None, seq_1: str | None, protocol: str = "predictions"
+) -> Prepared:
+    """The request's bytes: `GET /predictions/{instance}?seq_0=…` or, for v2,
+    `POST /v2/models/{instance}/infer` with a JSON body."""
     url = urllib.parse.urlsplit(target.url)
     host, port = url.hostname or "127.0.0.1", url.port or 80
+    base, instance = url.path.rstrip("/"), urllib.parse.quote(target.instance)
+    if protocol == "v2":
+        path = f"{base}/v2/models/{instance}/infer"
+        return Prepared(host, port, request_bytes(host, port, path, v2_body(target, seq_0, seq_1)))
     query = urllib.parse.urlencode(query_for(target, seq_0, seq_1))
-    path = f"{url.path.rstrip('/')}/predictions/{urllib.parse.quote(target.instance)}?{query}"
-    return Prepared(host, port, request_bytes(host, port, path))
+    return Prepared(host, port, request_bytes(host, port, f"{base}/predictions/{instance}?{query}"))
 
 
 async def send(pool: Pool, request: Prepared, since: float) -> tuple[float, int, str]:

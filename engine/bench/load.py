@@ -112,7 +112,7 @@ class Client:
         text = self.rng.randrange(len(self.texts)) if len(self.texts) > 1 else 0
         request = self.prepared.get((index, text))
         if request is None:
-            request = prepare(self.plan.targets[index], *self.texts[text])
+            request = prepare(self.plan.targets[index], *self.texts[text], self.plan.protocol)
             self.prepared[index, text] = request
         return index, request
 
@@ -247,10 +247,11 @@ class Client:
         }
 
 
-class PreciseEpollSelector(selectors.EpollSelector):
+class PreciseEpollSelector(selectors.DefaultSelector):
     """epoll_wait sleeps in whole milliseconds, rounded up: an open loop's requests would
     leave 0.5 ms late on average, and that lag is in their latency. select() on the epoll
-    file descriptor waits for the same events with a microsecond timeout."""
+    file descriptor waits for the same events with a microsecond timeout. (Linux only: the
+    default selector is epoll there; new_event_loop uses this class only then.)"""
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         epoll = self._selector  # type: ignore[attr-defined]
@@ -261,7 +262,10 @@ class PreciseEpollSelector(selectors.EpollSelector):
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
-    return asyncio.SelectorEventLoop(PreciseEpollSelector())
+    """Linux: the precise epoll selector; elsewhere (macOS: kqueue) the system's default."""
+    if getattr(selectors, "EpollSelector", None) is selectors.DefaultSelector:
+        return asyncio.SelectorEventLoop(PreciseEpollSelector())
+    return asyncio.SelectorEventLoop()
 
 
 def in_flight_limit() -> int:

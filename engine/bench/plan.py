@@ -35,6 +35,7 @@ class ClientPlan:
     # seq_0/seq_1 (a server that pads only to a batch's longest input must be measured on
     # texts of varied length: one text repeated makes batching look better than it is)
     texts: list[list[str | None]] | None = None
+    protocol: Literal["predictions", "v2"] = "predictions"  # GET /predictions or POST /v2
     requests: int = 0  # random
     interval_ms: float = 0.0  # random
     duration_s: float = 0.0  # closed, open: the measured window
@@ -117,6 +118,7 @@ def client_plans(
         "seq_0": scenario.seq_0,
         "seq_1": scenario.seq_1,
         "texts": [list(text) for text in scenario.texts] if scenario.texts else None,
+        "protocol": scenario.protocol,
     }
     if scenario.kind == "sequential":
         return [ClientPlan(mode="sequential", seed=base, **common)]

@@ -11,13 +11,16 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from engine.bench.launch import run_local_clients
 from engine.bench.load import Client
 from engine.bench.plan import ClientPlan, ClientResult, client_plans
 from engine.bench.results import ScenarioResult, from_clients
 from engine.bench.targets import Target
-from engine.spec.model import Scenario
+
+if TYPE_CHECKING:  # the bench runs the spec's scenarios; it does not import the spec
+    from engine.spec.model import Scenario
 
 OnProgress = Callable[[int, int], None]  # (answered, errors) over all clients
 ClientRunner = Callable[[list[ClientPlan], OnProgress], Awaitable[list[ClientResult]]]

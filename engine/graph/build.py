@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.metadata
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
@@ -19,12 +18,13 @@ from typing import Any
 
 import engine
 from engine.graph.fingerprint import fingerprint
+from engine.graph.fleets import PackedFleet, expand, instance_name, packing_id
 from engine.graph.step import Step
-from engine.packing.expand import PackedFleet, expand, instance_name, packing_id
 from engine.runtimes import image_names, runtime_class
 from engine.runtimes.base import AUTO, ImageRuntime, Runtime
 from engine.sources import ResolvedSource, resolve_source
 from engine.spec.model import Host, Server, Spec
+from engine.versions import library_versions
 
 SHOWN_MODELS = 6  # a pack step's summary names this many of its models
 
@@ -44,7 +44,7 @@ def build_steps(
     `recorded` (the state's step records) lets a fleet re-pack from its last packing."""
     runtime = runtime_class(spec.runtime.kind)
     servers, fleets = expand(spec, recorded)
-    versions = _library_versions()
+    versions = library_versions()
     sources: dict[str, ResolvedSource] = {}
     steps: dict[str, Step] = {}
 
@@ -363,14 +363,3 @@ def package_digest() -> str:
         if relative.parts[0] != "images":
             digest.update(f"{relative}\0".encode() + path.read_bytes())
     return digest.hexdigest()[:16]
-
-
-def _library_versions() -> dict[str, str]:
-    """torch/transformers versions: a new tracer means a new trace."""
-    versions = {}
-    for dist in ("torch", "transformers"):
-        try:
-            versions[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            versions[dist] = "missing"
-    return versions

@@ -21,10 +21,10 @@ from graphlib import TopologicalSorter
 from typing import Any
 
 from engine.errors import Cancelled, DoinferError, StepFailed
+from engine.graph.kinds import ApplyRequest, Context, StepKind
 from engine.graph.plan import Change, Plan
 from engine.graph.step import Action, Step
 from engine.state import State, StateStore
-from engine.steps.base import ApplyRequest, Context, StepKind
 
 
 @dataclass(frozen=True)

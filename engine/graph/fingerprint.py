@@ -7,14 +7,12 @@ needs, so a change anywhere upstream reaches everything downstream, and nothing 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any
 
+from engine.canonical import canonical_json
 
-def canonical_json(value: Any) -> str:
-    """One spelling per value: sorted keys, no whitespace, UTF-8 kept as is."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+__all__ = ["canonical_json", "diff_inputs", "fingerprint"]
 
 
 def fingerprint(inputs: Mapping[str, Any], upstream: Mapping[str, str]) -> str:

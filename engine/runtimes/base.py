@@ -20,7 +20,6 @@ Register a new runtime with one line in engine/runtimes/__init__.py.
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ if TYPE_CHECKING:
     from engine.bench.plan import ClientPlan, ClientResult
     from engine.spec.model import Server, Spec
 
+from engine import system
 from engine.errors import DoinferError
 from engine.runtimes.contracts import (
     DeployInput,
@@ -87,7 +87,7 @@ class Runtime(ABC):
         threads = inputs["threads"]
         if threads != AUTO:
             return int(threads)
-        return max(1, len(os.sched_getaffinity(0)) // max(1, inputs.get("cores_shared_by", 1)))
+        return max(1, system.usable_cpus() // max(1, inputs.get("cores_shared_by", 1)))
 
     @classmethod
     def pack_inputs(cls, spec: Spec, server: Server) -> dict[str, Any]:

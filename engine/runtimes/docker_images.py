@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ PROBE = (
     "import json, platform, sys; print(json.dumps({'python': '%d.%d' % sys.version_info[:2], "
     "'machine': platform.machine(), 'glibc': platform.libc_ver()[1]}))"
 )
+PYPI_PAGE = "https://pypi.org/project/doinfer/"  # the source of an installed doinfer
 ECR = re.compile(r"^\d{12}\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
 
 Log = Callable[[str], None]
@@ -176,7 +178,10 @@ def build_server(
             STEP: f"pack/{inputs['server']}",
             FINGERPRINT: fingerprint,
         }
-        args = ["--build-arg", f"BASE_IMAGE={inputs['base_image']}", "-t", tag]
+        labels.update(kubernetes_labels(inputs))
+        args = ["-t", tag]
+        for name, value in {"BASE_IMAGE": inputs["base_image"], **provenance()}.items():
+            args += ["--build-arg", f"{name}={value}"]
         args += [a for k, v in labels.items() for a in ("--label", f"{k}={v}")]
         what = f"building the server image {tag}"
         classic_build(docker, [*args, str(context)], what, log, cancelled)
@@ -186,6 +191,43 @@ def build_server(
         image = docker.image.inspect(tag)
     log(f"built {tag} ({image.id[:19]})")
     return PackResult(image=tag, image_id=image.id)
+
+
+def kubernetes_labels(inputs: dict[str, Any]) -> dict[str, str]:
+    """The Kubernetes recommended labels' values, for whoever runs the image."""
+    return {
+        "app.kubernetes.io/name": inputs["server"],
+        "app.kubernetes.io/instance": "-".join(
+            (inputs["spec"], inputs["environment"], inputs["server"])
+        ),
+        "app.kubernetes.io/version": engine.__version__,
+        "app.kubernetes.io/component": "model-server",
+        "app.kubernetes.io/part-of": inputs["spec"],
+        "app.kubernetes.io/managed-by": "doinfer",
+    }
+
+
+def provenance() -> dict[str, str]:
+    """The OCI labels' build arguments: doinfer's version, the commit its code comes from
+    (when it runs from a git checkout), where that source lives, and when the image is built.
+    They label the image only: its tag is the pack fingerprint, whatever the time."""
+    package = Path(engine.__file__).parent
+
+    def git(*args: str) -> str:
+        try:
+            result = subprocess.run(
+                ["git", "-C", str(package), *args], capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+        return result.stdout.strip() if result.returncode == 0 else ""
+
+    return {
+        "DOINFER_VERSION": engine.__version__,
+        "DOINFER_REVISION": git("rev-parse", "HEAD") or "unknown",
+        "DOINFER_SOURCE": git("config", "--get", "remote.origin.url") or PYPI_PAGE,
+        "CREATED": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
 
 def remove_image(docker: DockerClient, reference: str, log: Log) -> None:

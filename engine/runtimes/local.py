@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import engine
+from engine import system
 from engine.artifacts import BUNDLE_CONFIG_FILE
 from engine.bundles import write_bundle
 from engine.errors import Cancelled, DoinferError, StepFailed
@@ -329,21 +330,7 @@ def _replica_key(inputs: dict[str, Any], bundle: str, index: int) -> str:
 
 def _alive(record: dict[str, Any]) -> bool:
     """The pid runs, is not a zombie, and is our model server for this bundle."""
-    pid = record["pid"]
-    proc = Path(f"/proc/{pid}")
-    if proc.is_dir():
-        try:
-            if ") Z" in (proc / "stat").read_text():
-                return False
-            cmdline = (proc / "cmdline").read_bytes()
-        except OSError:
-            return False
-        return b"engine.serving" in cmdline and record["bundle"].encode() in cmdline
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
+    return system.process_running(record["pid"], b"engine.serving", record["bundle"].encode())
 
 
 def _signal(pid: int, signum: int) -> None:

@@ -6,14 +6,13 @@ message of a failure.
 
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
 import subprocess
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 
+from engine import system
 from engine.errors import Cancelled
 
 TAIL_LINES = 25
@@ -35,7 +34,7 @@ def run_streaming(
         text=True,
         errors="replace",
         env={**os.environ, **(env or {})},
-        preexec_fn=_die_with_parent,
+        preexec_fn=system.die_with_parent,
     ) as proc:
         finished = threading.Event()
 
@@ -57,12 +56,3 @@ def run_streaming(
     if cancelled():
         raise Cancelled(f"interrupted: {command[0]} {command[1] if len(command) > 1 else ''}")
     return code, list(tail)
-
-
-def _die_with_parent() -> None:
-    """Linux: have the kernel stop a command whose engine was killed, so no work is orphaned."""
-    try:
-        libc = ctypes.CDLL(None)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass

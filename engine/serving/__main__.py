@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import resource
 import socket
 import sys
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from engine import system
 from engine.serving.limits import ServerLimits
 
 ROUTER_FILE = "router.json"  # a bundle holding this file is a fleet's router's
@@ -50,14 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     from engine.serving.app import create_app
     from engine.serving.models import BundleError, load_bundle
 
-    torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
+    torch.set_num_threads(args.threads or system.usable_cpus())
     torch.set_num_interop_threads(1)  # models compute on their own threads (models.py)
     try:
         bundle = load_bundle(args.bundle)
     except BundleError as exc:
         log.error("%s", exc)
         return 1
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_mb = system.peak_rss_mb()
     log.info(
         "server %s: %d model instance(s) loaded, %d thread(s), %.0f MB resident",
         bundle.server,

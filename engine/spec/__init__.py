@@ -8,6 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.spec.build import build_spec
+from engine.spec.corpus import load_corpora
+from engine.spec.defaults import with_defaults
 from engine.spec.errors import Diagnostic, SpecError
 from engine.spec.model import Mark, Spec
 from engine.spec.overlay import Files, load_resolved
@@ -31,7 +33,8 @@ def load_spec(path: str | Path, environment: str | None = None, files: Files | N
     errors = schema_errors(document, marks)
     if errors:  # semantic checks assume a well-formed document
         raise SpecError(errors)
-    errors = semantic_errors(document, marks)
+    document = with_defaults(document)  # the schema's defaults, now that it is well-formed
+    errors = semantic_errors(document, marks) + load_corpora(document, marks)
     if errors:
         raise SpecError(errors)
     return build_spec(document, Path(path).resolve())

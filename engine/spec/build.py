@@ -1,4 +1,5 @@
-"""Typed, frozen Spec objects from a validated document, with defaults applied."""
+"""Typed, frozen Spec objects from a validated document whose defaults the schema filled
+in (engine/spec/defaults.py): nothing here knows a default."""
 
 from __future__ import annotations
 
@@ -23,47 +24,49 @@ from engine.spec.model import (
 
 
 def build_spec(doc: dict[str, Any], path: Path) -> Spec:
-    runtime = doc.get("runtime", {})
+    runtime = doc["runtime"]
     return Spec(
         api_version=doc["apiVersion"],
         name=doc["name"],
-        environment=doc.get("environment", "default"),
+        environment=doc["environment"],
         models=tuple(
             Model(
                 m["name"],
                 m["source"],
                 m["task"],
-                TraceParams(**m.get("trace", {})),
-                {p: Profile(**v) for p, v in m.get("profiles", {}).items()},
+                TraceParams(**m["trace"]),
+                {p: Profile(**v) for p, v in m["profiles"].items()},
             )
-            for m in doc.get("models", [])
+            for m in doc["models"]
         ),
-        hosts=tuple(Host(**h) for h in doc.get("hosts", [])),
+        hosts=tuple(Host(**h) for h in doc["hosts"]),
         servers=tuple(
             Server(
                 name=s["name"],
-                processor=s.get("processor"),
+                processor=s.get("processor"),  # none: packing auto chooses
+                # instances has no schema default: with packing auto, leaving it out lets
+                # the packing choose the copies, and giving it pins them
                 models=tuple(ServerModel(**m, pinned="instances" in m) for m in s["models"]),
-                replicas=s.get("replicas", 1),
-                batching=Batching(**s.get("batching", {})),
+                replicas=s["replicas"],
+                batching=Batching(**s["batching"]),
                 port=s.get("port"),
                 threads=s.get("threads"),
-                share_weights=s.get("share_weights", True),
-                packing=s.get("packing", "manual"),
-                max_utilization=s.get("max_utilization", 0.75),
+                share_weights=s["share_weights"],
+                packing=s["packing"],
+                max_utilization=s["max_utilization"],
                 node_types=tuple(s.get("node_types", ())),
                 limits=dict(s.get("limits", {})),
             )
-            for s in doc.get("servers", [])
+            for s in doc["servers"]
         ),
         runtime=Runtime(
             **{
                 **runtime,
-                "node_selector": dict(runtime.get("node_selector", {})),
-                "base_images": dict(runtime.get("base_images", {})),
+                "node_selector": dict(runtime["node_selector"]),
+                "base_images": dict(runtime["base_images"]),
             }
         ),
-        scenarios=tuple(_scenario(s) for s in doc.get("scenarios", [])),
+        scenarios=tuple(_scenario(s) for s in doc["scenarios"]),
         path=path,
         document=doc,
         catalog=spec_catalog(doc.get("catalog", [])),

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-from engine.graph.fingerprint import canonical_json
+from engine.canonical import canonical_json
 from engine.packing.catalog import NodeType
 from engine.packing.fleet import Profile
 
@@ -104,7 +104,7 @@ class Server:
     max_utilization: float = 0.75  # packing: auto: of each device's cores
     node_types: tuple[str, ...] = ()  # packing: auto: catalog names or patterns; () all
     # the model server's limits the spec sets (engine.serving.limits.ServerLimits field
-    # names); those it leaves out are the server's defaults
+    # names), completed from the schema's defaults; {} when it gives none: the server's own
     limits: dict[str, float] = field(default_factory=dict)
 
 
@@ -146,11 +146,14 @@ class Scenario:
     seq_1: str | None = None
     texts: tuple[tuple[str, str | None], ...] | None = None  # a corpus, (seq_0, seq_1) each
     slo: Slo | None = None
+    protocol: Literal["predictions", "v2"] = "predictions"  # how requests are sent
 
     def to_json(self) -> dict[str, Any]:
         """The whole scenario, corpus included, as JSON values (lists, not tuples): a
         scenario step's inputs, which the step turns back into a Scenario."""
         data = {k: v for k, v in asdict(self).items() if v is not None}
+        if self.protocol == "predictions":  # the default: steps planned before it stay as they were
+            del data["protocol"]
         if self.texts is not None:
             data["texts"] = [list(text) for text in self.texts]
         return data

@@ -8,6 +8,7 @@ from typing import Any
 from engine.devices import LOCAL_DEVICES, has_local_device
 from engine.runtimes import RUNTIMES, runtime_class, unknown_runtime
 from engine.runtimes.base import RegistryUse, Runtime
+from engine.spec.defaults import schema_default
 from engine.spec.errors import Diagnostic
 from engine.spec.validate import Marks, mark_of
 
@@ -16,16 +17,16 @@ def semantic_errors(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
     errors: list[Diagnostic] = []
     for section in ("models", "hosts", "servers", "scenarios", "catalog"):
         errors += _unique_names(doc, marks, section)
-    models = {m["name"]: m for m in doc.get("models", [])}
-    host_processors = {h["processor"] for h in doc.get("hosts", [])}
-    kind = doc.get("runtime", {}).get("kind", "local")
+    models = {m["name"]: m for m in doc["models"]}
+    host_processors = {h["processor"] for h in doc["hosts"]}
+    kind = doc["runtime"]["kind"]  # the schema's defaults are filled in (defaults.py)
     runtime = runtime_class(kind) if kind in RUNTIMES else None
     if runtime is None:  # validate and plan agree on what this version can do
         errors.append(Diagnostic(mark_of(marks, ("runtime", "kind")), unknown_runtime(kind)))
     else:
         errors += _registry_errors(doc, marks, kind, runtime.registry_use)
     others = " or ".join(k for k in RUNTIMES if k != kind)
-    for i, server in enumerate(doc.get("servers", [])):
+    for i, server in enumerate(doc["servers"]):
         seen: set[str] = set()
         for j, packed in enumerate(server["models"]):
             name = packed["model"]
@@ -81,7 +82,7 @@ def semantic_errors(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
             )
     errors += _port_clashes(doc, marks)
     errors += _catalog_errors(doc, marks)
-    for i, scenario in enumerate(doc.get("scenarios", [])):
+    for i, scenario in enumerate(doc["scenarios"]):
         if scenario["kind"] == "benchmark" and ("concurrency" in scenario) == ("rate" in scenario):
             errors.append(
                 Diagnostic(
@@ -105,6 +106,14 @@ def semantic_errors(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
 AUTO_ONLY = ("max_utilization", "node_types")
 
 
+def _schema_default_or_none(*path: str) -> Any:
+    """A key's schema default (filled into the document), or None where it has none."""
+    try:
+        return schema_default(*path)
+    except KeyError:
+        return None
+
+
 def _manual_errors(server: dict[str, Any], marks: Marks, i: int) -> list[Diagnostic]:
     """Keys that only a packing: auto server reads."""
     errors = [
@@ -113,7 +122,7 @@ def _manual_errors(server: dict[str, Any], marks: Marks, i: int) -> list[Diagnos
             f"servers[{i}].{key}: applies to packing: auto servers only",
         )
         for key in AUTO_ONLY
-        if key in server
+        if key in server and server[key] != _schema_default_or_none("server", key)
     ]
     errors += [
         Diagnostic(
@@ -159,18 +168,18 @@ def _fleet_errors(
     """A packing: auto server: its node types exist and are reachable, and every model
     has a profile for one of their processors and fits one of their devices."""
     from engine.packing.fleet import Profile
-    from engine.packing.servers import (
+    from engine.packing.solver import device_classes, fits, unplaceable
+    from engine.spec.build import spec_catalog
+    from engine.spec.fleet import (
         allowed_types,
         demand,
         reachable_processors,
         unmatched,
     )
-    from engine.packing.solver import device_classes, fits, unplaceable
-    from engine.spec.build import spec_catalog
 
     server = doc["servers"][i]
     errors = []
-    if "replicas" in server:
+    if server["replicas"] != schema_default("server", "replicas"):  # the default is filled in
         errors.append(
             Diagnostic(
                 mark_of(marks, ("servers", i, "replicas"), key=True),
@@ -253,7 +262,7 @@ def _registry_errors(
     doc: dict[str, Any], marks: Marks, kind: str, use: RegistryUse
 ) -> list[Diagnostic]:
     """runtime.registry must be given where replicas pull from it, and not where unused."""
-    given = "registry" in doc.get("runtime", {})
+    given = "registry" in doc["runtime"]
     if use == "required" and not given:
         where = mark_of(marks, ("runtime", "kind"))
         return [
@@ -277,7 +286,7 @@ def _registry_errors(
 
 def _weight_errors(doc: dict[str, Any], marks: Marks, i: int) -> list[Diagnostic]:
     """A weight map must select the targets the spec deploys (the load generator's rule)."""
-    from engine.bench.targets import target_key, weigh
+    from engine.weights import target_key, weigh
 
     scenario = doc["scenarios"][i]
     where = mark_of(marks, ("scenarios", i, "weights"))
@@ -291,10 +300,10 @@ def _weight_errors(doc: dict[str, Any], marks: Marks, i: int) -> list[Diagnostic
         ]
     keys = [
         target_key(server["name"], replica, f"{packed['model']}-{n}")
-        for server in doc.get("servers", [])
-        for replica in range(server.get("replicas", 1))
+        for server in doc["servers"]
+        for replica in range(server["replicas"])
         for packed in server["models"]
-        for n in range(packed.get("instances", 1))
+        for n in range(packed["instances"])
     ]
     try:
         weigh(keys, scenario["weights"])
@@ -306,7 +315,7 @@ def _weight_errors(doc: dict[str, Any], marks: Marks, i: int) -> list[Diagnostic
 def _unique_names(doc: dict[str, Any], marks: Marks, section: str) -> list[Diagnostic]:
     errors = []
     first: dict[str, int] = {}
-    for i, item in enumerate(doc.get(section, [])):
+    for i, item in enumerate(doc[section]):
         name = item["name"]
         if name in first:
             earlier = mark_of(marks, (section, first[name], "name"))
@@ -325,11 +334,11 @@ def _unique_names(doc: dict[str, Any], marks: Marks, section: str) -> list[Diagn
 def _port_clashes(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
     errors = []
     taken: list[tuple[int, int, str]] = []  # [start, end) and server name
-    for i, server in enumerate(doc.get("servers", [])):
+    for i, server in enumerate(doc["servers"]):
         if "port" not in server:
             continue
         start = server["port"]
-        end = start + server.get("replicas", 1)
+        end = start + server["replicas"]
         where = mark_of(marks, ("servers", i, "port"))
         if end - 1 > 65535:
             errors.append(

@@ -49,7 +49,7 @@ class ScenarioStep:
     def apply(self, request: ApplyRequest, ctx: Context, log: Log) -> dict[str, Any]:
         from engine.bench.report import render_table, render_verdicts
         from engine.bench.scenarios import run_scenario
-        from engine.bench.targets import targets_from_deploys
+        from engine.steps.deployed import targets_from_deploys
 
         scenario = scenario_from_inputs(request.step.inputs)
         targets = targets_from_deploys(request.upstream)

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from engine.artifacts import TRACE_META_FILE, artifact_problem, padded_lengths
+from engine.artifacts import TRACE_META_FILE, artifact_problem
 from engine.devices import has_local_device
 from engine.errors import Cancelled, DoinferError, StepFailed
 from engine.graph.fingerprint import fingerprint
@@ -26,8 +26,8 @@ from engine.graph.step import Observation, Step
 from engine.runtimes.streams import run_streaming
 from engine.sources import hash_directory, source_for_job
 from engine.steps.base import ApplyRequest, Context, Log
+from engine.steps.trace_request import TRACE_JOB, compiler_logs_dir, trace_job
 
-TRACE_JOB = Path(__file__).with_name("trace_job.py")
 CACHE_KEY_INPUTS = ("source", "task", "processor", "trace", "versions")
 
 
@@ -37,29 +37,6 @@ def cache_key(inputs: dict[str, Any]) -> str:
 
 def artifact_dir(ctx: Context, inputs: dict[str, Any]) -> Path:
     return ctx.cache_dir / "traces" / cache_key(inputs)
-
-
-def compiler_logs_dir(ctx: Context, inputs: dict[str, Any]) -> Path:
-    """Where a failed Neuron compile's work directory (its log) is kept for the user."""
-    return ctx.state_dir / "logs" / "traces" / f"{inputs['model']}@{inputs['processor']}"
-
-
-def trace_job(
-    inputs: dict[str, Any], source: str, out_dir: str, compiler_workdir: str
-) -> dict[str, Any]:
-    """The trace script's job: on inf, one module per padded length, at the traced batch."""
-    job: dict[str, Any] = {
-        "model": inputs["model"],
-        "source": source,
-        "task": inputs["task"],
-        "processor": inputs["processor"],
-        "trace": inputs["trace"],
-        "out_dir": out_dir,
-    }
-    if inputs["processor"] == "inf":
-        job["sequence_lengths"] = padded_lengths(inputs["trace"]["sequence_length"])
-        job["compiler_workdir"] = compiler_workdir
-    return job
 
 
 SAVED_PLAN_HINT = (

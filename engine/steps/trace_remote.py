@@ -32,7 +32,7 @@ from engine.remote.connect import connect, describe
 from engine.remote.hosts import RemoteHost
 from engine.remote.process import Finished, run_streaming
 from engine.steps.base import Context, Log
-from engine.steps.trace import TRACE_JOB, compiler_logs_dir, trace_job
+from engine.steps.trace_request import TRACE_JOB, compiler_logs_dir, trace_job
 
 COMPILER_LOG_PATTERNS = ("*log*", "*.txt")
 COMPILER_LOG_LIMIT = 16 << 20  # bytes per file: logs, not the compiler's graphs

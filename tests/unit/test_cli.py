@@ -63,7 +63,10 @@ MALFORMED = {
 }
 
 
-def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, cwd: Path = REPO, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """doinfer in a clean environment (plus `env`), no terminal anywhere."""
     return subprocess.run(
         [sys.executable, "-m", "engine", *args],
         capture_output=True,
@@ -71,7 +74,7 @@ def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
         cwd=cwd,
         stdin=subprocess.DEVNULL,
         timeout=120,
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", **(env or {})},
     )
 
 

@@ -56,10 +56,20 @@ class StandInServer:
             return web.json_response({"error": "no model"}, status=404)
         return web.json_response({"model": name, "seq_0": request.query.get("seq_0")})
 
+    async def v2_infer(self, request: web.Request) -> web.Response:
+        """OIP v2: counted apart (`v2:NAME`), texts from the BYTES inputs."""
+        name = request.match_info["name"]
+        inputs = {i["name"]: i["data"][0] for i in (await request.json())["inputs"]}
+        self.hits[f"v2:{name}"] += 1
+        self.texts[inputs.get("seq_0"), inputs.get("seq_1")] += 1
+        await asyncio.sleep(DELAY_S)
+        return web.json_response({"model_name": name, "outputs": []})
+
     def run(self) -> None:
         asyncio.set_event_loop(self.loop)
         app = web.Application()
         app.router.add_get("/predictions/{name}", self.predictions)
+        app.router.add_post("/v2/models/{name}/infer", self.v2_infer)
         runner = web.AppRunner(app)
         self.loop.run_until_complete(runner.setup())
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -94,6 +104,15 @@ def test_sequential_hits_every_target_once(server: StandInServer) -> None:
     assert server.hits == Counter({"m-0": 1, "m-1": 1, "m-2": 1})
     assert result.ok and len(result.samples) == 3
     assert all(s.latency_ms >= DELAY_S * 1000 for s in result.samples)
+
+
+def test_a_v2_scenario_posts_its_corpus_texts(server: StandInServer) -> None:
+    corpus = (("first", None), ("second text", None), ("third", "a context"))
+    scenario = Scenario("v2", "random", requests=30, protocol="v2", texts=corpus)
+    result = asyncio.run(run_scenario(scenario, targets(server.port, ["m-0", "m-1"]), seed=1))
+    assert result.ok and len(result.samples) == 30
+    assert set(server.hits) == {"v2:m-0", "v2:m-1"}  # never GET /predictions
+    assert set(server.texts) == set(corpus)  # the feature-extraction model: no default seq_1
 
 
 def test_random_sends_exactly_n_spread_by_seed(server: StandInServer) -> None:

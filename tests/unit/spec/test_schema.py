@@ -14,6 +14,7 @@ from jsonschema import Draft202012Validator
 from engine.runtimes import RUNTIMES, unknown_runtime
 from engine.serving.limits import ServerLimits
 from engine.spec import SpecError, load_spec
+from engine.spec.defaults import schema_default
 from engine.spec.model import Batching, TraceParams
 from engine.spec.overlay import load_resolved
 
@@ -145,7 +146,10 @@ def test_server_limits_reach_the_typed_spec_and_bad_ones_say_where(write) -> Non
     doc = yaml.safe_load(VALID)
     doc["servers"][0]["limits"] = {"max_body_bytes": 65536, "drain_timeout_s": 5}
     spec = load_spec(write("s.yaml", yaml.safe_dump(doc)))
-    assert spec.servers[0].limits == {"max_body_bytes": 65536, "drain_timeout_s": 5}
+    # a limits object the spec gives is completed from the schema's defaults
+    limits = spec.servers[0].limits
+    assert limits["max_body_bytes"] == 65536 and limits["drain_timeout_s"] == 5
+    assert limits["max_header_bytes"] == schema_default("server", "limits", "max_header_bytes")
     assert load_spec(write("s.yaml", VALID)).servers[0].limits == {}
     doc["servers"][0]["limits"] = {"max_body_byte": 65536}
     with pytest.raises(SpecError, match=r"s\.yaml:\d+:\d+: .*max_body_byte"):

@@ -15,7 +15,7 @@ from typing import Any
 
 from engine.packing.fleet import Fleet, Packing
 from engine.packing.report import Summary, summarize
-from engine.packing.servers import fleet_of
+from engine.spec.fleet import fleet_of
 from engine.spec.model import Server, ServerModel, Spec
 
 
