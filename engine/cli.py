@@ -28,13 +28,18 @@ from engine.spec import SpecError, load_spec
 from engine.state import StateError, StateStore, default_state_dir
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_SLO, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell shows for a tool its reader left
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.handler(args)
+        code = args.handler(args)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
     except SpecError as exc:
         for diagnostic in exc.diagnostics:
             print(diagnostic, file=sys.stderr)
@@ -95,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
         "a spec file, or a plan saved with plan --out",
     )
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
-    p.add_argument("--parallel", type=int, default=4, help="steps applied at once (default 4)")
+    p.add_argument(
+        "--parallel", type=_at_least_one, default=4, help="steps applied at once (default 4)"
+    )
     p.add_argument("--verbose", "-v", action="store_true", help="show every step's log lines")
 
     p = command("destroy", cmd_destroy, "remove everything the spec created")
@@ -359,6 +366,25 @@ def _confirm(args: argparse.Namespace, question: str) -> bool:
         print("Cancelled; nothing was changed.")
         return False
     return True
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+def _stdout_closed() -> int:
+    """The reader of our output went away (`doinfer plan | head`): stop quietly, as Unix
+    tools do, and keep Python from complaining when it flushes stdout at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
 
 
 def _state_dir(args: argparse.Namespace) -> Path:

@@ -219,6 +219,8 @@ def load_saved_plan(path: Path) -> Plan:
 
 
 def is_saved_plan(path: Path) -> bool:
+    if not path.is_file():  # a FIFO would block here; the spec loader says what it is
+        return False
     try:
         with path.open("rb") as f:
             head = f.read(256).lstrip()

@@ -243,3 +243,37 @@ def test_bench_compare_of_two_runs(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     p50 = next(line for line in result.stdout.splitlines() if "p50 ms" in line)
     assert p50.split() == ["p50", "ms", "20.0", "25.0", "+25.0%"]
+
+
+def test_parallel_below_one_is_refused(spec_dir: Path) -> None:
+    for value in ("0", "-3", "many"):
+        result = run("apply", str(spec_dir / "spec.yaml"), "--yes", "--parallel", value)
+        assert result.returncode == 2, value
+        assert "argument --parallel:" in result.stderr and "Traceback" not in result.stderr
+    assert "must be 1 or more, not 0" in run("apply", "s.yaml", "--parallel", "0").stderr
+
+
+def test_a_reader_that_goes_away_ends_the_output_quietly(spec_dir: Path) -> None:
+    """`doinfer plan --format json | head -c 1`: a real pipe whose reader closes first."""
+    for fmt in ("json", "text"):
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "engine",
+                "plan",
+                str(spec_dir / "spec.yaml"),
+                "--format",
+                fmt,
+                "--state-dir",
+                str(spec_dir / "st"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=REPO,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # long before the plan is made: its first write finds no reader
+        stderr = proc.stderr.read().decode()
+        assert proc.wait(timeout=120) == 141, stderr
+        assert stderr == "", stderr
