@@ -347,6 +347,56 @@ def test_confirmation_on_a_terminal(state_dir: Path) -> None:
     assert [r["state"] for r in status(state_dir)] == ["running", "running"]
 
 
+def test_ctrl_c_during_the_scenarios_leaves_them_to_do(state_dir: Path, tmp_path: Path) -> None:
+    """A dead replica makes apply restart it, then re-run the scenarios. Ctrl-C at a known
+    point (deploy recorded, the benchmark's load clients running): the next plan must show
+    the scenarios still to run, not "No changes"."""
+    pid = int(status(state_dir)[1]["detail"].split()[1])
+    os.kill(pid, signal.SIGKILL)
+    long = tmp_path / "long.yaml"
+    long.write_text(f"extends: {SPEC}\nscenarios:\n  - {{name: load, duration_s: 600}}\n")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "engine",
+            "apply",
+            str(long),
+            "--yes",
+            "--state-dir",
+            str(state_dir),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while len(load_clients(proc.pid)) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+
+    plan = json.loads(doinfer(state_dir, "plan", str(SPEC), "--format", "json").stdout)
+    todo = {c["step"]: c for c in plan["changes"] if c["action"] != "no-op"}
+    assert set(todo) - {"scenario/smoke", "scenario/random"} == {"scenario/load"}, todo
+    assert todo["scenario/load"]["action"] == "replace"
+    assert todo["scenario/load"]["reasons"] == [
+        "deploy/minilm was applied again since this last ran"
+    ]
+    doinfer(state_dir, "apply", str(SPEC), "--yes")
+    assert doinfer(state_dir, "plan", str(SPEC), "--detailed-exitcode").returncode == 0
+
+
 def test_destroy_leaves_no_process(state_dir: Path) -> None:
     assert len(server_pids(state_dir)) == 2
     result = doinfer(state_dir, "destroy", str(SPEC), "--yes")
