@@ -123,6 +123,18 @@ def build_parser() -> argparse.ArgumentParser:
         "cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="what to run (default sh)"
     )
 
+    help_text = "list, show or remove the steps recorded in a spec's state"
+    p = sub.add_parser("state", parents=[common], help=help_text, description=help_text)
+    p.set_defaults(handler=cmd_state)
+    p.add_argument(
+        "action",
+        choices=["list", "show", "rm"],
+        help="list every record; show a record as JSON; rm records (the next apply redoes "
+        "their steps)",
+    )
+    p.add_argument("spec", type=Path, help="the spec file (YAML)")
+    p.add_argument("steps", nargs="*", metavar="STEP", help="step ids, e.g. deploy/web")
+
     help_text = "run the spec's scenarios against what is deployed; gate on their SLOs"
     p = sub.add_parser(
         "bench",
@@ -266,6 +278,40 @@ def cmd_exec(args: argparse.Namespace) -> int:
     command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     tty = sys.stdin.isatty() and sys.stdout.isatty()
     return workspace.exec(args.server, args.replica, command or ["sh"], tty)
+
+
+def cmd_state(args: argparse.Namespace) -> int:
+    workspace = Workspace.open(args.spec, _state_dir(args))
+    if args.action == "rm":
+        if not args.steps:
+            raise DoinferError("state rm needs the steps to forget, e.g. deploy/web")
+        with workspace.locked():
+            workspace.forget(args.steps)
+        print(f"Removed {', '.join(args.steps)}; the next apply redoes them.")
+        return EXIT_OK
+    records, problems = workspace.records()
+    if args.action == "show":
+        missing = [s for s in args.steps if s not in records]
+        if not args.steps or missing:
+            raise DoinferError(
+                f"state show needs recorded steps (recorded: {', '.join(records) or 'none'})"
+            )
+        print(json.dumps({s: records[s] for s in args.steps}, indent=2, sort_keys=True))
+        return EXIT_OK
+    if not records:
+        print(f"{workspace.spec.name}/{workspace.spec.environment}: nothing recorded")
+        return EXIT_OK
+    rows = [("STEP", "KIND", "APPLIED", "PROBLEM")]
+    for step_id, record in sorted(records.items()):
+        applied = record.get("applied_at")
+        when = (
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(applied))
+            if isinstance(applied, int | float)
+            else "-"
+        )
+        rows.append((step_id, str(record.get("kind", "?")), when, problems.get(step_id, "")))
+    print(_table(rows))
+    return EXIT_OK
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

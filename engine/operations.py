@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import DoinferError
+from engine.files import sweep_temps
 from engine.graph.build import build_steps
 from engine.graph.executor import Executor, OnEvent, Outcome
 from engine.graph.plan import Plan, destroy_plan, make_plan
@@ -24,7 +25,7 @@ from engine.runtimes import get_runtime
 from engine.runtimes.base import ReplicaStatus
 from engine.spec import load_spec
 from engine.spec.model import Spec
-from engine.state import StateStore
+from engine.state import StateStore, record_problems
 from engine.steps.base import Context
 from engine.steps.registry import STEP_KINDS
 
@@ -51,6 +52,7 @@ class Workspace:
         self.spec = spec
         self.state_dir = state_dir
         self.store = StateStore(state_dir, spec.name, spec.environment)
+        self.store.check_dir()
         self.ctx = Context(state_dir=state_dir, runtime=get_runtime(spec.runtime.kind, state_dir))
 
     @classmethod
@@ -93,6 +95,25 @@ class Workspace:
             if self.ctx.runtime.replicas(self.spec.name, self.spec.environment, server.name):
                 self.ctx.runtime.undeploy(self.spec.name, self.spec.environment, server.name, log)
 
+    # -- the state itself (`doinfer state`) ----------------------------------------------
+
+    def records(self) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+        """Every recorded step, as recorded, and what is wrong with those that are broken."""
+        steps = self.store.load_records().steps
+        return steps, record_problems(steps)
+
+    def forget(self, step_ids: list[str]) -> None:
+        """Drop steps' records (the next apply redoes them); the caller holds the lock."""
+        state = self.store.load_records()
+        unknown = [i for i in step_ids if i not in state.steps]
+        if unknown:
+            raise DoinferError(
+                f"no record of {', '.join(unknown)} in the state of {self.spec.name}/"
+                f"{self.spec.environment} (recorded: {', '.join(sorted(state.steps)) or 'none'})"
+            )
+        for step_id in step_ids:
+            self.store.record(state, step_id, None)
+
     def _observe(self, step: Step, record: dict[str, Any]) -> Observation:
         return STEP_KINDS[step.kind].observe(step, record, self.ctx)
 
@@ -110,7 +131,7 @@ class Workspace:
                 )
             }
             record = state.steps.get(f"deploy/{server.name}")
-            recorded = record["outputs"]["replicas"] if record else []
+            recorded = record["outputs"].get("replicas", []) if record else []
             for replica in recorded:
                 status = found.pop(replica["index"], None)
                 statuses.append(
@@ -201,6 +222,7 @@ def execute(
             f"(serial {plan.serial}, now {state.serial}): make a new plan"
         )
     ctx.runtime.check()  # an unreachable runtime fails here, before any step changes anything
+    sweep_temps(ctx.cache_dir)  # what an apply killed with kill -9 left half-written
     executor = Executor(STEP_KINDS, ctx, store, state, on_event, max_parallel)
     return ApplyResult(executor.run(plan))
 
@@ -208,6 +230,7 @@ def execute(
 def saved_plan_target(plan: Plan, state_dir: Path) -> tuple[StateStore, Context]:
     """Where a saved plan applies: its spec's environment, on its runtime; no spec needed."""
     store = StateStore(state_dir, plan.spec, plan.environment)
+    store.check_dir()
     return store, Context(state_dir=state_dir, runtime=get_runtime(plan.runtime, state_dir))
 
 
