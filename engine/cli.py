@@ -24,7 +24,7 @@ from engine.operations import (
     load_saved_plan,
     saved_plan_target,
 )
-from engine.spec import SpecError, load_spec
+from engine.spec import Diagnostic, SpecError, load_spec
 from engine.state import StateError, StateStore, default_state_dir
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_SLO, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -165,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
+    _warn(spec.warnings)
     instances = sum(m.instances * s.replicas for s in spec.servers for m in s.models)
     print(
         f"{args.spec}: valid ({len(spec.models)} models, {len(spec.servers)} servers, "
@@ -175,6 +176,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     workspace = Workspace.open(args.spec, _state_dir(args))
+    _warn(workspace.spec.warnings)
     plan = workspace.plan()
     if args.format == "text":
         print(render_text(plan, colour=_colour(args), show_noop=args.all))
@@ -207,6 +209,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 state_dir,
             )
     workspace = Workspace.open(args.spec, state_dir)
+    _warn(workspace.spec.warnings)
     with workspace.locked():
         plan = workspace.plan()
         print(render_text(plan, colour=_colour(args)))
@@ -398,6 +401,11 @@ def _print_scenario_results(plan: Plan, state_dir: Path, result: ApplyResult) ->
     results = [load_result(state.steps[i]["outputs"]["result_file"]) for i in scenario_ids]
     print()
     print(render_table(results))
+
+
+def _warn(warnings: Sequence[Diagnostic]) -> None:
+    for warning in warnings:
+        print(warning, file=sys.stderr)
 
 
 def _confirm(args: argparse.Namespace, question: str) -> bool:

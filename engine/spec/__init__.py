@@ -5,13 +5,14 @@ load_spec(path) -> Spec      raises SpecError listing every problem found
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from engine.spec.build import build_spec
 from engine.spec.errors import Diagnostic, SpecError
 from engine.spec.model import Spec
 from engine.spec.overlay import load_resolved
-from engine.spec.semantic import semantic_errors
+from engine.spec.semantic import semantic_errors, semantic_warnings
 from engine.spec.validate import schema_errors
 
 __all__ = ["Diagnostic", "Spec", "SpecError", "load_spec"]
@@ -28,4 +29,5 @@ def load_spec(path: str | Path) -> Spec:
     errors = semantic_errors(document, marks)
     if errors:
         raise SpecError(errors)
-    return build_spec(document, Path(path).resolve())
+    spec = build_spec(document, Path(path).resolve())
+    return dataclasses.replace(spec, warnings=tuple(semantic_warnings(document, marks)))

@@ -10,9 +10,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from engine.graph.fingerprint import canonical_json
+
+if TYPE_CHECKING:  # errors.py needs Mark from here
+    from engine.spec.errors import Diagnostic
 
 Processor = Literal["cpu", "gpu", "inf"]
 Task = Literal["question-answering", "feature-extraction", "text-classification"]
@@ -164,6 +167,7 @@ class Spec:
     scenarios: tuple[Scenario, ...]
     path: Path  # the top-level spec file
     document: dict[str, Any]  # the resolved document (overlays applied), JSON-compatible
+    warnings: tuple[Diagnostic, ...] = ()  # severity "warning": valid, but worth knowing
 
     def model(self, name: str) -> Model:
         return next(m for m in self.models if m.name == name)

@@ -343,3 +343,17 @@ def test_apply_sweeps_what_an_apply_killed_with_kill_9_left_in_the_cache(
     assert "Traceback" not in result.stderr
     assert not leftover.exists()
     assert running.is_dir()
+
+
+def test_validate_and_plan_warn_of_servers_reachable_from_the_network(spec_dir: Path) -> None:
+    (spec_dir / "spec.yaml").write_text(
+        VALID.replace("{kind: local}", "{kind: local, bind_address: 0.0.0.0}")
+    )
+    for command in ("validate", "plan"):
+        result = run(command, str(spec_dir / "spec.yaml"), "--state-dir", str(spec_dir / "st"))
+        assert result.returncode == 0, result.stderr
+        assert re.search(
+            r"spec\.yaml:11:38: warning: runtime\.bind_address: 0\.0\.0\.0 makes the servers "
+            r"reachable from every network interface of this machine",
+            result.stderr,
+        ), result.stderr
