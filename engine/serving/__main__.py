@@ -23,6 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fd", type=int, help="serve on this inherited, bound socket")
     parser.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
     parser.add_argument("--log-level", default="info")
+    parser.add_argument(
+        "--handover",
+        type=Path,
+        help="once serving, offer the listening socket on a Unix socket here (handover.py)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),
@@ -35,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     from engine.serving.app import create_app
+    from engine.serving.handover import graceful, offer_listener
     from engine.serving.models import BundleError, load_bundle
 
     torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
@@ -59,12 +65,20 @@ def main(argv: list[str] | None = None) -> int:
         log_level=args.log_level,
         access_log=False,
         lifespan="on",
+        http=graceful(),  # idle connections close after their next answer (handover.py)
     )
     # An inherited socket is wrapped here rather than by uvicorn's `fd`, which declares it
     # AF_UNIX: asyncio then skips TCP_NODELAY, and Nagle's algorithm meets delayed ACKs to
     # add ~40 ms to every keep-alive response.
     sockets = [socket.socket(fileno=args.fd)] if args.fd is not None else None
-    uvicorn.Server(config).run(sockets=sockets)
+    server = uvicorn.Server(config)
+    if args.handover and sockets:
+        offer_listener(args.handover, sockets[0], lambda: server.started)
+    try:
+        server.run(sockets=sockets)
+    finally:
+        if args.handover:
+            args.handover.unlink(missing_ok=True)
     return 0
 
 
