@@ -73,12 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     sockets = [socket.socket(fileno=args.fd)] if args.fd is not None else None
     server = uvicorn.Server(config)
     if args.handover and sockets:
-        offer_listener(args.handover, sockets[0], lambda: server.started)
-    try:
-        server.run(sockets=sockets)
-    finally:
-        if args.handover:
-            args.handover.unlink(missing_ok=True)
+        offer_listener(
+            args.handover, sockets[0], lambda: server.started, lambda: server.should_exit
+        )
+    server.run(sockets=sockets)
     return 0
 
 

@@ -17,7 +17,6 @@ closed.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import threading
@@ -63,25 +62,37 @@ def graceful(protocol: type[HttpToolsProtocol] = HttpToolsProtocol) -> type[Http
     return type(f"Graceful{protocol.__name__}", (GracefulClose, protocol), {})
 
 
-def offer_listener(path: Path, listener: socket.socket, serving: Callable[[], bool]) -> None:
-    """Once `serving()` is true, give `listener` to every client of a Unix socket at
-    `path` (mode 0600), from a daemon thread; `path` is removed at exit."""
+def offer_listener(
+    path: Path, listener: socket.socket, serving: Callable[[], bool], stopping: Callable[[], bool]
+) -> None:
+    """Once `serving()`, give `listener` to every client of a Unix socket at `path` (mode
+    0600), from a daemon thread, until `stopping()`: then `path` is removed."""
 
     def offer() -> None:
         while not serving():
+            if stopping():
+                return
             time.sleep(0.05)
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        server.bind(str(path) + ".tmp")
-        os.chmod(str(path) + ".tmp", 0o600)
-        os.replace(str(path) + ".tmp", path)  # appears whole, and only once serving
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.unlink(missing_ok=True)
+        server.bind(str(tmp))
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)  # appears whole, and only once serving
         server.listen(8)
-        while True:
-            client, _ = server.accept()
-            with client:
-                if listener.fileno() >= 0:  # -1 once closed by a drain
-                    socket.send_fds(client, [b"L"], [listener.fileno()])
+        server.settimeout(0.1)
+        try:
+            while not stopping():
+                try:
+                    client, _ = server.accept()
+                except TimeoutError:
+                    continue
+                with client:
+                    if listener.fileno() >= 0:  # -1 once closed by a drain
+                        socket.send_fds(client, [b"L"], [listener.fileno()])
+        finally:
+            server.close()
+            path.unlink(missing_ok=True)
 
     threading.Thread(target=offer, name="handover", daemon=True).start()
 
