@@ -17,6 +17,7 @@ closed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -87,7 +88,7 @@ def offer_listener(
                     client, _ = server.accept()
                 except TimeoutError:
                     continue
-                with client:
+                with client, contextlib.suppress(OSError):  # a client gone: the next one
                     if listener.fileno() >= 0:  # -1 once closed by a drain
                         socket.send_fds(client, [b"L"], [listener.fileno()])
         finally:

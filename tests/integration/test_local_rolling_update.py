@@ -1,7 +1,8 @@
 """Updates without an outage on the local runtime: while `doinfer apply` replaces the
 servers behind a replica's URL (a change of batching settings), clients that loop requests
 on it, over one keep-alive connection and over a new connection each time, see no failed
-request, and the URL is the same before and after.
+request, and the URL is the same before and after. And a replica whose pid file is lost
+is still found, by the labels in its environment, and stopped by destroy.
 
 Real parts: a tiny BERT traced here, real uvicorn replicas, real `doinfer apply`
 subprocesses, real HTTP from threads.
@@ -75,9 +76,13 @@ class Loop:
                 connection.close()
 
 
-def replicas(state: Path, spec: Path) -> dict[int, dict]:
+def replicas_list(state: Path, spec: Path) -> list[dict]:
     status = json.loads(doinfer(state, "status", str(spec), "--format", "json").stdout)
-    return {r["replica"]: r for r in status["replicas"]}
+    return status["replicas"]
+
+
+def replicas(state: Path, spec: Path) -> dict[int, dict]:
+    return {r["replica"]: r for r in replicas_list(state, spec)}
 
 
 def test_changing_batching_replaces_servers_without_a_failed_request(tmp_path: Path) -> None:
@@ -100,7 +105,7 @@ def test_changing_batching_replaces_servers_without_a_failed_request(tmp_path: P
             time.sleep(1)
             answered_before = [loop.answered for loop in loops]
             spec.write_text(SPEC.format(delay=3))
-            result = doinfer(state, "apply", str(spec), "--yes", "--verbose")
+            result = doinfer(state, "apply", str(spec), "--yes")
             time.sleep(1)
         finally:
             for loop in loops:
@@ -114,11 +119,24 @@ def test_changing_batching_replaces_servers_without_a_failed_request(tmp_path: P
         assert [r["url"] for r in after.values()] == [r["url"] for r in before.values()]
         assert [r["state"] for r in after.values()] == ["running", "running"]
         assert all(after[i]["detail"] != before[i]["detail"] for i in after)  # new processes
-        print(result.stdout)
         assert all(
             loop.answered > count for loop, count in zip(loops, answered_before, strict=True)
         )
         assert len(server_pids(state)) == 2  # the old servers are gone
+
+        # a corrupt pid file: the server behind it is an orphan no record knows
+        orphan = int(after[1]["detail"].split()[1])
+        (state / "local" / "rolling" / "default" / "web" / "replica-1.json").write_text("{]")
+        status = replicas_list(state, spec)
+        assert [(r["replica"], r["state"]) for r in status] == [(0, "running"), (1, "extra")]
+        assert status[1]["detail"] == f"pid {orphan}, unrecorded"
+        plan = doinfer(state, "plan", str(spec), "--detailed-exitcode", check=False)
+        assert plan.returncode == 2 and f"replica 1 (pid {orphan}, unrecorded) is extra" in (
+            plan.stdout
+        )
+        destroyed = doinfer(state, "destroy", str(spec), "--yes")
+        assert f"found an unrecorded server of replica 1 (pid {orphan})" in destroyed.stdout
+        assert server_pids(state) == set()
     finally:
         doinfer(state, "destroy", str(spec), "--yes", check=False)
     assert server_pids(state) == set()
