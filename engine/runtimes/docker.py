@@ -5,6 +5,13 @@ what they run), so observe() finds them after the CLI restarts, whatever the sta
 says; a stopped, missing or changed container is drift. They run with `--init` (they stop
 at once), a restart policy, on a network of their own per spec and environment (load
 clients join it), and are published on 127.0.0.1 unless the spec says otherwise.
+
+A changed replica is replaced one at a time, keeping its published port: the old
+container gets SIGTERM and drains, the new one takes the port and must be ready before
+the next replica is replaced, so the other replicas serve meanwhile. Docker cannot publish
+one host port from two containers, so a replica's own URL refuses connections from the
+moment its old container stops until its new one is ready: with one replica, an update
+is an outage (the local runtime has none: its servers hand their socket over).
 """
 
 from __future__ import annotations
@@ -61,7 +68,7 @@ if TYPE_CHECKING:
     from engine.spec.model import Server, Spec
 
 READY_TIMEOUT_S = 180.0
-STOP_TIMEOUT_S = 10
+STOP_TIMEOUT_S = 35  # SIGTERM drains: in-flight requests get the server's 30 s to finish
 LOG_TAIL_LINES = 30
 CLIENT_START_S = 30.0  # a client container's start, on top of its plan's time
 
@@ -243,6 +250,7 @@ class DockerRuntime(ImageRuntime):
         network = self._ensure_network(spec, env, log)
         started: list[Container] = []
         replicas: list[Container] = []
+        ready: dict[int, ReplicaRecord] = {}
         try:
             for index, key in enumerate(keys):
                 old = existing.pop(index, None)
@@ -250,14 +258,19 @@ class DockerRuntime(ImageRuntime):
                     log(f"replica {index} ({old.name}) already runs this image: kept")
                     replicas.append(old)
                     continue
-                if old is not None:
-                    self._remove(old, log)
+                if old is not None:  # its port is free only once it is gone: it drains first
+                    self._retire(old, log)
                 container = self._start(run_options(inputs, image, index, key, network), log)
                 started.append(container)
                 replicas.append(container)
+                if old is not None:  # one replica at a time: the others serve meanwhile
+                    ready[index] = self._wait_ready(container, inputs, log, cancelled)
             for old in existing.values():
-                self._remove(old, log)
-            records = [self._wait_ready(c, inputs, log, cancelled) for c in replicas]
+                self._retire(old, log)
+            records = [
+                ready.get(i) or self._wait_ready(c, inputs, log, cancelled)
+                for i, c in enumerate(replicas)
+            ]
         except Cancelled:
             raise  # what started is labelled: the next apply adopts or replaces it
         except BaseException:
@@ -526,6 +539,13 @@ class DockerRuntime(ImageRuntime):
         assert isinstance(container, Container)
         log(f"started {name} ({container.id[:12]})")
         return container
+
+    def _retire(self, container: Container, log: Log) -> None:
+        """Stop a replica gracefully (SIGTERM: it answers what it holds), then remove it."""
+        name = container.name
+        with docker_errors(f"stopping {name}"), contextlib.suppress(NoSuchContainer):
+            self.docker.container.stop(name, time=STOP_TIMEOUT_S)
+        self._remove(container, log)
 
     def _remove(self, container: Container, log: Log) -> None:
         name = container.name  # read before: the object inspects lazily
