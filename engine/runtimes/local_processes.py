@@ -53,11 +53,3 @@ def find_servers(state_dir: Path, spec: str, environment: str, server: str) -> l
         ):
             found.append(ServerProcess(proc.info["pid"], int(environ[INDEX_LABEL]), cmdline))
     return sorted(found, key=lambda p: (p.index, p.pid))
-
-
-def is_running(pid: int) -> bool:
-    """The process exists and is not a zombie."""
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False

@@ -229,8 +229,16 @@ def test_a_missed_slo_exits_3_and_says_which(state_dir: Path, tmp_path: Path) ->
 def test_ctrl_c_stops_a_bench_and_its_load_clients(state_dir: Path, tmp_path: Path) -> None:
     long = tmp_path / "long.yaml"
     long.write_text(f"extends: {SPEC}\nscenarios:\n  - {{name: load, duration_s: 600}}\n")
+    proc, stderr = ctrl_c_once_loading(state_dir, "bench", str(long), "load")
+    assert proc.returncode == 130 and stderr.strip() == "interrupted", stderr
+    assert load_clients(proc.pid) == []
+
+
+def ctrl_c_once_loading(state_dir: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
+    """Run `doinfer ARGS` as a terminal's foreground job, and Ctrl-C it once its two load
+    clients run (a known point: a benchmark scenario is under way). Its stderr."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engine", "bench", str(long), "load", "--state-dir", str(state_dir)],
+        [sys.executable, "-m", "engine", *args, "--state-dir", str(state_dir)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -239,17 +247,16 @@ def test_ctrl_c_stops_a_bench_and_its_load_clients(state_dir: Path, tmp_path: Pa
         start_new_session=True,  # its own process group, as a terminal's foreground job
     )
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while len(load_clients(proc.pid)) < 2:
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.1)
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does
-        _, stderr = proc.communicate(timeout=30)
+        _, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130 and stderr.strip() == "interrupted", stderr
-    assert load_clients(proc.pid) == []
+    return proc, stderr
 
 
 def load_clients(parent: int) -> list[int]:
@@ -355,34 +362,7 @@ def test_ctrl_c_during_the_scenarios_leaves_them_to_do(state_dir: Path, tmp_path
     os.kill(pid, signal.SIGKILL)
     long = tmp_path / "long.yaml"
     long.write_text(f"extends: {SPEC}\nscenarios:\n  - {{name: load, duration_s: 600}}\n")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "engine",
-            "apply",
-            str(long),
-            "--yes",
-            "--state-dir",
-            str(state_dir),
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,  # its own process group, as a terminal's foreground job
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while len(load_clients(proc.pid)) < 2:
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.1)
-        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does
-        _, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    proc, stderr = ctrl_c_once_loading(state_dir, "apply", str(long), "--yes")
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
 
