@@ -305,7 +305,7 @@ class LocalRuntime(Runtime):
                     _tail(Path(record["log"])),
                 )
             if shared:
-                offered = take_listener(Path(record["handover"]), timeout_s=2)
+                offered = take_listener(Path(record["handover"]), timeout_s=0.2)
                 if offered is not None:
                     offered.close()
                     log(f"replica {record['index']} (pid {record['pid']}) ready")

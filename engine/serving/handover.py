@@ -99,10 +99,14 @@ def offer_listener(
 
 
 def take_listener(path: Path, timeout_s: float = 5.0) -> socket.socket | None:
-    """The listening socket a server offers at `path`; None when none is offered there."""
+    """The listening socket a server offers at `path` (waiting up to `timeout_s` for a
+    server that is just starting to offer it); None when none is offered there."""
+    deadline = time.monotonic() + timeout_s
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
-            client.settimeout(timeout_s)
+            client.settimeout(max(deadline - time.monotonic(), 0.1))
             client.connect(str(path))
             _, fds, _, _ = socket.recv_fds(client, 1, 1)
     except OSError:

@@ -24,7 +24,7 @@ def test_the_listener_is_offered_once_serving_and_until_stopping(tmp_path: Path)
     serving, stopping = threading.Event(), threading.Event()
     offer_listener(path, listener, serving.is_set, stopping.is_set)
     time.sleep(0.2)
-    assert not path.exists() and take_listener(path) is None  # not serving yet: no offer
+    assert not path.exists() and take_listener(path, timeout_s=0.3) is None  # not serving: none
     serving.set()
     wait_for(path)
     assert os.stat(path).st_mode & 0o777 == 0o600
