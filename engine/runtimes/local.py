@@ -351,7 +351,12 @@ class LocalRuntime(Runtime):
         if sock is not None:
             sock.close()  # the new server holds it now
             log(f"replica {index}: pid {proc.pid} took over {record['url']} from pid {old['pid']}")
-        self._wait_ready(record, proc, log, cancelled, shared=sock is not None)
+        try:
+            self._wait_ready(record, proc, log, cancelled, shared=sock is not None)
+        except BaseException:  # the old one serves on, recorded again
+            self._stop(record, log, drop_record=False)
+            _write_json(run_dir / f"replica-{index}.json", old)
+            raise
         self._stop(old, log, drop_record=False)  # its record is the new one's now
         return record, None  # ready: nothing to wait for again
 
