@@ -10,23 +10,26 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.envs import app_dir, environments, spec_file
 from engine.errors import DoinferError
 from engine.files import sweep_temps
 from engine.graph.build import build_steps
 from engine.graph.executor import Executor, OnEvent, Outcome
-from engine.graph.plan import Plan, destroy_plan, make_plan
+from engine.graph.plan import Plan, destroy_plan, make_plan, plan_hash
+from engine.graph.refresh import Refresh, observe_recorded, record_refresh
 from engine.graph.step import Observation, Step
+from engine.review import plan_against_revision, plan_all_environments
 from engine.runtimes import get_runtime
 from engine.runtimes.base import ReplicaStatus
 from engine.runtimes.contracts import DeployResult
 from engine.spec import load_spec
 from engine.spec.model import Spec
-from engine.state import StateStore, record_problems
+from engine.state import State, StateStore, record_problems
 from engine.steps.base import Context
 from engine.steps.registry import STEP_KINDS
 
@@ -57,19 +60,23 @@ class Workspace:
         self.ctx = Context(state_dir=state_dir, runtime=get_runtime(spec.runtime.kind, state_dir))
 
     @classmethod
-    def open(cls, spec_path: str | Path, state_dir: Path) -> Workspace:
-        return cls(load_spec(spec_path), state_dir)
+    def open(
+        cls, spec_path: str | Path, state_dir: Path, environment: str | None = None
+    ) -> Workspace:
+        """A spec file, or an app directory's environment (`specs/<app>` and `--env`)."""
+        return cls(load_spec(spec_file(Path(spec_path), environment), environment), state_dir)
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        with self.store.lock():
+    def locked(self, timeout_s: float = 0.0) -> Iterator[None]:
+        with self.store.lock(timeout_s):
             yield
 
     def steps(self) -> list[Step]:
-        return build_steps(self.spec, self.ctx.cache_dir)
+        return build_steps(self.spec, self.ctx.cache_dir, self.store.load().steps)
 
-    def plan(self) -> Plan:
-        """Desired steps against the recorded state and what the runtime shows."""
+    def plan(self, replace: Collection[str] = (), targets: Collection[str] = ()) -> Plan:
+        """Desired steps against the recorded state and what the runtime shows; `replace`
+        and `targets` as `--replace` and `--target` name them."""
         return make_plan(
             self.steps(),
             self.store.load(),
@@ -79,7 +86,17 @@ class Workspace:
             runtime=self.spec.runtime.kind,
             spec_path=self.spec.path.name,
             document=self.spec.document,
+            replace=replace,
+            targets=targets,
         )
+
+    def refresh(self) -> Refresh:
+        """What every recorded step looks like now (`--refresh-only`); changes nothing."""
+        return observe_recorded(self.store.load(), self._observe)
+
+    def record_refresh(self, refresh: Refresh) -> None:
+        """Write a refresh into the state; the caller holds the lock."""
+        record_refresh(refresh, self.store)
 
     def destroy_plan(self) -> Plan:
         return destroy_plan(
@@ -92,9 +109,9 @@ class Workspace:
     def sweep(self, log: Callable[[str], None]) -> None:
         """Stop replicas of this spec's servers that no record knows of (an apply killed
         before it recorded its deploy leaves such), so that destroy leaves nothing behind."""
-        for server in self.spec.servers:
-            if self.ctx.runtime.replicas(self.spec.name, self.spec.environment, server.name):
-                self.ctx.runtime.undeploy(self.spec.name, self.spec.environment, server.name, log)
+        for name in self.served(self.store.load()):
+            if self.ctx.runtime.replicas(self.spec.name, self.spec.environment, name):
+                self.ctx.runtime.undeploy(self.spec.name, self.spec.environment, name, log)
 
     # -- the state itself (`doinfer state`) ----------------------------------------------
 
@@ -124,20 +141,18 @@ class Workspace:
         """Every replica the state records or the runtime finds, with its state."""
         state = self.store.load()
         statuses: list[ReplicaStatus] = []
-        for server in self.spec.servers:
-            on_runtime = self.ctx.runtime.replicas(
-                self.spec.name, self.spec.environment, server.name
-            )
+        for name, step_id in self.served(state).items():
+            on_runtime = self.ctx.runtime.replicas(self.spec.name, self.spec.environment, name)
             found = {r.index: r for r in on_runtime if r.state != "extra"}
             extra = [r for r in on_runtime if r.state == "extra"]  # e.g. a lost pid file's
-            record = state.steps.get(f"deploy/{server.name}")
+            record = state.steps.get(step_id)
             recorded = DeployResult.from_json(record["outputs"]).replicas if record else ()
             for replica in recorded:
                 status = found.pop(replica.index, None)
                 statuses.append(
                     status
                     or ReplicaStatus(
-                        server.name,
+                        name,
                         replica.index,
                         "missing",
                         replica.url,
@@ -160,8 +175,9 @@ class Workspace:
         )
 
     def _check_server(self, server: str) -> None:
-        if server not in {s.name for s in self.spec.servers}:
-            names = ", ".join(s.name for s in self.spec.servers)
+        known = {s.name for s in self.spec.servers} | set(self.served(self.store.load()))
+        if server not in known:
+            names = ", ".join(sorted(known))
             raise DoinferError(f"no server {server!r} in {self.spec.name} (servers: {names})")
 
     def bench(self, names: list[str], on_tick: OnTick | None = None) -> BenchRun:
@@ -182,8 +198,8 @@ class Workspace:
             raise DoinferError(f"{self.spec.name} has no scenarios to run")
         state = self.store.load()
         deploys = {
-            f"deploy/{s.name}": state.steps.get(f"deploy/{s.name}", {}).get("outputs")
-            for s in self.spec.servers
+            step_id: state.steps.get(step_id, {}).get("outputs")
+            for step_id in self.bench_targets(state)
         }
         missing = [i for i, o in deploys.items() if o is None]
         if missing:
@@ -201,6 +217,33 @@ class Workspace:
         return BenchRun(
             self.spec.name, self.spec.environment, self.spec.runtime.kind, started, results
         )
+
+    def served(self, state: State) -> dict[str, str]:
+        """Every server that runs replicas -> the step whose record holds them: the spec's
+        servers, and each fleet's device servers and router, as recorded."""
+        served = {s.name: f"deploy/{s.name}" for s in self.spec.servers if s.packing != "auto"}
+        for step_id, record in sorted(state.steps.items()):
+            if record.get("kind") in ("deploy", "router"):
+                served.setdefault(record["inputs"]["server"], step_id)
+        return served
+
+    def bench_targets(self, state: State) -> list[str]:
+        """The steps whose replicas a bench sends to: each server's deploy, and for a
+        fleet its router (its one address), or its devices where it runs none."""
+        ids = []
+        for server in self.spec.servers:
+            if server.packing != "auto":
+                ids.append(f"deploy/{server.name}")
+            elif f"router/{server.name}" in state.steps:
+                ids.append(f"router/{server.name}")
+            else:
+                ids += [
+                    i
+                    for i, r in sorted(state.steps.items())
+                    if r.get("kind") == "deploy"
+                    and r["inputs"]["server"].startswith(f"{server.name}-")
+                ] or [f"router/{server.name}"]
+        return ids
 
     def bench_files(self, started_at: float) -> tuple[Path, Path]:
         """Where a bench run's JSON and HTML report go when the user names no file."""
@@ -226,6 +269,46 @@ def execute(
     sweep_temps(ctx.cache_dir)  # what an apply killed with kill -9 left half-written
     executor = Executor(STEP_KINDS, ctx, store, state, on_event, max_parallel)
     return ApplyResult(executor.run(plan))
+
+
+def plans_for(
+    spec_arg: Path,
+    environment: str | None,
+    state_dir: Path,
+    *,
+    base_ref: str | None = None,
+    all_envs: bool = False,
+    replace: Collection[str] = (),
+    targets: Collection[str] = (),
+) -> list[Plan]:
+    """The plans `doinfer plan` shows: one environment, or every environment of an app
+    (`--all-envs`); against its state, or against a git revision (`--base-ref`)."""
+    if all_envs and environment:
+        raise DoinferError("--all-envs plans every environment: leave out --env")
+    if base_ref is not None:
+        if replace or targets:
+            raise DoinferError(
+                "--base-ref plans a change of the spec, with no state: --replace and --target "
+                "act on an environment's state"
+            )
+        cache_dir = state_dir / "cache"
+        if all_envs:
+            return plan_all_environments(spec_arg, base_ref, cache_dir)
+        return [plan_against_revision(spec_arg, environment, base_ref, cache_dir)]
+    names = environments(app_dir(spec_arg)) if all_envs else [environment]
+    return [Workspace.open(spec_arg, state_dir, env).plan(replace, targets) for env in names]
+
+
+def check_plan_hash(plan: Plan, expected: str) -> None:
+    """Refuse a plan that is not the one reviewed (`apply --plan-hash`): the state moved,
+    something drifted, or the spec is not the one the hash was made of."""
+    actual = plan_hash(plan)
+    if actual != expected:
+        raise DoinferError(
+            f"the plan of {plan.spec}/{plan.environment} is not the one reviewed: its hash "
+            f"is {actual}, not {expected}. The state moved, something drifted or the spec "
+            f"changed since; review the new plan (doinfer plan) and apply that"
+        )
 
 
 def saved_plan_target(plan: Plan, state_dir: Path) -> tuple[StateStore, Context]:

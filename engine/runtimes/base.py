@@ -71,6 +71,10 @@ class Runtime(ABC):
     registry_use: ClassVar[RegistryUse] = "none"
     # Replicas run on this machine: its devices must serve the servers' processors.
     serves_here: ClassVar[bool] = False
+    # How a deploy replaces running replicas, as a plan tells reviewers: "restart" stops
+    # each and starts it again (it serves nothing meanwhile), "roll" starts each successor
+    # and waits until it is ready before stopping its predecessor.
+    rollout: ClassVar[Literal["restart", "roll"]] = "restart"
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir

@@ -60,6 +60,7 @@ LOG_TAIL_LINES = 30
 class LocalRuntime(Runtime):
     kind = "local"
     serves_here = True  # replicas are processes here, on this machine's devices
+    rollout = "roll"  # a new server takes over the old one's socket, ready before it drains
 
     # -- pack ---------------------------------------------------------------------------
 

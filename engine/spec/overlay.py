@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Literal, Protocol
 
 from engine.spec.errors import Diagnostic, SpecError
 from engine.spec.model import Mark
@@ -22,56 +23,49 @@ MAX_SPEC_BYTES_ENV = "DOINFER_SPEC_MAX_BYTES"  # ... unless this environment var
 MAX_EXTENDS_DEPTH = 32  # files in one chain of extends
 
 
-def load_resolved(path: Path, shown: str) -> Node:
-    """The document at `path` with its `extends` chain applied (and `extends` removed)."""
-    return _Resolver().load(path.resolve(), shown, ())
+class NotAFile(OSError):
+    """A device, pipe or socket: reading it could block (a FIFO) or never end (/dev/zero)."""
 
 
-def read_spec_text(path: Path, shown: str) -> str:
-    """A spec file's text: only a regular file (a FIFO would block, /dev/zero never ends),
-    no larger than the limit, in UTF-8."""
-    where = Mark(shown, 1, 1)
-    limit = max_spec_bytes()
-    try:
+class Files(Protocol):
+    """Where spec files are read from: the working tree, or a git revision."""
+
+    def read(self, path: Path) -> bytes:
+        """The file's bytes; FileNotFoundError, IsADirectoryError or OSError otherwise."""
+        ...
+
+    def kind(self, path: Path) -> Literal["file", "dir"] | None: ...
+
+
+class WorkingTree:
+    """Spec files as they are on disk: regular files only, read up to the size limit."""
+
+    def read(self, path: Path) -> bytes:
+        limit = max_spec_bytes()
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
-    except FileNotFoundError:
-        raise SpecError([Diagnostic(where, "no such file")]) from None
-    except OSError as exc:
-        raise SpecError([Diagnostic(where, f"cannot read: {exc.strerror}")]) from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise SpecError([Diagnostic(where, "is a directory, not a spec file")])
-        if not stat.S_ISREG(mode):
-            raise SpecError(
-                [Diagnostic(where, "is not a regular file (a device, pipe or socket): not a spec")]
-            )
-        data = b""
-        while len(data) <= limit:
-            chunk = os.read(fd, limit + 1 - len(data))
-            if not chunk:
-                break
-            data += chunk
-    except OSError as exc:
-        raise SpecError([Diagnostic(where, f"cannot read: {exc.strerror}")]) from None
-    finally:
-        os.close(fd)
-    if len(data) > limit:
-        raise SpecError(
-            [
-                Diagnostic(
-                    where,
-                    f"larger than {limit:,} bytes, the most a spec file may be "
-                    f"(set {MAX_SPEC_BYTES_ENV} to allow more)",
-                )
-            ]
-        )
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SpecError(
-            [Diagnostic(where, f"not UTF-8 text ({exc.reason} at byte {exc.start})")]
-        ) from None
+        try:
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISDIR(mode):
+                raise IsADirectoryError(path)
+            if not stat.S_ISREG(mode):
+                raise NotAFile(path)
+            data = b""
+            while len(data) <= limit:
+                chunk = os.read(fd, limit + 1 - len(data))
+                if not chunk:
+                    break
+                data += chunk
+            return data
+        finally:
+            os.close(fd)
+
+    def kind(self, path: Path) -> Literal["file", "dir"] | None:
+        return "dir" if path.is_dir() else "file" if path.is_file() else None
+
+
+def load_resolved(path: Path, shown: str, files: Files | None = None) -> Node:
+    """The document at `path` with its `extends` chain applied (and `extends` removed)."""
+    return _Resolver(files or WorkingTree()).load(path.resolve(), shown, ())
 
 
 def max_spec_bytes() -> int:
@@ -97,14 +91,47 @@ def max_spec_bytes() -> int:
 class _Resolver:
     """Loads each file once, however many times a diamond of `extends` names it."""
 
-    def __init__(self) -> None:
+    def __init__(self, files: Files) -> None:
+        self.files = files
         self.done: dict[Path, Node | None] = {}  # None: the file had errors (reported once)
+
+    def read(self, path: Path, shown: str) -> str:
+        where = Mark(shown, 1, 1)
+        limit = max_spec_bytes()
+        try:
+            data = self.files.read(path)
+        except FileNotFoundError:
+            raise SpecError([Diagnostic(where, "no such file")]) from None
+        except IsADirectoryError:
+            raise SpecError([Diagnostic(where, "is a directory, not a spec file")]) from None
+        except NotAFile:
+            raise SpecError(
+                [Diagnostic(where, "is not a regular file (a device, pipe or socket): not a spec")]
+            ) from None
+        except OSError as exc:
+            raise SpecError([Diagnostic(where, f"cannot read: {exc.strerror}")]) from None
+        if len(data) > limit:
+            raise SpecError(
+                [
+                    Diagnostic(
+                        where,
+                        f"larger than {limit:,} bytes, the most a spec file may be "
+                        f"(set {MAX_SPEC_BYTES_ENV} to allow more)",
+                    )
+                ]
+            )
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SpecError(
+                [Diagnostic(where, f"not UTF-8 text ({exc.reason} at byte {exc.start})")]
+            ) from None
 
     def load(
         self, path: Path, shown: str, chain: tuple[Path, ...], named_at: Mark | None = None
     ) -> Node:
         """Load a file; `named_at`, for a base, is where `extends` names it."""
-        text = read_spec_text(path, shown)
+        text = self.read(path, shown)
         try:
             node = parse(text, shown, validator().schema["properties"] if named_at else ())
         except NotASpec:
@@ -173,9 +200,10 @@ class _Resolver:
             )
         if base_path in self.done:
             return ""
-        if base_path.is_dir():
+        kind = self.files.kind(base_path)
+        if kind == "dir":
             return f"{named} is a directory, not a spec file"
-        if not base_path.is_file():
+        if kind is None:
             return f"base spec {named} not found (looked for {base_path})"
         return ""
 

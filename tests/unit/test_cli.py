@@ -345,11 +345,11 @@ def test_apply_sweeps_what_an_apply_killed_with_kill_9_left_in_the_cache(
     assert running.is_dir()
 
 
-def test_validate_and_plan_warn_of_servers_reachable_from_the_network(spec_dir: Path) -> None:
+def test_validate_warns_of_servers_reachable_from_the_network(spec_dir: Path) -> None:
     (spec_dir / "spec.yaml").write_text(
         VALID.replace("{kind: local}", "{kind: local, bind_address: 0.0.0.0}")
     )
-    for command in ("validate", "plan"):
+    for command in ("validate",):
         result = run(command, str(spec_dir / "spec.yaml"), "--state-dir", str(spec_dir / "st"))
         assert result.returncode == 0, result.stderr
         assert re.search(
@@ -357,3 +357,40 @@ def test_validate_and_plan_warn_of_servers_reachable_from_the_network(spec_dir: 
             r"reachable from every network interface of this machine",
             result.stderr,
         ), result.stderr
+
+
+def test_apply_refuses_a_plan_hash_once_the_state_moved(spec_dir: Path) -> None:
+    spec = str(spec_dir / "spec.yaml")
+    state_dir = spec_dir / "st"
+    planned = json.loads(
+        run("plan", spec, "--state-dir", str(state_dir), "--format", "json").stdout
+    )
+    store = StateStore(state_dir, "clidemo", "default")
+    store.record(store.load(), "trace/other@cpu", {"kind": "trace", "fingerprint": "x"})
+    result = run("apply", spec, "--state-dir", str(state_dir), "--plan-hash", planned["hash"], "-y")
+    assert result.returncode == 1
+    assert f"not {planned['hash']}" in result.stderr and "is not the one reviewed" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert set(store.load().steps) == {"trace/other@cpu"}  # nothing was applied
+
+
+def test_plan_target_and_replace_on_the_command_line(spec_dir: Path) -> None:
+    spec = str(spec_dir / "spec.yaml")
+    state = ["--state-dir", str(spec_dir / "st")]
+    data = json.loads(run("plan", spec, *state, "--format", "json", "--target", "pack/tiny").stdout)
+    assert [c["step"] for c in data["changes"]] == ["trace/tiny@cpu", "pack/tiny"]
+    unknown = run("plan", spec, *state, "--replace", "deploy/nope")
+    assert unknown.returncode == 1 and "no step deploy/nope in clidemo/default" in unknown.stderr
+
+
+def test_refresh_only_and_lock_timeout_on_the_command_line(spec_dir: Path) -> None:
+    spec = str(spec_dir / "spec.yaml")
+    state = ["--state-dir", str(spec_dir / "st")]
+    refresh = run("plan", spec, *state, "--refresh-only")
+    assert refresh.returncode == 0, refresh.stderr
+    assert "Refresh: 0 of 0 recorded step(s) drifted." in refresh.stdout
+    bad = run("apply", spec, *state, "--lock-timeout", "soon")
+    assert bad.returncode == 2 and "not a duration: 'soon'" in bad.stderr
+    applied = run("apply", spec, *state, "--refresh-only", "--lock-timeout", "2s", "-y")
+    assert applied.returncode == 0, applied.stderr
+    assert "nothing that runs changed" in applied.stdout

@@ -10,11 +10,12 @@ from typing import Any
 
 from engine.errors import StepFailed
 from engine.graph.executor import Event, Executor
+from engine.graph.plan import make_plan
 from engine.graph.step import Action, Observation, Step
 from engine.state import StateStore
 from engine.steps.base import ApplyRequest, Context
 
-from .test_plan import plan_of
+from .test_plan import PLAN_ARGS, plan_of
 
 
 class FakeKind:
@@ -229,3 +230,16 @@ def test_a_follower_an_interrupt_left_undone_is_planned_again(tmp_path: Path) ->
     assert change.action is Action.REPLACE
     assert change.reasons == ("deploy/a was applied again since this last ran",)
     assert {c.step_id for c in again.changes if c.action is not Action.NOOP} == {"scenario/s"}
+
+
+def test_a_requested_replace_destroys_then_applies_that_step_only(tmp_path: Path) -> None:
+    kind = FakeKind()
+    run(tmp_path, kind)  # everything applied and recorded
+    kind.applied.clear()
+    store = StateStore(tmp_path, "demo", "default")
+    state = store.load()
+    plan = make_plan(STEPS, state, None, **PLAN_ARGS, replace=["pack/a"])
+    ctx = Context(state_dir=tmp_path, runtime=None)  # type: ignore[arg-type]
+    outcomes = Executor({"fake": kind}, ctx, store, state, Recorder()).run(plan)
+    assert [(o.step_id, o.status) for o in outcomes] == [("pack/a", "ok")]
+    assert kind.destroyed == ["pack/a"] and kind.applied == ["pack/a"]
