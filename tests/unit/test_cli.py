@@ -366,7 +366,9 @@ def test_apply_refuses_a_plan_hash_once_the_state_moved(spec_dir: Path) -> None:
         run("plan", spec, "--state-dir", str(state_dir), "--format", "json").stdout
     )
     store = StateStore(state_dir, "clidemo", "default")
-    store.record(store.load(), "trace/other@cpu", {"kind": "trace", "fingerprint": "x"})
+    store.record(
+        store.load(), "trace/other@cpu", {"kind": "trace", "fingerprint": "x", "outputs": {}}
+    )
     result = run("apply", spec, "--state-dir", str(state_dir), "--plan-hash", planned["hash"], "-y")
     assert result.returncode == 1
     assert f"not {planned['hash']}" in result.stderr and "is not the one reviewed" in result.stderr
