@@ -115,7 +115,9 @@ def test_changing_batching_replaces_servers_without_a_failed_request(tmp_path: P
                 thread.join(timeout=60)
         for loop in loops:
             assert loop.failures == [], loop
-        assert "-/+ deploy/web" in result.stdout and '"max_delay_ms":3' in result.stdout
+        assert "-/+ deploy/web" in result.stdout
+        assert "models[fe].max_delay_ms: 2 -> 3" in result.stdout
+        assert "roll: each new replica is ready before an old one stops" in result.stdout
         after = replicas(state, spec)
         assert [r["url"] for r in after.values()] == [r["url"] for r in before.values()]
         assert [r["state"] for r in after.values()] == ["running"]
