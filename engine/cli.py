@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -34,10 +35,12 @@ from engine.operations import (
     plans_for,
     saved_plan_target,
 )
-from engine.spec import SpecError, load_spec
+from engine.spec import Diagnostic, SpecError, load_spec
 from engine.state import StateError, StateStore, default_state_dir
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_SLO, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell shows for a tool its reader left
+
 EPILOG = f"""\
 exit status:
   {EXIT_OK}    success (bench: every objective met)
@@ -62,7 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     completion.enable(parser)  # answers the shell's completion request, if this is one
     args = parser.parse_args(argv)
     try:
-        return args.handler(args)
+        code = args.handler(args)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
     except SpecError as exc:
         for diagnostic in exc.diagnostics:
             print(diagnostic, file=sys.stderr)
@@ -196,7 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
         "a spec file (or app directory with --env), or a plan saved with plan --out",
     )
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
-    p.add_argument("--parallel", type=int, default=4, help="steps applied at once (default 4)")
+    p.add_argument(
+        "--parallel", type=_at_least_one, default=4, help="steps applied at once (default 4)"
+    )
     p.add_argument("--verbose", "-v", action="store_true", help="show every step's log lines")
     _targeting_options(p)
     p.add_argument(
@@ -229,6 +238,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="what to run (default sh)"
     )
+
+    help_text = "list, show or remove the steps recorded in a spec's state"
+    p = sub.add_parser("state", parents=[common], help=help_text, description=help_text)
+    p.set_defaults(handler=cmd_state)
+    p.add_argument(
+        "action",
+        choices=["list", "show", "rm"],
+        help="list every record; show a record as JSON; rm records (the next apply redoes "
+        "their steps)",
+    )
+    p.add_argument("spec", type=Path, help="the spec file (YAML)")
+    p.add_argument("steps", nargs="*", metavar="STEP", help="step ids, e.g. deploy/web")
 
     help_text = "run the spec's scenarios against what is deployed; gate on their SLOs"
     p = sub.add_parser(
@@ -283,6 +304,7 @@ class VersionAction(argparse.Action):
 def cmd_validate(args: argparse.Namespace) -> int:
     path = spec_file(args.spec, args.env)
     spec = load_spec(path, args.env)
+    _warn(spec.warnings)
     instances = sum(m.instances * s.replicas for s in spec.servers for m in s.models)
     print(
         f"{path}: valid ({len(spec.models)} models, {len(spec.servers)} servers, "
@@ -361,6 +383,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 state_dir,
             )
     workspace = Workspace.open(args.spec, state_dir, args.env)
+    _warn(workspace.spec.warnings)
     with workspace.locked(args.lock_timeout):
         if args.refresh_only:
             _refuse_with_refresh_only(args, "target", "replace", "plan_hash")
@@ -451,6 +474,40 @@ def cmd_exec(args: argparse.Namespace) -> int:
     command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     tty = sys.stdin.isatty() and sys.stdout.isatty()
     return workspace.exec(args.server, args.replica, command or ["sh"], tty)
+
+
+def cmd_state(args: argparse.Namespace) -> int:
+    workspace = Workspace.open(args.spec, _state_dir(args))
+    if args.action == "rm":
+        if not args.steps:
+            raise DoinferError("state rm needs the steps to forget, e.g. deploy/web")
+        with workspace.locked():
+            workspace.forget(args.steps)
+        print(f"Removed {', '.join(args.steps)}; the next apply redoes them.")
+        return EXIT_OK
+    records, problems = workspace.records()
+    if args.action == "show":
+        missing = [s for s in args.steps if s not in records]
+        if not args.steps or missing:
+            raise DoinferError(
+                f"state show needs recorded steps (recorded: {', '.join(records) or 'none'})"
+            )
+        print(json.dumps({s: records[s] for s in args.steps}, indent=2, sort_keys=True))
+        return EXIT_OK
+    if not records:
+        print(f"{workspace.spec.name}/{workspace.spec.environment}: nothing recorded")
+        return EXIT_OK
+    rows = [("STEP", "KIND", "APPLIED", "PROBLEM")]
+    for step_id, record in sorted(records.items()):
+        applied = record.get("applied_at")
+        when = (
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(applied))
+            if isinstance(applied, int | float)
+            else "-"
+        )
+        rows.append((step_id, str(record.get("kind", "?")), when, problems.get(step_id, "")))
+    print(_table(rows))
+    return EXIT_OK
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -559,6 +616,11 @@ def _print_scenario_results(plan: Plan, state_dir: Path, result: ApplyResult) ->
     print(render_table(results))
 
 
+def _warn(warnings: Sequence[Diagnostic]) -> None:
+    for warning in warnings:
+        print(warning, file=sys.stderr)
+
+
 def _confirm(args: argparse.Namespace, question: str) -> bool:
     if args.yes:
         return True
@@ -571,6 +633,25 @@ def _confirm(args: argparse.Namespace, question: str) -> bool:
         print("Cancelled; nothing was changed.")
         return False
     return True
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+def _stdout_closed() -> int:
+    """The reader of our output went away (`doinfer plan | head`): stop quietly, as Unix
+    tools do, and keep Python from complaining when it flushes stdout at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
 
 
 def _state_dir(args: argparse.Namespace) -> Path:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.envs import app_dir, environments, spec_file
 from engine.errors import DoinferError
+from engine.files import sweep_temps
 from engine.graph.build import build_steps
 from engine.graph.executor import Executor, OnEvent, Outcome
 from engine.graph.plan import Plan, destroy_plan, make_plan, plan_hash
@@ -28,7 +29,7 @@ from engine.runtimes.base import ReplicaStatus
 from engine.runtimes.contracts import DeployResult
 from engine.spec import load_spec
 from engine.spec.model import Spec
-from engine.state import State, StateStore
+from engine.state import State, StateStore, record_problems
 from engine.steps.base import Context
 from engine.steps.registry import STEP_KINDS
 
@@ -55,6 +56,7 @@ class Workspace:
         self.spec = spec
         self.state_dir = state_dir
         self.store = StateStore(state_dir, spec.name, spec.environment)
+        self.store.check_dir()
         self.ctx = Context(
             state_dir=state_dir,
             runtime=get_runtime(spec.runtime.kind, state_dir),
@@ -115,6 +117,25 @@ class Workspace:
             if self.ctx.runtime.replicas(self.spec.name, self.spec.environment, name):
                 self.ctx.runtime.undeploy(self.spec.name, self.spec.environment, name, log)
 
+    # -- the state itself (`doinfer state`) ----------------------------------------------
+
+    def records(self) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+        """Every recorded step, as recorded, and what is wrong with those that are broken."""
+        steps = self.store.load_records().steps
+        return steps, record_problems(steps)
+
+    def forget(self, step_ids: list[str]) -> None:
+        """Drop steps' records (the next apply redoes them); the caller holds the lock."""
+        state = self.store.load_records()
+        unknown = [i for i in step_ids if i not in state.steps]
+        if unknown:
+            raise DoinferError(
+                f"no record of {', '.join(unknown)} in the state of {self.spec.name}/"
+                f"{self.spec.environment} (recorded: {', '.join(sorted(state.steps)) or 'none'})"
+            )
+        for step_id in step_ids:
+            self.store.record(state, step_id, None)
+
     def _observe(self, step: Step, record: dict[str, Any]) -> Observation:
         return STEP_KINDS[step.kind].observe(step, record, self.ctx)
 
@@ -125,10 +146,9 @@ class Workspace:
         state = self.store.load()
         statuses: list[ReplicaStatus] = []
         for name, step_id in self.served(state).items():
-            found = {
-                r.index: r
-                for r in self.ctx.runtime.replicas(self.spec.name, self.spec.environment, name)
-            }
+            on_runtime = self.ctx.runtime.replicas(self.spec.name, self.spec.environment, name)
+            found = {r.index: r for r in on_runtime if r.state != "extra"}
+            extra = [r for r in on_runtime if r.state == "extra"]  # e.g. a lost pid file's
             record = state.steps.get(step_id)
             recorded = DeployResult.from_json(record["outputs"]).replicas if record else ()
             for replica in recorded:
@@ -144,6 +164,7 @@ class Workspace:
                     )
                 )
             statuses += found.values()  # running without a record: an interrupted apply
+            statuses += extra
         return statuses
 
     def logs(self, server: str, replica: int, tail: int) -> str:
@@ -249,6 +270,7 @@ def execute(
             f"(serial {plan.serial}, now {state.serial}): make a new plan"
         )
     ctx.runtime.check()  # an unreachable runtime fails here, before any step changes anything
+    sweep_temps(ctx.cache_dir)  # what an apply killed with kill -9 left half-written
     executor = Executor(STEP_KINDS, ctx, store, state, on_event, max_parallel)
     return ApplyResult(executor.run(plan))
 
@@ -296,6 +318,7 @@ def check_plan_hash(plan: Plan, expected: str) -> None:
 def saved_plan_target(plan: Plan, state_dir: Path) -> tuple[StateStore, Context]:
     """Where a saved plan applies: its spec's environment, on its runtime; no spec needed."""
     store = StateStore(state_dir, plan.spec, plan.environment)
+    store.check_dir()
     return store, Context(state_dir=state_dir, runtime=get_runtime(plan.runtime, state_dir))
 
 
@@ -307,6 +330,8 @@ def load_saved_plan(path: Path) -> Plan:
 
 
 def is_saved_plan(path: Path) -> bool:
+    if not path.is_file():  # a FIFO would block here; the spec loader says what it is
+        return False
     try:
         with path.open("rb") as f:
             head = f.read(256).lstrip()

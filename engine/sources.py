@@ -8,6 +8,7 @@ are cached by (path, size, mtime).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.metadata
@@ -20,6 +21,7 @@ from typing import Any
 
 from engine.artifacts import sha256_file
 from engine.errors import DoinferError
+from engine.files import SHARED_FILE, write_atomically
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,9 @@ def hash_directory(directory: Path, cache_dir: Path) -> str:
     cache_file = cache_dir / "dirhash.json"
     try:
         cache: dict[str, str] = json.loads(cache_file.read_text())
-    except (FileNotFoundError, ValueError):
+    except (OSError, ValueError):  # the cache only saves time: any trouble, start afresh
+        cache = {}
+    if not isinstance(cache, dict):
         cache = {}
     digest = hashlib.sha256()
     changed = False
@@ -110,8 +114,7 @@ def hash_directory(directory: Path, cache_dir: Path) -> str:
             changed = True
         digest.update(f"{path.relative_to(directory)}\0{file_hash}\n".encode())
     if changed:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(cache))
-        tmp.replace(cache_file)
+        with contextlib.suppress(OSError):  # a state directory we may only read: no cache
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            write_atomically(cache_file, json.dumps(cache).encode(), SHARED_FILE)
     return digest.hexdigest()

@@ -5,11 +5,15 @@ State is a JSON file per spec name and environment under the state directory
 every step, so a kill at any moment leaves either the old or the new file, never half
 of one, and an interrupted apply resumes from what was recorded. An exclusive lock
 (flock on a side file) keeps two applies from interleaving.
+
+A state file broken by hand or by the disk is refused with a message that names the file
+and how to recover, never half-read: `doinfer state` lists, shows and removes records.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import sys
@@ -30,6 +34,17 @@ LOCK_POLL_S = 0.1  # how often a waiting lock is tried again
 
 class StateError(Exception):
     """The state cannot be read or written; the message says what to do."""
+
+
+REQUIRED = {"kind": str, "fingerprint": str, "outputs": dict}  # in every step's record
+OPTIONAL = {
+    "inputs": dict,
+    "needs": list,
+    "upstream": dict,
+    "upstream_applied": dict,
+    "summary": str,
+    "applied_at": float | int,
+}
 
 
 class StateLocked(StateError):
@@ -55,16 +70,59 @@ class State:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> State:
+    def from_dict(cls, data: Any) -> State:
+        """The state a JSON document holds; a StateError says what is wrong with it."""
+        if not isinstance(data, dict):
+            raise StateError(f"holds {_describe(data)}, not a doinfer state (a JSON object)")
         if data.get("format") != STATE_FORMAT:
             raise StateError(f"unsupported state format {data.get('format')!r}")
+        for key, kind in (
+            ("spec", str),
+            ("environment", str),
+            ("lineage", str),
+            ("serial", int),
+            ("steps", dict),
+        ):
+            if not isinstance(data.get(key), kind) or isinstance(data.get(key), bool):
+                raise StateError(f"'{key}' is {_describe(data.get(key))}, not {kind.__name__}")
+        if not all(isinstance(r, dict) for r in data["steps"].values()):
+            raise StateError("a step's record is not a JSON object")
         return cls(
             spec=data["spec"],
             environment=data["environment"],
             lineage=data["lineage"],
-            serial=int(data["serial"]),
+            serial=data["serial"],
             steps=dict(data["steps"]),
         )
+
+
+def record_problems(steps: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """What is wrong with each broken step's record, by step id ({} when nothing is)."""
+    problems = {}
+    for step_id, record in sorted(steps.items()):
+        wrong = [
+            f"no '{key}'" if key not in record else f"'{key}' is {_describe(record[key])}"
+            for key, kind in REQUIRED.items()
+            if not isinstance(record.get(key), kind)
+        ]
+        wrong += [
+            f"'{key}' is {_describe(record[key])}"
+            for key, kind in OPTIONAL.items()
+            if key in record and not isinstance(record[key], kind)
+        ]
+        if wrong:
+            problems[step_id] = ", ".join(wrong)
+    return problems
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "missing (null)"
+    return f"a {type(value).__name__}"
 
 
 def default_state_dir() -> Path:
@@ -84,21 +142,98 @@ class StateStore:
         self._write_lock = threading.Lock()
 
     def load(self) -> State:
+        """The state, every record checked; a StateError names the file and the way out."""
+        state = self.load_records()
+        problems = record_problems(state.steps)
+        if problems:
+            raise StateError(
+                f"{self.path}: broken record(s) in the state of {self.spec}/"
+                f"{self.environment}:\n  "
+                + "\n  ".join(f"{i}: {p}" for i, p in problems.items())
+                + "\nRemove each with "
+                "`doinfer state rm SPEC STEP` (the next apply redoes that step, reusing what "
+                "still runs), or restore the file from a backup."
+            )
+        return state
+
+    def load_records(self) -> State:
+        """The state as recorded, its records unchecked (for `doinfer state` to mend them)."""
         try:
-            text = self.path.read_text()
+            data = self.path.read_bytes()
         except FileNotFoundError:
             return State(spec=self.spec, environment=self.environment)
+        except NotADirectoryError:
+            raise StateError(self._unusable(self._a_file_on_the_way(), "is a file")) from None
+        except IsADirectoryError:
+            raise StateError(self._broken("is a directory, not a state file")) from None
+        except OSError as exc:
+            raise StateError(self._broken(f"cannot be read ({exc.strerror})")) from None
         try:
-            return State.from_dict(json.loads(text))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise StateError(f"{self.path}: state file is unreadable ({exc})") from exc
+            state = State.from_dict(json.loads(data))
+        except UnicodeDecodeError:
+            raise StateError(self._broken("state file is unreadable (not UTF-8 text)")) from None
+        except ValueError as exc:
+            raise StateError(self._broken(f"state file is unreadable (not JSON: {exc})")) from None
+        except StateError as exc:
+            raise StateError(self._broken(f"state file is unreadable ({exc})")) from None
+        if (state.spec, state.environment) != (self.spec, self.environment):
+            raise StateError(
+                f"{self.path} holds the state of {state.spec}/{state.environment}, not of "
+                f"{self.spec}/{self.environment}: it was copied or moved here. Move it back "
+                f"to {self.root / 'state' / state.spec / (state.environment + '.json')}, "
+                f"or aside to start afresh."
+            )
+        return state
+
+    def make_dir(self) -> None:
+        """Create the state's directory, or say why the state directory cannot hold it."""
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            if not os.access(self.dir, os.W_OK | os.X_OK):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+        except (FileExistsError, NotADirectoryError):
+            raise StateError(self._unusable(self._a_file_on_the_way(), "is a file")) from None
+        except OSError as exc:
+            raise StateError(
+                self._unusable(self.dir, f"cannot be written ({exc.strerror})")
+            ) from None
+
+    def check_dir(self) -> None:
+        """Refuse a state directory that is a file, before anything reads or writes in it
+        (a state directory doinfer may only read is fine until apply writes)."""
+        blocking = self._a_file_on_the_way(self.root)
+        if blocking.exists() and not blocking.is_dir():
+            raise StateError(self._unusable(blocking, "is a file"))
+
+    def _a_file_on_the_way(self, path: Path | None = None) -> Path:
+        """The first of `path`'s directories (the state's by default) that exists as
+        something else; `path` itself when none does."""
+        path = path or self.dir
+        return next(
+            (p for p in reversed((path, *path.parents)) if p.exists() and not p.is_dir()),
+            path,
+        )
+
+    def _broken(self, problem: str) -> str:
+        return (
+            f"{self.path}: {problem}. Restore it from a backup, or move it aside "
+            f"(mv {self.path} {self.path}.broken) to start from an empty state: the next "
+            f"apply re-creates every step, reusing what still runs, and destroy stops the "
+            f"servers the spec's runtime finds."
+        )
+
+    def _unusable(self, path: Path, problem: str) -> str:
+        return (
+            f"state directory {self.root}: {path} {problem}; choose a directory doinfer "
+            f"may write (--state-dir or $DOINFER_STATE_DIR)"
+        )
 
     def save(self, state: State) -> None:
         """Bump the serial and replace the file atomically."""
         with self._write_lock:
             state.serial += 1
             state.lineage = state.lineage or uuid.uuid4().hex
-            self.dir.mkdir(parents=True, exist_ok=True)
+            self.make_dir()
             fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=f".{self.environment}.", suffix=".tmp")
             try:
                 with os.fdopen(fd, "w") as f:
@@ -129,8 +264,11 @@ class StateStore:
     def lock(self, timeout_s: float = 0.0) -> Iterator[None]:
         """Hold the environment's lock, waiting up to `timeout_s` for whoever holds it
         (`--lock-timeout`), then fail naming who holds it."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        self.make_dir()
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StateError(self._unusable(self.lock_path, f"({exc.strerror})")) from None
         try:
             deadline = time.monotonic() + timeout_s
             while not system.try_lock(fd, str(self.lock_path)):

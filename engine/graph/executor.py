@@ -171,6 +171,9 @@ class Executor:
                     "inputs": step.inputs,
                     "needs": list(step.needs),
                     "upstream": {n: self.state.steps[n]["fingerprint"] for n in step.needs},
+                    "upstream_applied": {
+                        n: self.state.steps[n].get("applied_at") for n in step.needs
+                    },
                     "summary": step.summary,
                     "outputs": outputs,
                     "applied_at": time.time(),

@@ -204,11 +204,13 @@ def decide(
     observation: Observation | None,
     upstream: Mapping[str, str],
     upstream_changing: list[str],
+    upstream_reapplied: Sequence[str] = (),
 ) -> tuple[Action, tuple[str, ...]]:
     """The action one desired step needs, and why.
 
     `upstream` maps each needed step to its desired fingerprint; `upstream_changing` lists
-    those of them that the plan creates, updates or replaces.
+    those of them that the plan creates, updates or replaces; `upstream_reapplied` those
+    applied again since this step last ran (an apply interrupted, or failed, in between).
     """
     if record is None:
         return Action.CREATE, ("not yet applied",)
@@ -236,8 +238,11 @@ def decide(
         return (Action.UPDATE if in_place else Action.REPLACE), tuple(reasons)
     if observation is not None and not observation.ok:
         return Action.UPDATE, tuple(f"drift: {d}" for d in observation.drift)
-    if step.follows_upstream and upstream_changing:
-        return Action.REPLACE, tuple(f"{n} changes" for n in upstream_changing)
+    if step.follows_upstream and (upstream_changing or upstream_reapplied):
+        return Action.REPLACE, tuple(
+            [f"{n} changes" for n in upstream_changing]
+            + [f"{n} was applied again since this last ran" for n in upstream_reapplied]
+        )
     return Action.NOOP, ()
 
 
@@ -276,7 +281,9 @@ def make_plan(
             observation = observe(step, record)
         upstream_changing = [n for n in step.needs if n in changing]
         upstream = {n: fingerprints[n] for n in step.needs}
-        action, reasons = decide(step, record, observation, upstream, upstream_changing)
+        action, reasons = decide(
+            step, record, observation, upstream, upstream_changing, reapplied(step, record, state)
+        )
         forced = step.id in replace and record is not None and action is not Action.REPLACE
         if forced:
             action, reasons = Action.REPLACE, (*reasons, "replacement requested (--replace)")
@@ -314,6 +321,19 @@ def make_plan(
         document,
         cost=fleet_cost(steps, state),
     )
+
+
+def reapplied(step: Step, record: Mapping[str, Any] | None, state: State) -> list[str]:
+    """Upstream steps applied again after `record` was made: each record keeps when what it
+    needed was applied, so a step left undone by an interrupted apply is not forgotten."""
+    if record is None:
+        return []
+    seen = record.get("upstream_applied", {})  # absent in records of older doinfers
+    return [
+        n
+        for n in step.needs
+        if n in seen and n in state.steps and state.steps[n].get("applied_at") != seen[n]
+    ]
 
 
 def fleet_cost(steps: list[Step], state: State) -> Cost | None:

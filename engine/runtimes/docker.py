@@ -5,6 +5,13 @@ what they run), so observe() finds them after the CLI restarts, whatever the sta
 says; a stopped, missing or changed container is drift. They run with `--init` (they stop
 at once), a restart policy, on a network of their own per spec and environment (load
 clients join it), and are published on 127.0.0.1 unless the spec says otherwise.
+
+A changed replica is replaced one at a time, keeping its published port: the old
+container gets SIGTERM and drains, the new one takes the port and must be ready before
+the next replica is replaced, so the other replicas serve meanwhile. Docker cannot publish
+one host port from two containers, so a replica's own URL refuses connections from the
+moment its old container stops until its new one is ready: with one replica, an update
+is an outage (the local runtime has none: its servers hand their socket over).
 """
 
 from __future__ import annotations
@@ -254,6 +261,8 @@ class DockerRuntime(ImageRuntime):
         network = self._ensure_network(spec, env, log)
         started: list[Container] = []
         replicas: list[Container] = []
+        ready: dict[int, ReplicaRecord] = {}
+        drain_s = math.ceil(stop_timeout_s(inputs.get("limits", {})))
         try:
             for index, key in enumerate(keys):
                 old = existing.pop(index, None)
@@ -261,15 +270,20 @@ class DockerRuntime(ImageRuntime):
                     log(f"replica {index} ({old.name}) already runs this image: kept")
                     replicas.append(old)
                     continue
-                if old is not None:
-                    self._remove(old, log)
+                if old is not None:  # its port is free only once it is gone: it drains first
+                    self._retire(old, log, drain_s)
                 options = run_options(inputs | {"threads": threads}, image, index, key, network)
                 container = self._start(options, log)
                 started.append(container)
                 replicas.append(container)
+                if old is not None:  # one replica at a time: the others serve meanwhile
+                    ready[index] = self._wait_ready(container, inputs, log, cancelled)
             for old in existing.values():
-                self._remove(old, log)
-            records = [self._wait_ready(c, inputs, log, cancelled) for c in replicas]
+                self._retire(old, log, drain_s)
+            records = [
+                ready.get(i) or self._wait_ready(c, inputs, log, cancelled)
+                for i, c in enumerate(replicas)
+            ]
         except Cancelled:
             raise  # what started is labelled: the next apply adopts or replaces it
         except BaseException:
@@ -538,6 +552,14 @@ class DockerRuntime(ImageRuntime):
         assert isinstance(container, Container)
         log(f"started {name} ({container.id[:12]})")
         return container
+
+    def _retire(self, container: Container, log: Log, timeout_s: int) -> None:
+        """Stop a replica gracefully (SIGTERM: it answers what it holds within `timeout_s`,
+        its drain), then remove it."""
+        name = container.name
+        with docker_errors(f"stopping {name}"), contextlib.suppress(NoSuchContainer):
+            self.docker.container.stop(name, time=timeout_s)
+        self._remove(container, log)
 
     def _remove(self, container: Container, log: Log) -> None:
         name = container.name  # read before: the object inspects lazily

@@ -2,9 +2,15 @@
 
 A bundle is a directory of hard links into the trace cache. A replica is a model-server
 process in its own session (it outlives the CLI), listening on a socket the engine bound
-first, so a free port is chosen without a race. Each replica has a pid file, the local
-runtime's label: observe() finds replicas by these files and checks the process behind
-them, so a server that died, or one left running by an interrupted apply, is seen.
+first, so a free port is chosen without a race. Each replica has a pid file, its record,
+and carries labels in its environment (local_processes.py): observe() finds replicas by
+both, so a server that died, one left running by an interrupted apply, and one whose pid
+file was lost, are all seen.
+
+A changed replica is replaced without an outage, one replica at a time: the new server
+takes over the old one's listening socket (serving/handover.py), so its URL stays and no
+connection is refused or reset; it must be ready before the old one gets SIGTERM and
+drains. A replica started by a doinfer without the handover is restarted instead.
 """
 
 from __future__ import annotations
@@ -13,11 +19,13 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -30,6 +38,7 @@ from engine import system
 from engine.artifacts import BUNDLE_CONFIG_FILE
 from engine.bundles import write_bundle
 from engine.errors import Cancelled, DoinferError, StepFailed
+from engine.files import sweep_temps, temp_path
 from engine.runtimes.base import Log, ReplicaStatus, Runtime
 from engine.runtimes.contracts import (
     DeployInput,
@@ -38,19 +47,21 @@ from engine.runtimes.contracts import (
     ReplicaRecord,
     served_models,
 )
+from engine.runtimes.local_processes import find_servers, labels
+from engine.serving.handover import take_listener
 from engine.serving.limits import limit_flags, stop_timeout_s
 
 READY_TIMEOUT_S = 180.0
 # sh -c: wait for the engine's "go" on stdin (EOF: the engine died before recording this
 # replica), then become the model server (same pid) with stdin from /dev/null.
 HOLD_UNTIL_RECORDED = 'read -r go && [ "$go" = go ] || exit 1; exec "$@" </dev/null'
-STOP_TIMEOUT_S = 10.0
 LOG_TAIL_LINES = 30
 
 
 class LocalRuntime(Runtime):
     kind = "local"
     serves_here = True  # replicas are processes here, on this machine's devices
+    rollout = "roll"  # a new server takes over the old one's socket, ready before it drains
 
     # -- pack ---------------------------------------------------------------------------
 
@@ -67,8 +78,8 @@ class LocalRuntime(Runtime):
         if (bundle / BUNDLE_CONFIG_FILE).is_file():
             log(f"bundle {bundle} exists")
             return PackResult(bundle=str(bundle))
-        tmp = server_dir / f".tmp-{fingerprint[:16]}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
+        sweep_temps(server_dir, depth=1)  # what a pack killed with kill -9 left
+        tmp = temp_path(bundle)
         write_bundle(tmp, inputs, artifacts)
         os.replace(tmp, bundle)
         log(f"packed {bundle}")
@@ -105,14 +116,26 @@ class LocalRuntime(Runtime):
                 log(f"replica {index} (pid {record['pid']}) already runs this bundle: kept")
                 replicas.append((record, None))
                 continue
+            if record and _alive(record):
+                replicas.append(
+                    self._replace(record, inputs, bundle, index, key, run_dir, log, cancelled)
+                )
+                continue
             if record:
                 self._stop(record, log)
-            started = self._start(inputs | {"threads": threads}, bundle, index, key, run_dir, log)
+            port = _same_port(record, inputs, index)  # a dead replica's URL stays, if free
+            started = self._start(
+                inputs | {"threads": threads}, bundle, index, key, run_dir, log, port
+            )
             replicas.append(started)
         for record in existing.values():
             self._stop(record, log)
         for record, proc in replicas:  # kept ones too: an adopted replica may still be loading
             self._wait_ready(record, proc, log, cancelled)
+        serving = {r["pid"] for r, _ in replicas}
+        for found in find_servers(self.state_dir, spec, env, server):
+            if found.pid not in serving:  # its record lost, or an apply killed mid-update
+                self._stop_unrecorded(found.pid, found.index, log)
         self._prune_bundles(spec, env, server, log)
         return DeployResult(
             tuple(
@@ -125,7 +148,10 @@ class LocalRuntime(Runtime):
         )
 
     def replicas(self, spec: str, environment: str, server: str) -> list[ReplicaStatus]:
-        return [
+        """Recorded replicas, then servers labelled as this server's that no record knows
+        ("extra": an interrupted update's old server, or one whose pid file was lost)."""
+        records = self._pid_records(self._run_dir(spec, environment, server))
+        statuses = [
             ReplicaStatus(
                 server,
                 r["index"],
@@ -134,13 +160,22 @@ class LocalRuntime(Runtime):
                 f"pid {r['pid']}",
                 r.get("key"),
             )
-            for r in self._pid_records(self._run_dir(spec, environment, server))
+            for r in records
         ]
+        recorded = {r["pid"] for r in records}
+        statuses += [
+            ReplicaStatus(server, p.index, "extra", None, f"pid {p.pid}, unrecorded")
+            for p in find_servers(self.state_dir, spec, environment, server)
+            if p.pid not in recorded
+        ]
+        return statuses
 
     def undeploy(self, spec: str, environment: str, server: str, log: Log) -> None:
         run_dir = self._run_dir(spec, environment, server)
         for record in self._pid_records(run_dir):
             self._stop(record, log)
+        for found in find_servers(self.state_dir, spec, environment, server):
+            self._stop_unrecorded(found.pid, found.index, log)
         shutil.rmtree(run_dir, ignore_errors=True)
         _remove_empty_parents(run_dir.parent, self.state_dir)
 
@@ -160,10 +195,14 @@ class LocalRuntime(Runtime):
         return self.state_dir / "local" / spec / environment / server
 
     def _pid_records(self, run_dir: Path) -> list[dict[str, Any]]:
+        """The replicas' records; a corrupt one is skipped (its server, if any, is found
+        by its labels)."""
         records = []
         for path in sorted(run_dir.glob("replica-*.json")):
             with contextlib.suppress(ValueError, OSError):
-                records.append(json.loads(path.read_text()))
+                record = json.loads(path.read_text())
+                if _well_formed(record):
+                    records.append(record)
         return sorted(records, key=lambda r: r["index"])
 
     def _start(
@@ -174,22 +213,19 @@ class LocalRuntime(Runtime):
         key: str,
         run_dir: Path,
         log: Log,
+        port: int = 0,
+        sock: socket.socket | None = None,
     ) -> tuple[dict[str, Any], subprocess.Popen[bytes]]:
+        """Start a replica on `sock` (a predecessor's, taken over) or on a new socket
+        (on `port`, else the spec's port, else a free one)."""
         host = inputs["bind_address"]
-        port = inputs["port"] + index if inputs["port"] else 0
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, port))
-        except OSError as exc:
-            sock.close()
-            raise StepFailed(
-                f"cannot listen on {host}:{port} for replica {index} of "
-                f"{inputs['server']}: {exc.strerror}"
-            ) from None
-        sock.listen(1024)
+        if sock is None:
+            named = inputs["port"] + index if inputs["port"] else None
+            where = f"replica {index} of {inputs['server']}"
+            sock = _listen(host, named, where) if named else _listen(host, port, where, True)
         port = sock.getsockname()[1]
         log_path = run_dir / f"replica-{index}.log"
+        handover = _handover_path()
         command = [
             sys.executable,
             "-m",
@@ -201,6 +237,8 @@ class LocalRuntime(Runtime):
             "--threads",
             str(inputs["threads"]),
             *limit_flags(inputs.get("limits", {})),
+            "--handover",
+            str(handover),
         ]
         package_root = str(Path(engine.__file__).resolve().parent.parent)
         env = {
@@ -210,6 +248,9 @@ class LocalRuntime(Runtime):
             ),
             "TOKENIZERS_PARALLELISM": "false",
             "HF_HUB_OFFLINE": "1",
+            **labels(
+                self.state_dir, inputs["spec"], inputs["environment"], inputs["server"], index
+            ),
         }
         # The replica waits on a pipe until its pid is recorded: an engine killed between
         # spawning and recording closes the pipe, and the replica exits instead of running
@@ -235,6 +276,7 @@ class LocalRuntime(Runtime):
                 "key": key,
                 "bundle": bundle,
                 "log": str(log_path),
+                "handover": str(handover),
                 "started_at": time.time(),
                 "stop_timeout_s": stop_timeout_s(inputs.get("limits", {})),
             }
@@ -252,7 +294,11 @@ class LocalRuntime(Runtime):
         proc: subprocess.Popen[bytes] | None,
         log: Log,
         cancelled: Callable[[], bool],
+        shared: bool = False,
     ) -> None:
+        """Until the replica answers; one that `shared` its socket with its predecessor
+        may not be the one that answers at its URL: it is ready once it offers its socket
+        (it does only once it serves)."""
         deadline = time.monotonic() + READY_TIMEOUT_S
         url = f"{record['url']}/v2/health/ready"
         while time.monotonic() < deadline:
@@ -265,13 +311,20 @@ class LocalRuntime(Runtime):
                     f"its log {record['log']} ends:",
                     _tail(Path(record["log"])),
                 )
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    if response.status == 200:
-                        log(f"replica {record['index']} ready on {record['url']}")
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
+            if shared:
+                offered = take_listener(Path(record["handover"]), timeout_s=0.2)
+                if offered is not None:
+                    offered.close()
+                    log(f"replica {record['index']} (pid {record['pid']}) ready")
+                    return
+            else:
+                try:
+                    with urllib.request.urlopen(url, timeout=2) as response:
+                        if response.status == 200:
+                            log(f"replica {record['index']} ready on {record['url']}")
+                            return
+                except (urllib.error.URLError, OSError):
+                    pass
             time.sleep(0.2)
         raise StepFailed(
             f"replica {record['index']} not ready after {READY_TIMEOUT_S:.0f} s; "
@@ -279,12 +332,52 @@ class LocalRuntime(Runtime):
             _tail(Path(record["log"])),
         )
 
-    def _stop(self, record: dict[str, Any], log: Log) -> None:
+    def _replace(
+        self,
+        old: dict[str, Any],
+        inputs: dict[str, Any],
+        bundle: str,
+        index: int,
+        key: str,
+        run_dir: Path,
+        log: Log,
+        cancelled: Callable[[], bool],
+    ) -> tuple[dict[str, Any], subprocess.Popen[bytes] | None]:
+        """Replace a running replica: the new one ready before the old one drains."""
+        port = inputs["port"] + index if inputs["port"] else old["port"]
+        same_address = old["url"] == f"http://{inputs['bind_address']}:{port}"
+        sock = take_listener(Path(old["handover"])) if same_address and "handover" in old else None
+        if same_address and sock is None:
+            log(
+                f"replica {index} (pid {old['pid']}) cannot hand its socket over (started by "
+                f"an older doinfer): restarted; {old['url']} answers again once it is ready"
+            )
+            self._stop(old, log)
+            return self._start(inputs, bundle, index, key, run_dir, log, port)
+        record, proc = self._start(inputs, bundle, index, key, run_dir, log, port, sock)
+        if sock is not None:
+            sock.close()  # the new server holds it now
+            log(f"replica {index}: pid {proc.pid} took over {record['url']} from pid {old['pid']}")
+        try:
+            self._wait_ready(record, proc, log, cancelled, shared=sock is not None)
+        except BaseException:  # the old one serves on, recorded again
+            self._stop(record, log, drop_record=False)
+            _write_json(run_dir / f"replica-{index}.json", old)
+            raise
+        self._stop(old, log, drop_record=False)  # its record is the new one's now
+        return record, None  # ready: nothing to wait for again
+
+    def _stop_unrecorded(self, pid: int, index: int, log: Log) -> None:
+        log(f"found an unrecorded server of replica {index} (pid {pid}): stopping it")
+        self._stop({"pid": pid, "index": index}, log, drop_record=False)
+
+    def _stop(self, record: dict[str, Any], log: Log, drop_record: bool = True) -> None:
+        """SIGTERM (the server drains), then SIGKILL if it is still there after a while."""
         pid = record["pid"]
         if _alive(record):
             _signal(pid, signal.SIGTERM)
             # it drains its requests first: wait for that (records before: the old ceiling)
-            deadline = time.monotonic() + record.get("stop_timeout_s", STOP_TIMEOUT_S)
+            deadline = time.monotonic() + record.get("stop_timeout_s", stop_timeout_s({}))
             while _alive(record) and time.monotonic() < deadline:
                 _reap(pid)
                 time.sleep(0.05)
@@ -292,8 +385,9 @@ class LocalRuntime(Runtime):
                 _signal(pid, signal.SIGKILL)
             log(f"replica {record['index']} (pid {pid}) stopped")
         _reap(pid)
-        with contextlib.suppress(FileNotFoundError):
-            Path(record["log"]).with_suffix(".json").unlink()
+        if drop_record:
+            with contextlib.suppress(FileNotFoundError):
+                Path(record["log"]).with_suffix(".json").unlink()
 
     def _prune_bundles(self, spec: str, environment: str, server: str, log: Log) -> None:
         """Remove a server's old bundles that no live replica serves."""
@@ -330,7 +424,62 @@ def _replica_key(inputs: dict[str, Any], bundle: str, index: int) -> str:
 
 def _alive(record: dict[str, Any]) -> bool:
     """The pid runs, is not a zombie, and is our model server for this bundle."""
-    return system.process_running(record["pid"], b"engine.serving", record["bundle"].encode())
+    # unrecorded servers (found by their labels) have only a pid
+    bundle = record.get("bundle", "").encode()
+    return system.process_running(record["pid"], b"engine.serving", bundle)
+
+
+def _well_formed(record: Any) -> bool:
+    fields = {"index": int, "pid": int, "port": int, "url": str, "bundle": str, "log": str}
+    return isinstance(record, dict) and all(
+        isinstance(record.get(k), kind) for k, kind in fields.items()
+    )
+
+
+def _same_port(record: dict[str, Any] | None, inputs: dict[str, Any], index: int) -> int:
+    """The port a restarted replica should take: its recorded one when the spec names
+    none and the address is the same (0 lets the system choose)."""
+    if record is None or inputs["port"]:
+        return 0
+    return record["port"] if record["url"].startswith(f"http://{inputs['bind_address']}:") else 0
+
+
+def _listen(host: str, port: int, what: str, or_any: bool = False) -> socket.socket:
+    """A listening socket on host:port (0: a free port); with `or_any`, a free port when
+    that one is taken (it was only the port a replica had before)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if or_any and port:
+            return _listen(host, 0, what)
+        raise StepFailed(f"cannot listen on {host}:{port} for {what}: {exc.strerror}") from None
+    sock.listen(1024)
+    return sock
+
+
+def _handover_path() -> Path:
+    """A fresh path for a replica's handover socket: short (a Unix socket's path must fit
+    in 108 bytes), in a directory only this user may enter."""
+    directory = Path(tempfile.gettempdir()) / f"doinfer-{os.getuid()}"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    info = directory.lstat()
+    if info.st_uid != os.getuid() or info.st_mode & 0o077 or not directory.is_dir():
+        raise StepFailed(
+            f"{directory} must be a directory of yours that only you may enter (mode 0700): "
+            f"remove it, doinfer makes it"
+        )
+    for stale in directory.glob("*.sock"):  # left by servers killed with SIGKILL
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(stale))
+            except ConnectionRefusedError:
+                stale.unlink(missing_ok=True)
+            except OSError:
+                pass
+    return directory / f"{secrets.token_hex(8)}.sock"
 
 
 def _signal(pid: int, signum: int) -> None:

@@ -33,6 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
     parser.add_argument("--log-level", default="info")
     _add_limits(parser)
+    parser.add_argument(
+        "--handover",
+        type=Path,
+        help="once serving, offer the listening socket on a Unix socket here (handover.py)",
+    )
     args = parser.parse_args(argv)
     limits = ServerLimits(**{f.name: getattr(args, f.name) for f in fields(ServerLimits)})
     logging.basicConfig(
@@ -79,6 +84,7 @@ def _route(args: argparse.Namespace, limits: ServerLimits) -> int:
 def _serve(app: Any, args: argparse.Namespace, limits: ServerLimits) -> int:
     import uvicorn
 
+    from engine.serving.handover import graceful, offer_listener
     from engine.serving.http import DrainingServer, guarded_protocol
 
     config = uvicorn.Config(
@@ -88,7 +94,8 @@ def _serve(app: Any, args: argparse.Namespace, limits: ServerLimits) -> int:
         log_level=args.log_level,
         access_log=False,
         lifespan="on",
-        http=guarded_protocol(limits),
+        # idle connections close after their next answer, not at once (handover.py)
+        http=graceful(guarded_protocol(limits)),
         ws="none",
         limit_concurrency=limits.max_connections,
         timeout_graceful_shutdown=limits.drain_timeout_s,
@@ -97,7 +104,12 @@ def _serve(app: Any, args: argparse.Namespace, limits: ServerLimits) -> int:
     # AF_UNIX: asyncio then skips TCP_NODELAY, and Nagle's algorithm meets delayed ACKs to
     # add ~40 ms to every keep-alive response.
     sockets = [socket.socket(fileno=args.fd)] if args.fd is not None else None
-    DrainingServer(config, app, limits.drain_delay_s).run(sockets=sockets)
+    server = DrainingServer(config, app, limits.drain_delay_s)
+    if args.handover and sockets:
+        offer_listener(
+            args.handover, sockets[0], lambda: server.started, lambda: server.should_exit
+        )
+    server.run(sockets=sockets)
     return 0
 
 

@@ -5,6 +5,7 @@ load_spec(path) -> Spec      raises SpecError listing every problem found
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from engine.spec.build import build_spec
@@ -13,7 +14,7 @@ from engine.spec.defaults import with_defaults
 from engine.spec.errors import Diagnostic, SpecError
 from engine.spec.model import Mark, Spec
 from engine.spec.overlay import Files, load_resolved
-from engine.spec.semantic import semantic_errors
+from engine.spec.semantic import semantic_errors, semantic_warnings
 from engine.spec.validate import schema_errors
 from engine.spec.yaml_nodes import LazyMarks, Node
 
@@ -37,7 +38,8 @@ def load_spec(path: str | Path, environment: str | None = None, files: Files | N
     errors = semantic_errors(document, marks) + load_corpora(document, marks)
     if errors:
         raise SpecError(errors)
-    return build_spec(document, Path(path).resolve())
+    spec = build_spec(document, Path(path).resolve())
+    return dataclasses.replace(spec, warnings=tuple(semantic_warnings(document, marks)))
 
 
 def _name_environment(node: Node, environment: str, shown: str) -> None:

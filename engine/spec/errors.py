@@ -11,9 +11,10 @@ from engine.spec.model import Mark
 class Diagnostic:
     mark: Mark
     message: str
+    severity: str = "error"  # or "warning": the spec is valid, but the user should know
 
     def __str__(self) -> str:
-        return f"{self.mark}: error: {self.message}"
+        return f"{self.mark}: {self.severity}: {self.message}"
 
 
 class SpecError(Exception):

@@ -11,11 +11,14 @@ import functools
 import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from engine.canonical import canonical_json
 from engine.packing.catalog import NodeType
 from engine.packing.fleet import Profile
+
+if TYPE_CHECKING:  # errors.py needs Mark from here
+    from engine.spec.errors import Diagnostic
 
 Processor = Literal["cpu", "gpu", "inf"]
 Task = Literal["question-answering", "feature-extraction", "text-classification"]
@@ -181,6 +184,7 @@ class Spec:
     path: Path  # the top-level spec file
     document: dict[str, Any]  # the resolved document (overlays applied), JSON-compatible
     catalog: dict[str, NodeType] = field(default_factory=dict)  # built-in + the spec's
+    warnings: tuple[Diagnostic, ...] = ()  # severity "warning": valid, but worth knowing
 
     def model(self, name: str) -> Model:
         return self._models_by_name[name]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import ipaddress
 from typing import Any
 
 from engine.devices import LOCAL_DEVICES, has_local_device
@@ -359,3 +360,33 @@ def _port_clashes(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
                 )
         taken.append((start, end, server["name"]))
     return errors
+
+
+def semantic_warnings(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
+    """What is valid but worth knowing: servers reachable from the network."""
+    address = doc.get("runtime", {}).get("bind_address")
+    if address is None or _loopback(address):
+        return []
+    where = (
+        "every network interface of this machine"
+        if address in ("0.0.0.0", "::")
+        else f"the network at {address}"
+    )
+    return [
+        Diagnostic(
+            mark_of(marks, ("runtime", "bind_address")),
+            f"runtime.bind_address: {address} makes the servers reachable from {where}; "
+            f"they have no authentication: anyone who can reach them can use them "
+            f"(127.0.0.1 keeps them to this machine)",
+            "warning",
+        )
+    ]
+
+
+def _loopback(address: str) -> bool:
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False  # a host name: whatever it resolves to, say so

@@ -3,13 +3,17 @@
 pyyaml composes the document into nodes with marks (libyaml's C parser when available,
 for speed); we turn them into Nodes holding plain Python values, rejecting what JSON
 cannot hold and duplicate keys, which YAML itself silently lets the last one win.
+
+An alias shares its anchor's node, so a few lines of nested aliases ("billion laughs")
+expand into billions of values: the conversion counts alias uses, values and depth, and
+stops at limits no real spec comes near (see docs/SECURITY.md).
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
 import yaml
@@ -49,6 +53,10 @@ PLAIN_TAGS = {
     CORE + t for t in ("map", "seq", "str", "int", "float", "bool", "null", "timestamp", "binary")
 }  # the last two are refused by value
 Path_ = tuple[str | int, ...]
+
+MAX_ALIASES = 100  # uses of `*anchor` in one file
+MAX_VALUES = 1_000_000  # values in one file once its aliases are expanded
+MAX_DEPTH = 64  # mappings and lists nested in one another
 
 
 class Node:
@@ -130,11 +138,23 @@ class LazyMarks(Mapping[Path_, tuple[Mark, "Mark | None"]]):
         return len(self._marks)
 
 
-def parse(text: str, filename: str) -> Node | None:
-    """Parse one YAML document; None when the file holds no document at all."""
+class NotASpec(Exception):
+    """The document is a mapping none of whose keys a spec has (a file named by mistake)."""
+
+
+def parse(text: str, filename: str, spec_keys: Collection[str] = ()) -> Node | None:
+    """Parse one YAML document; None when the file holds no document at all.
+
+    With `spec_keys`, a mapping holding none of them raises NotASpec before any of its
+    content is looked at, so no error message ever quotes it.
+    """
     loader = Loader(text)
     try:
         root = loader.get_single_node()
+        if spec_keys and isinstance(root, yaml.MappingNode):
+            keys = {k.value for k, _ in root.value if isinstance(k, yaml.ScalarNode)}
+            if not keys & set(spec_keys):
+                raise NotASpec(filename)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = _mark(filename, mark) if mark else Mark(filename, 1, 1)
@@ -147,7 +167,10 @@ def parse(text: str, filename: str) -> Node | None:
     if root is None:
         return None
     errors: list[Diagnostic] = []
-    node = _convert(root, filename, loader, errors)
+    try:
+        node = _Converter(filename, loader, errors).convert(root)
+    except _TooBig as exc:
+        raise SpecError([exc.diagnostic]) from None
     if errors:
         raise SpecError(errors)
     return node
@@ -170,18 +193,92 @@ def _mark(filename: str, mark: Any) -> Mark:
     return Mark(filename, mark.line + 1, mark.column + 1)
 
 
-def _convert(node: yaml.Node, filename: str, loader: Any, errors: list[Diagnostic]) -> Node:
-    if node.tag not in PLAIN_TAGS:
-        errors.append(
-            Diagnostic(
-                _mark(filename, node.start_mark),
-                f"unsupported YAML tag {node.tag.removeprefix(CORE)!r}: "
-                f"a spec holds only mappings, lists, strings, numbers, "
-                f"booleans and null",
+class _TooBig(Exception):
+    def __init__(self, diagnostic: Diagnostic) -> None:
+        self.diagnostic = diagnostic
+
+
+class _Converter:
+    """yaml nodes -> Nodes, within the limits on aliases, values and depth."""
+
+    def __init__(self, filename: str, loader: Any, errors: list[Diagnostic]) -> None:
+        self.filename = filename
+        self.loader = loader
+        self.errors = errors
+        self.seen: set[int] = set()  # ids of yaml nodes converted: a second visit is an alias
+        self.aliases = 0
+        self.values = 0
+
+    def convert(self, node: yaml.Node, depth: int = 0, in_alias: bool = False) -> Node:
+        filename, errors = self.filename, self.errors
+        in_alias = self._count(node, depth, in_alias)
+        if node.tag not in PLAIN_TAGS:
+            errors.append(
+                Diagnostic(
+                    _mark(filename, node.start_mark),
+                    f"unsupported YAML tag {node.tag.removeprefix(CORE)!r}: "
+                    f"a spec holds only mappings, lists, strings, numbers, "
+                    f"booleans and null",
+                )
             )
-        )
-        return Node(None, file=filename, raw=node.start_mark)
-    if isinstance(node, yaml.MappingNode):
+            return Node(None, file=filename, raw=node.start_mark)
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, depth, in_alias)
+        if isinstance(node, yaml.SequenceNode):
+            items = [self.convert(item, depth + 1, in_alias) for item in node.value]
+            return Node(items, file=filename, raw=node.start_mark)
+        value = _scalar(node, self.loader)
+        if isinstance(value, float) and math.isnan(value):
+            errors.append(
+                Diagnostic(
+                    _mark(filename, node.start_mark), "not-a-number (.nan) is not a valid value"
+                )
+            )
+        if not isinstance(value, str | int | float | bool | type(None)):
+            errors.append(
+                Diagnostic(
+                    _mark(filename, node.start_mark),
+                    f"unsupported value {node.value!r} (a {type(value).__name__}"
+                    f"); quote it to make it a string",
+                )
+            )
+            value = str(node.value)
+        return Node(value, file=filename, raw=node.start_mark)
+
+    def _count(self, node: yaml.Node, depth: int, in_alias: bool) -> bool:
+        """Count one value against the limits; True when it is (inside) an alias's copy."""
+        if id(node) in self.seen and not in_alias:
+            in_alias = True  # an alias as written; what it expands to is counted as values
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                raise _TooBig(
+                    Diagnostic(
+                        _mark(self.filename, node.start_mark),
+                        f"more than {MAX_ALIASES} uses of YAML aliases (*name) in this file "
+                        f"(this is the anchor of the last one): a spec needs far fewer",
+                    )
+                )
+        self.seen.add(id(node))
+        self.values += 1
+        if self.values > MAX_VALUES:
+            raise _TooBig(
+                Diagnostic(
+                    _mark(self.filename, node.start_mark),
+                    f"more than {MAX_VALUES:,} values once YAML aliases are expanded: "
+                    f"far larger than a spec can be (nested aliases?)",
+                )
+            )
+        if depth > MAX_DEPTH:
+            raise _TooBig(
+                Diagnostic(
+                    _mark(self.filename, node.start_mark),
+                    f"nested more than {MAX_DEPTH} levels deep: not a spec",
+                )
+            )
+        return in_alias
+
+    def _mapping(self, node: yaml.MappingNode, depth: int, in_alias: bool) -> Node:
+        filename, errors = self.filename, self.errors
         mapping: dict[str, Node] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
@@ -207,25 +304,7 @@ def _convert(node: yaml.Node, filename: str, loader: Any, errors: list[Diagnosti
                     )
                 )
                 continue
-            value = _convert(value_node, filename, loader, errors)
+            value = self.convert(value_node, depth + 1, in_alias)
             value.raw_key = key_node.start_mark
             mapping[key] = value
         return Node(mapping, file=filename, raw=node.start_mark)
-    if isinstance(node, yaml.SequenceNode):
-        items = [_convert(item, filename, loader, errors) for item in node.value]
-        return Node(items, file=filename, raw=node.start_mark)
-    value = _scalar(node, loader)
-    if isinstance(value, float) and math.isnan(value):
-        errors.append(
-            Diagnostic(_mark(filename, node.start_mark), "not-a-number (.nan) is not a valid value")
-        )
-    if not isinstance(value, str | int | float | bool | type(None)):
-        errors.append(
-            Diagnostic(
-                _mark(filename, node.start_mark),
-                f"unsupported value {node.value!r} (a {type(value).__name__}"
-                f"); quote it to make it a string",
-            )
-        )
-        value = str(node.value)
-    return Node(value, file=filename, raw=node.start_mark)

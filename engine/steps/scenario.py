@@ -23,6 +23,9 @@ if TYPE_CHECKING:  # the load generator (numpy) is imported only to run scenario
     from engine.bench.results import ScenarioResult
 
 
+CANCEL_GRACE_S = 1.0
+
+
 def scenario_from_inputs(inputs: dict[str, Any]) -> Scenario:
     """The scenario a step's (JSON) inputs describe: the inverse of Scenario.to_json."""
     data = dict(inputs)
@@ -60,8 +63,12 @@ class ScenarioStep:
                     run_scenario(scenario, targets, clients=ctx.runtime.run_load_clients), ctx
                 )
             )
-        except DoinferError:
-            ctx.check_cancelled()  # Ctrl-C reaches the load clients too: a cancel, not a failure
+        except (DoinferError, OSError):
+            # Ctrl-C reaches the load clients too, and their end (a failed run, a pipe that
+            # breaks under a write) may come before the engine's own handler has marked the
+            # apply cancelled: wait a moment for it. A cancel, not a failure.
+            if ctx.cancel.wait(CANCEL_GRACE_S):
+                raise Cancelled("interrupted") from None
             raise
         directory = results_dir(ctx)
         directory.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ from typing import Any
 from engine.artifacts import TRACE_META_FILE, artifact_problem
 from engine.devices import has_local_device
 from engine.errors import Cancelled, DoinferError, StepFailed
+from engine.files import share_tree
 from engine.graph.fingerprint import fingerprint
 from engine.graph.step import Observation, Step
 from engine.runtimes.streams import run_streaming
@@ -86,6 +87,7 @@ class TraceStep:
             problem = artifact_problem(out, full_check=True)
             if problem:
                 raise StepFailed(f"trace of {inputs['model']} produced a bad artifact: {problem}")
+            share_tree(out)  # servers (a container's user, too) read it whatever our umask
         meta = json.loads((out / TRACE_META_FILE).read_text())
         return {"artifact": str(out), "sha256": meta["sha256"], "device": meta.get("device")}
 

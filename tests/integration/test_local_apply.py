@@ -284,8 +284,16 @@ def test_a_missed_slo_exits_3_and_says_which(state_dir: Path, tmp_path: Path) ->
 def test_ctrl_c_stops_a_bench_and_its_load_clients(state_dir: Path, tmp_path: Path) -> None:
     long = tmp_path / "long.yaml"
     long.write_text(f"extends: {SPEC}\nscenarios:\n  - {{name: load, duration_s: 600}}\n")
+    proc, stderr = ctrl_c_once_loading(state_dir, "bench", str(long), "load")
+    assert proc.returncode == 130 and stderr.strip() == "interrupted", stderr
+    assert load_clients(proc.pid) == []
+
+
+def ctrl_c_once_loading(state_dir: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
+    """Run `doinfer ARGS` as a terminal's foreground job, and Ctrl-C it once its two load
+    clients run (a known point: a benchmark scenario is under way). Its stderr."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engine", "bench", str(long), "load", "--state-dir", str(state_dir)],
+        [sys.executable, "-m", "engine", *args, "--state-dir", str(state_dir)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -294,17 +302,16 @@ def test_ctrl_c_stops_a_bench_and_its_load_clients(state_dir: Path, tmp_path: Pa
         start_new_session=True,  # its own process group, as a terminal's foreground job
     )
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while len(load_clients(proc.pid)) < 2:
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.1)
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does
-        _, stderr = proc.communicate(timeout=30)
+        _, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130 and stderr.strip() == "interrupted", stderr
-    assert load_clients(proc.pid) == []
+    return proc, stderr
 
 
 def load_clients(parent: int) -> list[int]:
@@ -386,7 +393,11 @@ def test_refresh_only_records_drift_and_replace_restarts_a_server(state_dir: Pat
     after = {r["replica"]: r for r in status(state_dir)}
     assert [after[i]["state"] for i in (0, 1)] == ["running", "running"]
     assert after[1]["detail"] != before[1]["detail"]  # a running replica restarted too
-    assert doinfer(state_dir, "plan", str(SPEC), "--detailed-exitcode").returncode == 0
+    # --target left the scenarios out: the next plan still proves the new servers
+    plan = json.loads(doinfer(state_dir, "plan", str(SPEC), "--format", "json").stdout)
+    todo = {c["step"]: c["reasons"] for c in plan["changes"] if c["action"] != "no-op"}
+    assert set(todo) == {"scenario/smoke", "scenario/random", "scenario/load"}
+    assert all("deploy/minilm was applied again since this last ran" in r for r in todo.values())
 
 
 def test_a_bad_spec_touches_nothing_deployed(state_dir: Path, tmp_path: Path) -> None:
@@ -441,6 +452,29 @@ def test_confirmation_on_a_terminal(state_dir: Path) -> None:
     assert status(state_dir)[0]["state"] == "dead"
     doinfer(state_dir, "apply", str(SPEC), "--yes")
     assert [r["state"] for r in status(state_dir)] == ["running", "running"]
+
+
+def test_ctrl_c_during_the_scenarios_leaves_them_to_do(state_dir: Path, tmp_path: Path) -> None:
+    """A dead replica makes apply restart it, then re-run the scenarios. Ctrl-C at a known
+    point (deploy recorded, the benchmark's load clients running): the next plan must show
+    the scenarios still to run, not "No changes"."""
+    pid = int(status(state_dir)[1]["detail"].split()[1])
+    os.kill(pid, signal.SIGKILL)
+    long = tmp_path / "long.yaml"
+    long.write_text(f"extends: {SPEC}\nscenarios:\n  - {{name: load, duration_s: 600}}\n")
+    proc, stderr = ctrl_c_once_loading(state_dir, "apply", str(long), "--yes")
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+
+    plan = json.loads(doinfer(state_dir, "plan", str(SPEC), "--format", "json").stdout)
+    todo = {c["step"]: c for c in plan["changes"] if c["action"] != "no-op"}
+    assert set(todo) - {"scenario/smoke", "scenario/random"} == {"scenario/load"}, todo
+    assert todo["scenario/load"]["action"] == "replace"
+    assert todo["scenario/load"]["reasons"] == [
+        "deploy/minilm was applied again since this last ran"
+    ]
+    doinfer(state_dir, "apply", str(SPEC), "--yes")
+    assert doinfer(state_dir, "plan", str(SPEC), "--detailed-exitcode").returncode == 0
 
 
 def test_destroy_leaves_no_process(state_dir: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -148,7 +149,9 @@ def test_saved_plan_is_refused_once_the_state_moved(spec_dir: Path) -> None:
     run("plan", str(spec_dir / "spec.yaml"), "--state-dir", str(state_dir), "--out", str(plan_file))
     assert json.loads(plan_file.read_text())["format"] == "doinfer-plan/1"
     store = StateStore(state_dir, "clidemo", "default")
-    store.record(store.load(), "trace/other@cpu", {"kind": "trace", "fingerprint": "x"})
+    store.record(
+        store.load(), "trace/other@cpu", {"kind": "trace", "fingerprint": "x", "outputs": {}}
+    )
     result = run("apply", str(plan_file), "--state-dir", str(state_dir))
     assert result.returncode == 1
     assert "changed since this plan was made" in result.stderr
@@ -248,6 +251,117 @@ def test_bench_compare_of_two_runs(tmp_path: Path) -> None:
     assert p50.split() == ["p50", "ms", "20.0", "25.0", "+25.0%"]
 
 
+def test_parallel_below_one_is_refused(spec_dir: Path) -> None:
+    for value in ("0", "-3", "many"):
+        result = run("apply", str(spec_dir / "spec.yaml"), "--yes", "--parallel", value)
+        assert result.returncode == 2, value
+        assert "argument --parallel:" in result.stderr and "Traceback" not in result.stderr
+    assert "must be 1 or more, not 0" in run("apply", "s.yaml", "--parallel", "0").stderr
+
+
+def test_a_reader_that_goes_away_ends_the_output_quietly(spec_dir: Path) -> None:
+    """`doinfer plan --format json | head -c 1`: a real pipe whose reader closes first."""
+    for fmt in ("json", "text"):
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "engine",
+                "plan",
+                str(spec_dir / "spec.yaml"),
+                "--format",
+                fmt,
+                "--state-dir",
+                str(spec_dir / "st"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=REPO,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # long before the plan is made: its first write finds no reader
+        stderr = proc.stderr.read().decode()
+        assert proc.wait(timeout=120) == 141, stderr
+        assert stderr == "", stderr
+
+
+def test_a_broken_state_is_a_message_and_doinfer_state_mends_it(spec_dir: Path) -> None:
+    spec, state_dir = str(spec_dir / "spec.yaml"), spec_dir / "st"
+    store = StateStore(state_dir, "clidemo", "default")
+    for content in (b"[]", b'"x"', bytes(range(256))):
+        store.dir.mkdir(parents=True, exist_ok=True)
+        store.path.write_bytes(content)
+        for args in (("plan", spec), ("apply", spec, "--yes"), ("status", spec)):
+            result = run(*args, "--state-dir", str(state_dir))
+            assert result.returncode == 1, (args, result.stderr)
+            assert f"error: {store.path}: state file is unreadable" in result.stderr
+            assert f"mv {store.path} {store.path}.broken" in result.stderr
+            assert "Traceback" not in result.stderr
+    store.path.unlink()
+    state = store.load()
+    store.record(state, "trace/tiny@cpu", {"kind": "trace", "fingerprint": "x", "outputs": {}})
+    store.record(state, "pack/tiny", {"kind": "pack", "fingerprint": "y"})
+    result = run("plan", spec, "--state-dir", str(state_dir))
+    assert result.returncode == 1 and "  pack/tiny: no 'outputs'" in result.stderr
+    listed = run("state", "list", spec, "--state-dir", str(state_dir))
+    assert listed.returncode == 0, listed.stderr
+    assert re.search(r"^pack/tiny +pack +- +no 'outputs'$", listed.stdout, re.M)
+    shown = run("state", "show", spec, "pack/tiny", "--state-dir", str(state_dir))
+    assert json.loads(shown.stdout)["pack/tiny"]["fingerprint"] == "y"
+    wrong = run("state", "rm", spec, "pack/nope", "--state-dir", str(state_dir))
+    assert wrong.returncode == 1
+    assert "no record of pack/nope" in wrong.stderr and "pack/tiny" in wrong.stderr
+    removed = run("state", "rm", spec, "pack/tiny", "--state-dir", str(state_dir))
+    assert removed.returncode == 0, removed.stderr
+    plan = run("plan", spec, "--state-dir", str(state_dir), "--format", "json")
+    assert plan.returncode == 0, plan.stderr
+    actions = {c["step"]: c["action"] for c in json.loads(plan.stdout)["changes"]}
+    assert actions["pack/tiny"] == "create"
+
+
+def test_a_state_dir_that_is_a_file_is_a_message(spec_dir: Path) -> None:
+    not_a_dir = spec_dir / "file"
+    not_a_dir.write_text("")
+    for args in (("plan",), ("apply", "--yes"), ("status",), ("destroy", "--yes")):
+        result = run(args[0], str(spec_dir / "spec.yaml"), *args[1:], "--state-dir", str(not_a_dir))
+        assert result.returncode == 1, (args, result.stderr)
+        assert f"error: state directory {not_a_dir}: {not_a_dir} is a file" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_apply_sweeps_what_an_apply_killed_with_kill_9_left_in_the_cache(
+    spec_dir: Path,
+) -> None:
+    """Leftovers of a dead apply go; a running apply's (this test's pid) stay. The apply
+    itself fails here (tiny/ is no model), after the sweep."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    traces = spec_dir / "st" / "cache" / "traces"
+    leftover = traces / f".0123abcd.tmp-{gone.pid}"
+    (leftover / "tokenizer").mkdir(parents=True)
+    (leftover / "model.pt").write_bytes(b"half a model")
+    running = traces / f".4567cdef.tmp-{os.getpid()}"
+    running.mkdir()
+    result = run("apply", str(spec_dir / "spec.yaml"), "--yes", "--state-dir", str(spec_dir / "st"))
+    assert "Traceback" not in result.stderr
+    assert not leftover.exists()
+    assert running.is_dir()
+
+
+def test_validate_warns_of_servers_reachable_from_the_network(spec_dir: Path) -> None:
+    (spec_dir / "spec.yaml").write_text(
+        VALID.replace("{kind: local}", "{kind: local, bind_address: 0.0.0.0}")
+    )
+    for command in ("validate",):
+        result = run(command, str(spec_dir / "spec.yaml"), "--state-dir", str(spec_dir / "st"))
+        assert result.returncode == 0, result.stderr
+        assert re.search(
+            r"spec\.yaml:11:38: warning: runtime\.bind_address: 0\.0\.0\.0 makes the servers "
+            r"reachable from every network interface of this machine",
+            result.stderr,
+        ), result.stderr
+
+
 def test_apply_refuses_a_plan_hash_once_the_state_moved(spec_dir: Path) -> None:
     spec = str(spec_dir / "spec.yaml")
     state_dir = spec_dir / "st"
@@ -255,7 +369,9 @@ def test_apply_refuses_a_plan_hash_once_the_state_moved(spec_dir: Path) -> None:
         run("plan", spec, "--state-dir", str(state_dir), "--format", "json").stdout
     )
     store = StateStore(state_dir, "clidemo", "default")
-    store.record(store.load(), "trace/other@cpu", {"kind": "trace", "fingerprint": "x"})
+    store.record(
+        store.load(), "trace/other@cpu", {"kind": "trace", "fingerprint": "x", "outputs": {}}
+    )
     result = run("apply", spec, "--state-dir", str(state_dir), "--plan-hash", planned["hash"], "-y")
     assert result.returncode == 1
     assert f"not {planned['hash']}" in result.stderr and "is not the one reviewed" in result.stderr

@@ -14,6 +14,10 @@ import pytest
 from engine.state import State, StateError, StateLocked, StateStore
 
 
+def record(fingerprint: str) -> dict:
+    return {"kind": "trace", "fingerprint": fingerprint, "outputs": {}}
+
+
 def test_missing_state_is_empty_with_no_lineage(tmp_path: Path) -> None:
     state = StateStore(tmp_path, "demo", "prod").load()
     assert state.steps == {} and state.serial == 0 and state.lineage == ""
@@ -22,9 +26,9 @@ def test_missing_state_is_empty_with_no_lineage(tmp_path: Path) -> None:
 def test_save_bumps_serial_and_sets_lineage_once(tmp_path: Path) -> None:
     store = StateStore(tmp_path, "demo", "prod")
     state = store.load()
-    store.record(state, "trace/a@cpu", {"fingerprint": "x"})
+    store.record(state, "trace/a@cpu", record("x"))
     lineage = state.lineage
-    store.record(state, "pack/a", {"fingerprint": "y"})
+    store.record(state, "pack/a", record("y"))
     again = store.load()
     assert (again.serial, again.lineage) == (2, lineage)
     assert set(again.steps) == {"trace/a@cpu", "pack/a"}
@@ -103,6 +107,108 @@ def test_lock_is_reentrant_across_sequential_uses(tmp_path: Path) -> None:
         pass
     with store.lock():
         pass
+
+
+BROKEN = {
+    "a list": b"[]",
+    "a string": b'"state"',
+    "random bytes": bytes(range(256)) * 4,
+    "not JSON": b"{not json",
+    "no steps": b'{"format": 1, "spec": "demo", "environment": "prod", "lineage": "", "serial": 1}',
+    "a step that is a list": (
+        b'{"format": 1, "spec": "demo", "environment": "prod", "lineage": "l", "serial": 1, '
+        b'"steps": {"x": []}}'
+    ),
+    "another format": b'{"format": 99}',
+}
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_a_broken_state_file_names_itself_and_the_way_out(tmp_path: Path, name: str) -> None:
+    store = StateStore(tmp_path, "demo", "prod")
+    store.dir.mkdir(parents=True)
+    store.path.write_bytes(BROKEN[name])
+    with pytest.raises(StateError) as caught:
+        store.load()
+    message = str(caught.value)
+    assert message.startswith(f"{store.path}: state file is unreadable (")
+    assert f"(mv {store.path} {store.path}.broken)" in message
+
+
+def test_a_state_file_that_is_a_directory_or_unreadable(tmp_path: Path) -> None:
+    store = StateStore(tmp_path, "demo", "prod")
+    store.path.mkdir(parents=True)
+    with pytest.raises(StateError, match=r"prod\.json: is a directory, not a state file\. "):
+        store.load()
+    store.path.rmdir()
+    store.path.symlink_to(store.path)  # a loop: unreadable whoever reads it, root included
+    with pytest.raises(StateError, match=r"prod\.json: cannot be read \(Too many levels"):
+        store.load()
+
+
+def test_a_record_without_outputs_is_named_with_the_command_that_mends_it(
+    tmp_path: Path,
+) -> None:
+    store = StateStore(tmp_path, "demo", "prod")
+    state = store.load()
+    store.record(state, "trace/a@cpu", record("x"))
+    store.record(state, "deploy/a", {"kind": "deploy", "fingerprint": "y"})
+    store.record(state, "pack/a", {"kind": "pack", "fingerprint": 3, "outputs": {}})
+    with pytest.raises(StateError) as caught:
+        store.load()
+    assert str(caught.value).splitlines()[1:4] == [
+        "  deploy/a: no 'outputs'",
+        "  pack/a: 'fingerprint' is a int",
+        "Remove each with `doinfer state rm SPEC STEP` (the next apply redoes that step, "
+        "reusing what still runs), or restore the file from a backup.",
+    ]
+    assert set(store.load_records().steps) == {"trace/a@cpu", "deploy/a", "pack/a"}
+
+
+def test_the_state_of_another_spec_is_refused(tmp_path: Path) -> None:
+    other = StateStore(tmp_path, "other", "prod")
+    other.record(other.load(), "trace/a@cpu", record("x"))
+    store = StateStore(tmp_path, "demo", "prod")
+    store.dir.mkdir(parents=True)
+    store.path.write_bytes(other.path.read_bytes())
+    with pytest.raises(StateError, match=r"holds the state of other/prod, not of demo/prod"):
+        store.load()
+
+
+def test_a_state_directory_that_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    store = StateStore(tmp_path / "file", "demo", "prod")
+    expected = rf"state directory {tmp_path / 'file'}: {tmp_path / 'file'} is a file"
+    with pytest.raises(StateError, match=expected):
+        store.load()
+    with pytest.raises(StateError, match=expected), store.lock():
+        pass
+    with pytest.raises(StateError, match=expected):
+        store.save(State("demo", "prod"))
+
+
+def test_a_state_directory_that_cannot_be_written(tmp_path: Path) -> None:
+    """sysfs refuses mkdir to root too; a chmod-ed directory does to anyone else."""
+    unwritable = Path("/sys/doinfer-test") if os.geteuid() == 0 else tmp_path / "ro"
+    if os.geteuid() != 0:
+        unwritable.mkdir(mode=0o500)
+    store = StateStore(unwritable, "demo", "prod")
+    assert store.load().steps == {}  # reading (plan, status) needs no write
+    expected = rf"state directory {unwritable}: .* cannot be written"
+    with pytest.raises(StateError, match=expected), store.lock():
+        pass
+
+
+def test_state_and_lock_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        store = StateStore(tmp_path, "demo", "prod")
+        with store.lock():
+            store.record(store.load(), "trace/a@cpu", record("x"))
+    finally:
+        os.umask(old)
+    assert store.path.stat().st_mode & 0o777 == 0o600
+    assert store.lock_path.stat().st_mode & 0o777 == 0o600
 
 
 def _hold_lock(tmp_path: Path, seconds: float) -> subprocess.Popen[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 from engine.errors import StepFailed
 from engine.graph.executor import Event, Executor
 from engine.graph.plan import make_plan
-from engine.graph.step import Observation, Step
+from engine.graph.step import Action, Observation, Step
 from engine.state import StateStore
 from engine.steps.base import ApplyRequest, Context
 
@@ -24,6 +25,7 @@ class FakeKind:
         self.fail: set[str] = set()
         self.barrier: threading.Barrier | None = None
         self.block: threading.Event | None = None
+        self.blocks = "deploy/"  # with `block`: steps whose id starts so wait for a cancel
 
     def observe(self, step: Step, record: dict[str, Any], ctx: Context) -> Observation:
         return Observation()
@@ -33,7 +35,7 @@ class FakeKind:
         log(f"applying {step_id}")
         if self.barrier and step_id.startswith("trace/"):
             self.barrier.wait(timeout=5)  # both traces must be running at once
-        if self.block and step_id.startswith("deploy/"):
+        if self.block and step_id.startswith(self.blocks):
             while not ctx.cancel.is_set():
                 time.sleep(0.01)
             ctx.check_cancelled()
@@ -67,10 +69,16 @@ class Recorder:
         self.events.append(event)
 
 
-def run(tmp_path: Path, kind: FakeKind, steps=STEPS, cancel_after: float | None = None):
+def run(
+    tmp_path: Path,
+    kind: FakeKind,
+    steps=STEPS,
+    cancel_after: float | None = None,
+    observe=None,
+):
     store = StateStore(tmp_path, "demo", "default")
     state = store.load()
-    plan = plan_of(steps, state)
+    plan = plan_of(steps, state, observe)
     ctx = Context(state_dir=tmp_path, runtime=None)  # type: ignore[arg-type]
     if cancel_after is not None:
         threading.Timer(cancel_after, ctx.cancel.set).start()
@@ -198,6 +206,30 @@ def test_a_pool_limits_its_steps_while_others_run(tmp_path: Path) -> None:
     assert all(o.status == "ok" for o in outcomes)
     assert peaks == {"a": 1, "b": 1}
     assert overlapped_b.is_set()  # a full pool does not hold back a step of another pool
+
+
+def test_a_follower_an_interrupt_left_undone_is_planned_again(tmp_path: Path) -> None:
+    """deploy/a drifts: the apply updates it, and is interrupted before its scenario
+    re-runs. The next plan must still re-run the scenario, not say "No changes"."""
+    scenario = dataclasses.replace(step("scenario/s", ("deploy/a",)), follows_upstream=True)
+    steps = [*STEPS, scenario]
+    kind = FakeKind()
+    run(tmp_path, kind, steps)
+
+    def drifted(step: Step, record: dict[str, Any]) -> Observation:
+        return Observation(("replica 0 is dead",) if step.id == "deploy/a" else ())
+
+    kind.block, kind.blocks = threading.Event(), "scenario/"
+    outcomes, store, _ = run(tmp_path, kind, steps, cancel_after=0.3, observe=drifted)
+    assert {o.step_id: o.status for o in outcomes} == {
+        "deploy/a": "ok",
+        "scenario/s": "cancelled",
+    }
+    again = plan_of(steps, store.load(), lambda step, record: Observation())
+    change = next(c for c in again.changes if c.step_id == "scenario/s")
+    assert change.action is Action.REPLACE
+    assert change.reasons == ("deploy/a was applied again since this last ran",)
+    assert {c.step_id for c in again.changes if c.action is not Action.NOOP} == {"scenario/s"}
 
 
 def test_a_requested_replace_destroys_then_applies_that_step_only(tmp_path: Path) -> None:

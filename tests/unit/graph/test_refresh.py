@@ -19,7 +19,12 @@ from .test_plan import applied_state
 def test_refresh_records_what_it_saw_and_nothing_else(make_spec, tmp_path: Path) -> None:
     store = StateStore(tmp_path, "demo", "default")
     state = applied_state(build_steps(make_spec(), tmp_path / "cache"))
-    state.steps["deploy/gone"] = {"kind": "deploy", "fingerprint": "f", "inputs": {"x": 1}}
+    state.steps["deploy/gone"] = {
+        "kind": "deploy",
+        "fingerprint": "f",
+        "inputs": {"x": 1},
+        "outputs": {},
+    }
     state.lineage = ""
     store.save(state)
     seen: list[tuple[str, dict]] = []

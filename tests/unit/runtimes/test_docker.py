@@ -221,3 +221,67 @@ def test_the_specs_server_limits_are_flags_of_the_server_and_part_of_the_key() -
     assert run_options(INPUTS, "img:1", 0, "k" * 16, "net")["stop_timeout"] == 35
     assert "--max-body-bytes" not in run_options(INPUTS, "img:1", 0, "k" * 16, "net")["command"]
     assert replica_key(limited, "sha256:a", 0) != replica_key(INPUTS, "sha256:a", 0)
+
+
+class Recorded:
+    """A stand-in container: what the deploy reads of it."""
+
+    def __init__(self, name: str, key: str) -> None:
+        self.name = name
+        self.config = type("Config", (), {"labels": {docker_runtime.FINGERPRINT: key}})()
+        self.state = type("State", (), {"status": "running"})()
+
+
+class StoppingDocker:
+    """The docker client's container calls, recorded in order."""
+
+    def __init__(self, events: list[str]) -> None:
+        self.container = self
+        self.events = events
+
+    def stop(self, name: str, time: int) -> None:
+        self.events.append(f"stop {name} (SIGTERM, {time} s to drain)")
+
+    def remove(self, name: str, force: bool) -> None:
+        self.events.append(f"remove {name}")
+
+
+def test_changed_replicas_are_replaced_one_at_a_time_each_drained_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The docker engine itself is tests/integration/docker/'s; here, the order: a replica's
+    old container drains (docker stop) before its new one starts on the port, and the new
+    one is ready before the next replica's old one stops."""
+    from engine.runtimes.contracts import DeployInput, PackResult, ReplicaRecord
+
+    events: list[str] = []
+    runtime = docker_runtime.DockerRuntime(tmp_path, StoppingDocker(events))  # type: ignore[arg-type]
+    old = {i: Recorded(f"old-{i}", "stale") for i in range(2)}
+    monkeypatch.setattr(runtime, "_containers", lambda *a: list(old.items()))
+    monkeypatch.setattr(runtime, "_check_ports", lambda *a: None)
+    monkeypatch.setattr(runtime, "_ensure_network", lambda *a: "net")
+    monkeypatch.setattr(docker_images, "prune_server_images", lambda *a: None)
+
+    def start(options: dict[str, Any], log: Any) -> Recorded:
+        events.append(f"start {options['name']}")
+        return Recorded(options["name"], "new")
+
+    def wait_ready(container: Recorded, inputs: dict[str, Any], log: Any, cancelled: Any):
+        events.append(f"ready {container.name}")
+        return ReplicaRecord(0, "http://127.0.0.1:1", "new")
+
+    monkeypatch.setattr(runtime, "_start", start)
+    monkeypatch.setattr(runtime, "_wait_ready", wait_ready)
+    pack = PackResult(image="doinfer/demo:1", image_id="sha256:1")
+    runtime.deploy({**INPUTS, "threads": 2}, DeployInput(pack), lambda _: None, lambda: False)
+    first, second = (docker_runtime.container_name("demo", "prod", "web", i) for i in (0, 1))
+    assert events == [
+        "stop old-0 (SIGTERM, 35 s to drain)",
+        "remove old-0",
+        f"start {first}",
+        f"ready {first}",
+        "stop old-1 (SIGTERM, 35 s to drain)",
+        "remove old-1",
+        f"start {second}",
+        f"ready {second}",
+    ]

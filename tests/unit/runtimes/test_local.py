@@ -197,3 +197,47 @@ def test_a_replica_starts_only_once_the_engine_recorded_it(
     os.close(go_write)  # an engine killed right after spawning: the kernel closes it
     assert proc.wait(timeout=10) == (0 if engine_says_go else 1)
     assert ran.exists() == engine_says_go
+
+
+def test_a_replacement_that_fails_leaves_the_old_replica_serving_and_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new server took the old one's socket, then died before it was ready: the old one
+    was never stopped, and its record is back, so nothing is orphaned and nothing is down."""
+    import socket
+    import threading
+
+    from engine.serving.handover import offer_listener
+
+    runtime = LocalRuntime(tmp_path)
+    bundle = str(tmp_path / "bundle")
+    old_proc = fake_replica(bundle)
+    listener = socket.create_server(("127.0.0.1", 0))
+    stopping = threading.Event()
+    offer_listener(tmp_path / "old.sock", listener, lambda: True, stopping.is_set)
+    write_pidfile(runtime, 0, old_proc.pid, bundle, "old")
+    run_dir = runtime._run_dir("demo", "default", "web")
+    pidfile = run_dir / "replica-0.json"
+    old = {**json.loads(pidfile.read_text()), "handover": str(tmp_path / "old.sock")}
+    pidfile.write_text(json.dumps(old))
+    taken: list[socket.socket | None] = []
+
+    def start_one_that_dies(inputs, bundle, index, key, run_dir, log, port=0, sock=None):
+        taken.append(sock)
+        proc = subprocess.Popen([sys.executable, "-c", "exit(3)"])
+        record = {**old, "pid": proc.pid, "key": key, "handover": str(tmp_path / "new.sock")}
+        pidfile.write_text(json.dumps(record))
+        return record, proc
+
+    monkeypatch.setattr(runtime, "_start", start_one_that_dies)
+    try:
+        with pytest.raises(StepFailed, match="replica 0 exited before it was ready"):
+            runtime._replace(old, INPUTS, bundle, 0, "new", run_dir, print, lambda: False)
+        assert taken[0] is not None  # it did take the old one's socket over
+        assert json.loads(pidfile.read_text()) == old
+        assert old_proc.poll() is None
+    finally:
+        stopping.set()
+        listener.close()
+        old_proc.kill()
+        old_proc.wait()
