@@ -9,6 +9,7 @@ from engine.spec.model import (
     Batching,
     Host,
     Model,
+    Resources,
     Runtime,
     Scenario,
     Server,
@@ -40,6 +41,8 @@ def build_spec(doc: dict[str, Any], path: Path) -> Spec:
                 port=s.get("port"),
                 threads=s.get("threads"),
                 share_weights=s.get("share_weights", True),
+                resources=_resources(s.get("resources", {})),
+                node_selector=s.get("node_selector"),
             )
             for s in doc.get("servers", [])
         ),
@@ -48,6 +51,7 @@ def build_spec(doc: dict[str, Any], path: Path) -> Spec:
                 **runtime,
                 "node_selector": dict(runtime.get("node_selector", {})),
                 "base_images": dict(runtime.get("base_images", {})),
+                "client_node_selector": dict(runtime.get("client_node_selector", {})),
             }
         ),
         scenarios=tuple(_scenario(s) for s in doc.get("scenarios", [])),
@@ -63,3 +67,8 @@ def _scenario(s: dict[str, Any]) -> Scenario:
             (t, None) if isinstance(t, str) else (t["seq_0"], t.get("seq_1")) for t in s["texts"]
         )
     return Scenario(**{**s, "slo": Slo(**s["slo"]) if "slo" in s else None, "texts": texts})
+
+
+def _resources(r: dict[str, Any]) -> Resources:
+    """Quantities as strings (YAML may give `cpu: 2` as a number)."""
+    return Resources(**{**r, **{k: str(r[k]) for k in ("cpu", "memory") if k in r}})

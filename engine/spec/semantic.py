@@ -67,6 +67,7 @@ def semantic_errors(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
                     f"{processor} device here; add a host with processor: {processor}",
                 )
             )
+        errors += _resource_errors(server, marks, i)
     errors += _port_clashes(doc, marks)
     for i, scenario in enumerate(doc.get("scenarios", [])):
         if scenario["kind"] == "benchmark" and ("concurrency" in scenario) == ("rate" in scenario):
@@ -115,6 +116,31 @@ def _weight_errors(doc: dict[str, Any], marks: Marks, i: int) -> list[Diagnostic
     except ValueError as exc:
         return [Diagnostic(where, f"scenarios[{i}].weights: {exc}")]
     return []
+
+
+def _resource_errors(server: dict[str, Any], marks: Marks, i: int) -> list[Diagnostic]:
+    """Accelerators a server asks for must be those of its processor."""
+    resources = server.get("resources", {})
+    processor = server["processor"]
+    wanted = {"gpus": "gpu", "neuron_devices": "inf", "neuron_cores": "inf"}
+    errors = [
+        Diagnostic(
+            mark_of(marks, ("servers", i, "resources", key), key=True),
+            f"servers[{i}].resources.{key}: only {needs} servers use {key}; "
+            f"this server's processor is {processor}",
+        )
+        for key, needs in wanted.items()
+        if key in resources and processor != needs
+    ]
+    if "neuron_devices" in resources and "neuron_cores" in resources:
+        errors.append(
+            Diagnostic(
+                mark_of(marks, ("servers", i, "resources", "neuron_cores"), key=True),
+                f"servers[{i}].resources: give neuron_devices (whole devices) or neuron_cores, "
+                f"not both",
+            )
+        )
+    return errors
 
 
 def _unique_names(doc: dict[str, Any], marks: Marks, section: str) -> list[Diagnostic]:
