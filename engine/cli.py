@@ -87,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 0 when nothing changes, 2 when something does, 1 on error",
     )
     p.add_argument("--all", action="store_true", help="list unchanged steps too")
+    p.add_argument(
+        "--no-refresh",
+        action="store_true",
+        help="plan from the recorded state alone, without asking the runtime what runs "
+        "(no cluster or Docker engine needed; drift is not seen)",
+    )
 
     p = command(
         "apply",
@@ -156,7 +162,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     workspace = Workspace.open(args.spec, _state_dir(args))
-    plan = workspace.plan()
+    plan = workspace.plan(refresh=not args.no_refresh)
     if args.format == "text":
         print(render_text(plan, colour=_colour(args), show_noop=args.all))
     else:

@@ -65,12 +65,14 @@ class Workspace:
     def steps(self) -> list[Step]:
         return build_steps(self.spec, self.ctx.cache_dir)
 
-    def plan(self) -> Plan:
-        """Desired steps against the recorded state and what the runtime shows."""
+    def plan(self, refresh: bool = True) -> Plan:
+        """Desired steps against the recorded state and what the runtime shows; without
+        `refresh`, against the recorded state alone (the runtime is not asked: no
+        cluster, no Docker engine needed, and drift goes unseen)."""
         return make_plan(
             self.steps(),
             self.store.load(),
-            self._observe,
+            self._observe if refresh else None,
             spec=self.spec.name,
             environment=self.spec.environment,
             runtime=self.spec.runtime.kind,
