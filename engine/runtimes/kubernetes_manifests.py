@@ -24,6 +24,8 @@ SPEC_LABEL = "doinfer.dev/spec"
 ENVIRONMENT_LABEL = "doinfer.dev/environment"
 SERVER_LABEL = "doinfer.dev/server"
 FINGERPRINT_ANNOTATION = "doinfer.dev/fingerprint"
+RUN_LABEL = "doinfer.dev/bench-run"  # the pods of one benchmark's load-client Job
+PLANS_ENV = "DOINFER_CLIENT_PLANS"
 CONTAINER = "server"
 PORT_NAME = "http"
 RUN_AS = 10001  # the server image's user (runtime_images/server/Dockerfile)
@@ -233,6 +235,89 @@ class _PlainDumper(yaml.SafeDumper):
 
     def ignore_aliases(self, data: Any) -> bool:
         return True
+
+
+def load_job(
+    name: str,
+    namespace: str,
+    spec: str,
+    environment: str,
+    image: str,
+    plans: str,
+    clients: int,
+    node_selector: Mapping[str, str],
+    deadline_s: float,
+) -> dict[str, Any]:
+    """A benchmark's load clients as an Indexed Job: one pod per client (spread over nodes
+    where it can be), each running `python -m engine.bench.worker` with its plan, item
+    $JOB_COMPLETION_INDEX of the JSON list `plans`, and printing its result as JSON."""
+    pod_labels = {
+        "app.kubernetes.io/name": "doinfer-load-client",
+        "app.kubernetes.io/instance": name,
+        "app.kubernetes.io/component": "load-client",
+        "app.kubernetes.io/part-of": spec,
+        **spec_labels(spec, environment),
+        RUN_LABEL: name,
+    }
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS,
+            "runAsGroup": RUN_AS,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "affinity": {
+            "podAntiAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 100,
+                        "podAffinityTerm": {
+                            "labelSelector": {"matchLabels": {RUN_LABEL: name}},
+                            "topologyKey": "kubernetes.io/hostname",
+                        },
+                    }
+                ]
+            }
+        },
+        "containers": [
+            {
+                "name": "client",
+                "image": image,
+                "command": ["python", "-m", "engine.bench.worker", "--plans-env", PLANS_ENV],
+                "env": [{"name": PLANS_ENV, "value": plans}],
+                # one event loop: a core each, so that clients measure the servers, not
+                # their own contention
+                "resources": {
+                    "requests": {"cpu": "1", "memory": "512Mi"},
+                    "limits": {"memory": "1Gi"},
+                },
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "privileged": False,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+            }
+        ],
+    }
+    if node_selector:
+        pod["nodeSelector"] = dict(node_selector)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": namespace, "labels": pod_labels},
+        "spec": {
+            "completionMode": "Indexed",
+            "completions": clients,
+            "parallelism": clients,
+            "backoffLimit": 0,  # a failed client fails the run: its numbers are incomplete
+            "activeDeadlineSeconds": math.ceil(deadline_s),
+            "ttlSecondsAfterFinished": 3600,  # gone even if doinfer is not there to delete it
+            "template": {"metadata": {"labels": pod_labels}, "spec": pod},
+        },
+    }
 
 
 def to_yaml(objects: list[dict[str, Any]]) -> str:

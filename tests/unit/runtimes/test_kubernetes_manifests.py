@@ -216,3 +216,36 @@ def test_golden_manifests(processor: str) -> None:
         f"regenerate with DOINFER_UPDATE_GOLDEN=1 and review the diff"
     )
     assert list(yaml.safe_load_all(text)) == rendered(processor)
+
+
+def test_the_load_client_job_is_valid_indexed_and_spread() -> None:
+    job = k8s.load_job(
+        "qa-bench-load-1a2b3c",
+        "ml",
+        "qa",
+        "default",
+        "ecr/doinfer-qa-bert@sha256:" + "0" * 64,
+        '[{"client": 0}, {"client": 1}, {"client": 2}]',
+        3,
+        {"node.kubernetes.io/instance-type": "c7i.2xlarge"},
+        130.5,
+    )
+    kubernetes_validate.validate(job, "1.33", strict=True)
+    spec = job["spec"]
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 3, 3)
+    assert spec["backoffLimit"] == 0 and spec["activeDeadlineSeconds"] == 131
+    pod = spec["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["nodeSelector"] == {"node.kubernetes.io/instance-type": "c7i.2xlarge"}
+    (term,) = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"].items() <= (
+        spec["template"]["metadata"]["labels"].items()
+    )
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    (container,) = pod["containers"]
+    assert container["command"][-2:] == ["--plans-env", "DOINFER_CLIENT_PLANS"]
+    assert container["env"] == [
+        {"name": "DOINFER_CLIENT_PLANS", "value": '[{"client": 0}, {"client": 1}, {"client": 2}]'}
+    ]
+    assert job["metadata"]["labels"]["doinfer.dev/spec"] == "qa"
+    assert pod["securityContext"]["runAsNonRoot"] is True
