@@ -66,6 +66,11 @@ class KubeClient:
         self._api: Any = None
 
     @property
+    def api(self) -> Any:
+        """The connected kr8s.asyncio Api (after `connect`), for kr8s's own objects."""
+        return self._api
+
+    @property
     def where(self) -> str:
         server = self._api.auth.server if self._api is not None else "?"
         return f"{server} (context {self.context or 'current'})"

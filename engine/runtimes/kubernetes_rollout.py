@@ -22,6 +22,15 @@ STUCK = (
     "CreateContainerError",
     "RunContainerError",
 )
+# of those, what fails a rollout at once (a missing image or a crashing server does not
+# heal by itself; ErrImagePull may be a registry's hiccup, a Pending pod may wait for a
+# node that Karpenter or the cluster autoscaler is bringing up)
+FAIL_FAST = (
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CrashLoopBackOff",
+    "CreateContainerConfigError",
+)
 LOG_LINES = 20
 
 
@@ -60,12 +69,19 @@ def unavailable(deployment: Mapping[str, Any]) -> str | None:
     return None
 
 
+def waiting_reasons(pod: Mapping[str, Any]) -> list[str]:
+    """Why a pod's containers wait, if they do (ContainerCreating, ImagePullBackOff...)."""
+    reasons = []
+    for container in pod.get("status", {}).get("containerStatuses", []):
+        reason = (container.get("state", {}).get("waiting") or {}).get("reason")
+        if reason:
+            reasons.append(reason)
+    return reasons
+
+
 def crashing(pod: Mapping[str, Any]) -> bool:
     """Whether a pod's container crashes over and over (its log then tells why)."""
-    return any(
-        (c.get("state", {}).get("waiting") or {}).get("reason") == "CrashLoopBackOff"
-        for c in pod.get("status", {}).get("containerStatuses", [])
-    )
+    return "CrashLoopBackOff" in waiting_reasons(pod)
 
 
 def pod_problems(
