@@ -19,6 +19,7 @@ import copy
 import datetime as dt
 import json
 import re
+import secrets
 import threading
 import uuid
 from collections.abc import Callable
@@ -35,6 +36,7 @@ Key = tuple[str, str, str, str]  # group, plural, namespace ("" if cluster-scope
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _WITH_GENERATION = ("deployments", "replicasets", "jobs")
+NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # of generated name suffixes (pods too)
 
 
 def now() -> str:
@@ -261,6 +263,11 @@ class Cluster:
                 " request"
             )
         final = name or body_name
+        if not final and metadata.get("generateName"):
+            final = metadata["generateName"] + "".join(
+                secrets.choice(NAME_ALPHABET) for _ in range(5)
+            )
+            metadata["name"] = final
         if not final:
             raise errors.invalid(
                 resource.kind,
@@ -329,9 +336,9 @@ class Cluster:
             if content_type == "application/json-patch+json":
                 new = _json_patch(current, patch)
             elif content_type == "application/strategic-merge-patch+json":
-                new = _merge_patch(current, _no_identity(patch), resource.kind, keyed=True)
+                new = merge_patch(current, _no_identity(patch), resource.kind, keyed=True)
             else:
-                new = _merge_patch(current, _no_identity(patch), resource.kind, keyed=False)
+                new = merge_patch(current, _no_identity(patch), resource.kind, keyed=False)
             return self._store(resource, namespace, name, old, new, manager)
 
     def apply(
@@ -583,7 +590,7 @@ def _no_identity(patch: Any) -> Any:
     return patch
 
 
-def _merge_patch(
+def merge_patch(
     target: Any, patch: Any, kind: str, keyed: bool, names: tuple[str, ...] = ()
 ) -> Any:
     """RFC 7386 JSON merge patch; `keyed` merges lists by their merge keys as a strategic
@@ -599,7 +606,7 @@ def _merge_patch(
         if value is None:
             out.pop(key, None)
         else:
-            out[key] = _merge_patch(out.get(key), value, kind, keyed, (*names, key))
+            out[key] = merge_patch(out.get(key), value, kind, keyed, (*names, key))
     return out
 
 

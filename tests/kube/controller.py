@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tests.kube.cluster import Cluster, Key, now
+from tests.kube.cluster import NAME_ALPHABET, Cluster, Key, now
 from tests.kube.resources import find
 
 DEPLOYMENTS = find("apps", "v1", "deployments")
@@ -45,12 +45,12 @@ REPLICASETS = find("apps", "v1", "replicasets")
 PODS = find("", "v1", "pods")
 JOBS = find("batch", "v1", "jobs")
 EVENTS = find("", "v1", "events")
-_SAFE = "bcdfghjklmnpqrstvwxz2456789"  # the alphabet Kubernetes names pods with
 _EXTENDED = ("aws.amazon.com/neuron", "aws.amazon.com/neuroncore", "nvidia.com/gpu")
 NODE = "ip-10-0-1-17.ec2.internal"
 _INDEX_FIELD = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
 
 JobRunner = Callable[[dict[str, Any], int, dict[str, str]], tuple[int, str]]
+ExecRunner = Callable[[dict[str, Any], str, list[str]], tuple[int, str, str]]
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class Failure:
 
 def _safe(text: str, length: int) -> str:
     digest = hashlib.sha256(text.encode()).digest()
-    return "".join(_SAFE[b % len(_SAFE)] for b in digest[:length])
+    return "".join(NAME_ALPHABET[b % len(NAME_ALPHABET)] for b in digest[:length])
 
 
 def template_hash(template: dict[str, Any]) -> str:
@@ -106,6 +106,8 @@ class Controller:
         self.cluster = cluster
         self.failures: dict[str, Failure] = {}
         self.job_runner: JobRunner | None = None
+        # pods/exec: (pod, container, command) -> (exit_code, stdout, stderr)
+        self.exec_runner: ExecRunner | None = None
         self.pod_log: Callable[[dict[str, Any]], str] = lambda pod: (
             f"pod {pod['metadata']['name']} started\n"
         )
@@ -510,9 +512,11 @@ class Controller:
                 "NewReplicaSetAvailable",
                 f'ReplicaSet "{rs_name}" has successfully progressed.',
             )
-        elif (old_progressing and old_progressing["reason"] == "ProgressDeadlineExceeded") or (
-            time.monotonic() - started > deadline
-        ):
+        elif (
+            old_progressing is not None
+            and old_progressing["reason"] == "ProgressDeadlineExceeded"
+            and f'"{rs_name}"' in old_progressing["message"]  # this rollout's, not an older one
+        ) or time.monotonic() - started > deadline:
             progressing = (
                 "False",
                 "ProgressDeadlineExceeded",

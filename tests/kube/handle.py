@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.kube.controller import Controller, Failure, JobRunner
+from tests.kube.controller import Controller, ExecRunner, Failure, JobRunner
 from tests.kube.server import KubeApiServer
 
 CONTEXT = "doinfer-test"
@@ -150,6 +150,10 @@ class KubeApi:
     def set_job_runner(self, runner: JobRunner | None) -> None:
         """`runner(job, index, env) -> (exit_code, log)` is what each Job pod "runs"."""
         self.controller.job_runner = runner
+
+    def set_exec_runner(self, runner: ExecRunner | None) -> None:
+        """`runner(pod, container, command) -> (exit_code, stdout, stderr)` answers pods/exec."""
+        self.controller.exec_runner = runner
 
     def set_pod_log(self, log: Callable[[dict[str, Any]], str]) -> None:
         """What a healthy Deployment pod's container prints (from the pod object)."""

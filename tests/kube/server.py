@@ -1,4 +1,37 @@
-"""The HTTP face of the test API server: Kubernetes REST paths onto Cluster and Controller.
+"""A small Kubernetes API server for the kubernetes runtime's tests: the HTTP face.
+
+No cluster can run on the development machines (no kind, k3s or kube-apiserver), so the
+runtime's kr8s code path runs against this stand-in. It implements the REST semantics doinfer
+uses, written from the Kubernetes API documentation, and no more; the contract tests in
+tests/integration/kubernetes/test_kubernetes_api_contract.py pin them and run unchanged against
+a real cluster (DOINFER_TEST_KUBECONFIG). Modules: resources.py (kinds, discovery), selectors.py,
+ssa.py (server-side apply, managedFields), cluster.py (storage and write semantics),
+controller.py (simulated controllers, kubelet and scheduler), handle.py (what a test holds).
+
+Using it (stable interface):
+
+    def test_x(kube_api):               # fixture in tests/integration/kubernetes/conftest.py
+        kube_api.url                    # http://127.0.0.1:PORT (plain http, bearer token)
+        kube_api.kubeconfig             # Path of a kubeconfig; current-context is ours
+        kube_api.context                # "doinfer-test"
+        kube_api.unreachable_context    # a context whose server refuses connections
+        kube_api.namespace("demo")      # "doinfer-test-demo": prefix your namespaces
+        kube_api.simulated_cluster      # False against a real cluster
+        # knobs; each skips the test against a real cluster:
+        kube_api.forbid("patch", "deployments", ns)   # 403 with the RBAC text; ("create",
+                                                      # "namespaces") refuses namespace creation
+        kube_api.set_unauthorized()                   # 401 on every authenticated request
+        kube_api.exceed_quota("deployments", ns)      # 403 "exceeded quota" on create
+        kube_api.fail_rollout("web", "ImagePullBackOff" | "Unschedulable" | "CrashLoopBackOff",
+                              log="last lines\n")     # by Deployment or Job name
+        kube_api.controller.progress_deadline = 0.5   # real seconds for progressDeadlineSeconds
+        kube_api.set_job_runner(fn)   # fn(job, index, env) -> (exit_code, log) per Job pod,
+                                      # run in a thread per pod, concurrently
+        kube_api.set_pod_log(fn)      # fn(pod) -> log text of a healthy Deployment pod
+        kube_api.requests             # [(method, path?query)] answered so far
+        kube_api.server.cluster       # the stored objects (`objects`, `logs`), under `lock`
+
+Standalone: `python -m tests.kube --port 0 --kubeconfig /tmp/kubeconfig` prints the URL.
 
 Paths: `/version`; discovery `/api`, `/api/v1`, `/apis`, `/apis/GROUP[/VERSION]`; resources
 `/api/v1/[namespaces/NS/]PLURAL[/NAME[/SUB]]` and `/apis/GROUP/VERSION/...` with GET (get, list
@@ -6,7 +39,8 @@ with labelSelector, fieldSelector, limit, continue; watch=true streams events), 
 PUT (replace), PATCH (apply-patch+yaml, merge-patch+json, strategic-merge-patch+json,
 json-patch+json; `fieldManager`, `force`, `dryRun=All`), DELETE (propagationPolicy, or a
 collection with selectors); `pods/NAME/log` (container, tailLines, previous);
-`deployments/NAME/scale`. Every request but /version needs `Authorization: Bearer TOKEN`.
+`deployments/NAME/scale`; `.../status`. Every request but /version needs `Authorization:
+Bearer TOKEN`.
 """
 
 from __future__ import annotations
@@ -24,7 +58,7 @@ import yaml
 from aiohttp import web
 
 from tests.kube import errors, resources
-from tests.kube.cluster import Cluster
+from tests.kube.cluster import Cluster, merge_patch
 from tests.kube.controller import Controller
 from tests.kube.errors import ApiError
 from tests.kube.resources import Resource
@@ -120,6 +154,8 @@ class Handlers:
                 )
             if route.sub == "log" and route.resource.plural == "pods":
                 return await self._log(request, route)
+            if route.sub == "exec" and route.resource.plural == "pods":
+                return await self._exec(request, route)
             if (
                 request.method == "GET"
                 and route.name is None
@@ -170,7 +206,9 @@ class Handlers:
         dry = request.query.get("dryRun") == "All"
         if sub == "scale" and r.plural == "deployments":
             return await self._scale(request, route)
-        if sub not in ("", "status"):
+        if sub == "status":
+            return await self._status(request, route)
+        if sub:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         if method == "GET" and name:
             return self.cluster.get(r, ns or "", name)
@@ -281,6 +319,30 @@ class Handlers:
                 return {**obj, "__created__": True} if not existed else obj
             return self.cluster.patch(r, ns, name, content_type, patch, _manager(request))
 
+    async def _status(self, request: web.Request, route: Route) -> dict[str, Any]:
+        """The status subresource: only `status` changes (a controller's write)."""
+        r, ns, name = route.resource, route.namespace or "", route.name or ""
+        current = self.cluster.get(r, ns, name)
+        if request.method == "GET":
+            return current
+        body = await _json_body(request)
+        if request.method == "PUT":
+            status = body.get("status", {})
+        elif request.method == "PATCH" and request.headers.get("Content-Type", "").startswith(
+            "application/merge-patch+json"
+        ):
+            status = merge_patch({"status": current.get("status", {})}, body, r.kind, False)[
+                "status"
+            ]
+        else:
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                "the status subresource of the test API server takes PUT and merge-patch+json",
+            )
+        self.cluster.write_status(r, ns, name, status or {}, _manager(request))
+        return self.cluster.get(r, ns, name)
+
     async def _scale(self, request: web.Request, route: Route) -> dict[str, Any]:
         """autoscaling/v1 Scale of a Deployment; writes record a `scale` subresource entry."""
         r, ns, name = route.resource, route.namespace or "", route.name or ""
@@ -355,6 +417,47 @@ class Handlers:
             lines = text.splitlines(keepends=True)
             text = "".join(lines[-int(tail) :]) if int(tail) > 0 else ""
         return web.Response(text=text, content_type="text/plain")
+
+    async def _exec(self, request: web.Request, route: Route) -> web.StreamResponse:
+        """pods/NAME/exec over a websocket, channel protocol v4/v5: stdout on 1, stderr on 2,
+        the Status on 3 (exit code in details.causes[ExitCode]). The command "runs" in
+        `controller.exec_runner(pod, container, command) -> (exit_code, stdout, stderr)`."""
+        self.cluster.authorize("create", route.resource, route.namespace, route.name, "exec")
+        pod = self.cluster.get(route.resource, route.namespace or "", route.name or "")
+        containers = [c["name"] for c in pod["spec"].get("containers", [])]
+        container = request.query.get("container") or (containers[0] if containers else "")
+        if container not in containers:
+            raise errors.bad_request(f"container {container} is not valid for pod {route.name}")
+        if pod.get("status", {}).get("phase") != "Running":
+            raise errors.bad_request(
+                f'unable to upgrade connection: container not found ("{container}")'
+            )
+        command = request.query.getall("command", [])
+        socket = web.WebSocketResponse(protocols=("v5.channel.k8s.io", "v4.channel.k8s.io"))
+        await socket.prepare(request)
+        runner = self.controller.exec_runner
+        if runner is None:
+            code, out, err = 126, "", "exec is not simulated: the test sets an exec_runner\n"
+        else:
+            code, out, err = await asyncio.to_thread(runner, pod, container, command)
+        if out:
+            await socket.send_bytes(b"\x01" + out.encode())
+        if err:
+            await socket.send_bytes(b"\x02" + err.encode())
+        if code == 0:
+            status: dict[str, Any] = {"metadata": {}, "status": "Success"}
+        else:
+            status = {
+                "metadata": {},
+                "status": "Failure",
+                "message": f"command terminated with non-zero exit code: error executing"
+                f" command {command}, exit code {code}",
+                "reason": "NonZeroExitCode",
+                "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
+            }
+        await socket.send_bytes(b"\x03" + json.dumps(status).encode())
+        await socket.close()
+        return socket
 
     async def _watch(self, request: web.Request, route: Route) -> web.StreamResponse:
         """Newline-delimited watch events after `resourceVersion` (or ADDED for what exists)."""

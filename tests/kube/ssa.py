@@ -176,12 +176,32 @@ def value_at(obj: Any, path: Path, kind: str) -> Any:
     return node
 
 
+def _differs(new: Any, old: Any, path: Path, kind: str) -> bool:
+    """A leaf differs by value; a list item only by being there or not (its fields are
+    paths of their own)."""
+    if path[-1].startswith("k:"):
+        return (value_at(new, path, kind) is _MISSING) != (value_at(old, path, kind) is _MISSING)
+    return value_at(new, path, kind) != value_at(old, path, kind)
+
+
 def _is_key_field(path: Path) -> bool:
     """A merge key of a list item (`name` in `k:{"name":"x"}`): it goes only with the item."""
     return len(path) > 1 and path[-2].startswith("k:") and path[-1][2:] in json.loads(path[-2][2:])
 
 
 def remove_path(obj: dict[str, Any], path: Path, kind: str) -> None:
+    """Remove the value at `path`, and the maps and lists it leaves empty (the API types omit
+    empty ones)."""
+    _remove_one(obj, path, kind)
+    for depth in range(len(path) - 1, 0, -1):
+        parent = value_at(obj, path[:depth], kind)
+        if parent in ({}, []) and path[depth - 1].startswith("f:"):
+            _remove_one(obj, path[:depth], kind)
+        else:
+            break
+
+
+def _remove_one(obj: dict[str, Any], path: Path, kind: str) -> None:
     parent = value_at(obj, path[:-1], kind) if len(path) > 1 else obj
     last = path[-1]
     if last.startswith("f:") and isinstance(parent, dict):
@@ -379,7 +399,7 @@ def apply(
     others = [e for e in entries if not (e.manager == manager and e.operation == "Apply")]
     mine = next((e for e in entries if e.manager == manager and e.operation == "Apply"), None)
 
-    changed = {p for p in new_set if value_at(merged, p, kind) != value_at(live, p, kind)}
+    changed = {p for p in new_set if _differs(merged, live, p, kind)}
     conflicts = [
         Conflict(e, p) for e in others if e.manager != manager for p in sorted(changed & e.fields)
     ]
@@ -423,7 +443,7 @@ def update(
     leave every entry."""
     old_set = field_set(before or {}, kind)
     new_set = field_set(after, kind)
-    changed = {p for p in new_set if value_at(after, p, kind) != value_at(before or {}, p, kind)}
+    changed = {p for p in new_set if _differs(after, before or {}, p, kind)}
     removed = old_set - new_set
     result: list[Entry] = []
     mine: Entry | None = None
