@@ -22,6 +22,7 @@ from engine.graph.plan import Plan, destroy_plan, make_plan
 from engine.graph.step import Observation, Step
 from engine.runtimes import get_runtime
 from engine.runtimes.base import ReplicaStatus
+from engine.runtimes.contracts import DeployResult
 from engine.spec import load_spec
 from engine.spec.model import Spec
 from engine.state import StateStore
@@ -76,13 +77,13 @@ class Workspace:
             spec=self.spec.name,
             environment=self.spec.environment,
             runtime=self.spec.runtime.kind,
-            spec_path=str(self.spec.path),
+            spec_path=self.spec.path.name,
             document=self.spec.document,
         )
 
     def destroy_plan(self) -> Plan:
         return destroy_plan(
-            self.store.load(), runtime=self.spec.runtime.kind, spec_path=str(self.spec.path)
+            self.store.load(), runtime=self.spec.runtime.kind, spec_path=self.spec.path.name
         )
 
     def apply(self, plan: Plan, on_event: OnEvent, max_parallel: int = 4) -> ApplyResult:
@@ -112,17 +113,17 @@ class Workspace:
                 )
             }
             record = state.steps.get(f"deploy/{server.name}")
-            recorded = record["outputs"]["replicas"] if record else []
+            recorded = DeployResult.from_json(record["outputs"]).replicas if record else ()
             for replica in recorded:
-                status = found.pop(replica["index"], None)
+                status = found.pop(replica.index, None)
                 statuses.append(
                     status
                     or ReplicaStatus(
                         server.name,
-                        replica["index"],
+                        replica.index,
                         "missing",
-                        replica["url"],
-                        replica.get("container") or f"pid {replica.get('pid')}",
+                        replica.url,
+                        replica.extra.get("container") or f"pid {replica.extra.get('pid')}",
                     )
                 )
             statuses += found.values()  # running without a record: an interrupted apply

@@ -77,7 +77,7 @@ class Plan:
     spec: str
     environment: str
     runtime: str
-    spec_path: str
+    spec_path: str  # the spec file's name: a plan does not say where it was made
     lineage: str  # of the state the plan was made against
     serial: int
     steps: list[Step]  # desired, in topological order
