@@ -24,6 +24,7 @@ from engine.operations import (
     load_saved_plan,
     saved_plan_target,
 )
+from engine.runtimes.base import RuntimeOptions
 from engine.spec import SpecError, load_spec
 from engine.state import StateError, StateStore, default_state_dir
 
@@ -63,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="where state, caches and logs live (default: $DOINFER_STATE_DIR or ./.doinfer)",
     )
     common.add_argument("--no-color", action="store_true", help="never colour the output")
+    reach = argparse.ArgumentParser(add_help=False)  # commands that may reach the runtime
+    reach.add_argument(
+        "--context",
+        help="kubeconfig context to use (kubernetes; overrides runtime.context)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(
@@ -70,13 +76,30 @@ def build_parser() -> argparse.ArgumentParser:
         handler: Callable[[argparse.Namespace], int],
         help_text: str,
         spec_help: str = "the spec file (YAML)",
+        reaches: bool = True,
     ) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        parents = [common, reach] if reaches else [common]
+        p = sub.add_parser(name, parents=parents, help=help_text, description=help_text)
         p.add_argument("spec", type=Path, help=spec_help)
         p.set_defaults(handler=handler)
         return p
 
-    command("validate", cmd_validate, "check a spec: schema and semantics, errors as FILE:LINE:COL")
+    command(
+        "validate",
+        cmd_validate,
+        "check a spec: schema and semantics, errors as FILE:LINE:COL",
+        reaches=False,
+    )
+
+    p = command(
+        "render",
+        cmd_render,
+        "write the Kubernetes objects of a spec as YAML (for GitOps), without a cluster",
+        reaches=False,
+    )
+    p.add_argument(
+        "--out", type=Path, help="write one file per object into this directory (default: stdout)"
+    )
 
     p = command("plan", cmd_plan, "show what apply would change, and why")
     p.add_argument("--format", choices=sorted(RENDERERS), default="text")
@@ -103,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     p.add_argument("--parallel", type=int, default=4, help="steps applied at once (default 4)")
     p.add_argument("--verbose", "-v", action="store_true", help="show every step's log lines")
+    p.add_argument(
+        "--force-conflicts",
+        action="store_true",
+        help="take over fields another field manager set (kubernetes server-side apply)",
+    )
 
     p = command("destroy", cmd_destroy, "remove everything the spec created")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
@@ -125,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     help_text = "run the spec's scenarios against what is deployed; gate on their SLOs"
     p = sub.add_parser(
         "bench",
-        parents=[common],
+        parents=[common, reach],
         help=help_text,
         description=f"{help_text}. Exit status: 0 every objective met, {EXIT_SLO} an SLO "
         f"missed (or errors where none are accepted), {EXIT_ERROR} could not run.",
@@ -161,7 +189,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    workspace = Workspace.open(args.spec, _state_dir(args))
+    workspace = _workspace(args)
     plan = workspace.plan(refresh=not args.no_refresh)
     if args.format == "text":
         print(render_text(plan, colour=_colour(args), show_noop=args.all))
@@ -178,11 +206,25 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_render(args: argparse.Namespace) -> int:
+    from engine.yaml_out import file_name, to_yaml
+
+    objects = _workspace(args).render()
+    if args.out is None:
+        print(to_yaml(objects), end="")
+        return EXIT_OK
+    args.out.mkdir(parents=True, exist_ok=True)
+    for obj in objects:
+        (args.out / file_name(obj)).write_text(to_yaml([obj]))
+    print(f"wrote {len(objects)} objects to {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_apply(args: argparse.Namespace) -> int:
     state_dir = _state_dir(args)
     if is_saved_plan(args.spec):
         plan = load_saved_plan(args.spec)
-        store, ctx = saved_plan_target(plan, state_dir)
+        store, ctx = saved_plan_target(plan, state_dir, _runtime_options(args))
         with store.lock():
             print(render_text(plan, colour=_colour(args)))
             if not plan.has_changes:
@@ -193,7 +235,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 args,
                 state_dir,
             )
-    workspace = Workspace.open(args.spec, state_dir)
+    workspace = _workspace(args)
     with workspace.locked():
         plan = workspace.plan()
         print(render_text(plan, colour=_colour(args)))
@@ -207,7 +249,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_destroy(args: argparse.Namespace) -> int:
-    workspace = Workspace.open(args.spec, _state_dir(args))
+    workspace = _workspace(args)
     with workspace.locked():
         plan = workspace.destroy_plan()
         if not plan.changes:
@@ -226,7 +268,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    workspace = Workspace.open(args.spec, _state_dir(args))
+    workspace = _workspace(args)
     replicas = workspace.replicas()
     if args.format == "json":
         print(
@@ -251,7 +293,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    workspace = Workspace.open(args.spec, _state_dir(args))
+    workspace = _workspace(args)
     text = workspace.logs(args.server, args.replica, args.tail)
     if not text:
         print(f"no log for replica {args.replica} of {args.server}", file=sys.stderr)
@@ -261,7 +303,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
-    workspace = Workspace.open(args.spec, _state_dir(args))
+    workspace = _workspace(args)
     command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     tty = sys.stdin.isatty() and sys.stdout.isatty()
     return workspace.exec(args.server, args.replica, command or ["sh"], tty)
@@ -282,7 +324,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.spec is None:
         raise DoinferError("bench needs a spec (or --compare A.json B.json)")
-    workspace = Workspace.open(args.spec, _state_dir(args))
+    workspace = _workspace(args)
     with LoadProgress() as progress:
         run = workspace.bench(args.scenarios, progress)
     default_json, default_report = workspace.bench_files(run.started_at)
@@ -365,6 +407,18 @@ def _confirm(args: argparse.Namespace, question: str) -> bool:
         print("Cancelled; nothing was changed.")
         return False
     return True
+
+
+def _workspace(args: argparse.Namespace) -> Workspace:
+    return Workspace.open(args.spec, _state_dir(args), _runtime_options(args))
+
+
+def _runtime_options(args: argparse.Namespace) -> RuntimeOptions:
+    """The command line's say in how the runtime is reached (flags some commands lack)."""
+    return RuntimeOptions(
+        context=getattr(args, "context", None),
+        force_conflicts=getattr(args, "force_conflicts", False),
+    )
 
 
 def _state_dir(args: argparse.Namespace) -> Path:

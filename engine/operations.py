@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -21,9 +22,10 @@ from engine.graph.executor import Executor, OnEvent, Outcome
 from engine.graph.plan import Plan, destroy_plan, make_plan
 from engine.graph.step import Observation, Step
 from engine.runtimes import get_runtime
-from engine.runtimes.base import ReplicaStatus
+from engine.runtimes.base import ReplicaStatus, RuntimeOptions
 from engine.runtimes.contracts import DeployResult
 from engine.spec import load_spec
+from engine.spec.build import build_runtime
 from engine.spec.model import Spec
 from engine.state import StateStore
 from engine.steps.base import Context
@@ -48,15 +50,19 @@ class ApplyResult:
 
 
 class Workspace:
-    def __init__(self, spec: Spec, state_dir: Path) -> None:
+    def __init__(self, spec: Spec, state_dir: Path, options: RuntimeOptions | None = None) -> None:
         self.spec = spec
         self.state_dir = state_dir
         self.store = StateStore(state_dir, spec.name, spec.environment)
-        self.ctx = Context(state_dir=state_dir, runtime=get_runtime(spec.runtime.kind, state_dir))
+        options = dataclasses.replace(options or RuntimeOptions(), settings=spec.runtime)
+        runtime = get_runtime(spec.runtime.kind, state_dir, options)
+        self.ctx = Context(state_dir=state_dir, runtime=runtime)
 
     @classmethod
-    def open(cls, spec_path: str | Path, state_dir: Path) -> Workspace:
-        return cls(load_spec(spec_path), state_dir)
+    def open(
+        cls, spec_path: str | Path, state_dir: Path, options: RuntimeOptions | None = None
+    ) -> Workspace:
+        return cls(load_spec(spec_path), state_dir, options)
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -80,6 +86,11 @@ class Workspace:
             spec_path=self.spec.path.name,
             document=self.spec.document,
         )
+
+    def render(self) -> list[dict[str, Any]]:
+        """The objects the runtime would create, as data: from the spec and the recorded
+        state alone (pushed images by digest), without reaching the runtime."""
+        return type(self.ctx.runtime).render(self.steps(), self.store.load().steps)
 
     def destroy_plan(self) -> Plan:
         return destroy_plan(
@@ -174,7 +185,11 @@ class Workspace:
         results = [
             asyncio.run(
                 run_scenario(
-                    scenarios[n], targets, on_tick, clients=self.ctx.runtime.run_load_clients
+                    scenarios[n],
+                    targets,
+                    on_tick,
+                    clients=self.ctx.runtime.run_load_clients,
+                    probes_here=self.ctx.runtime.probes_here,
                 )
             )
             for n in names or scenarios
@@ -208,10 +223,17 @@ def execute(
     return ApplyResult(executor.run(plan))
 
 
-def saved_plan_target(plan: Plan, state_dir: Path) -> tuple[StateStore, Context]:
-    """Where a saved plan applies: its spec's environment, on its runtime; no spec needed."""
+def saved_plan_target(
+    plan: Plan, state_dir: Path, options: RuntimeOptions | None = None
+) -> tuple[StateStore, Context]:
+    """Where a saved plan applies: its spec's environment, on its runtime, with the
+    runtime section of the spec it was made from; no spec file needed."""
     store = StateStore(state_dir, plan.spec, plan.environment)
-    return store, Context(state_dir=state_dir, runtime=get_runtime(plan.runtime, state_dir))
+    settings = build_runtime(plan.document.get("runtime", {}))
+    options = dataclasses.replace(options or RuntimeOptions(), settings=settings)
+    return store, Context(
+        state_dir=state_dir, runtime=get_runtime(plan.runtime, state_dir, options)
+    )
 
 
 def load_saved_plan(path: Path) -> Plan:

@@ -169,9 +169,9 @@ def build_steps(spec: Spec, cache_dir: Path) -> list[Step]:
             "threads": server.threads or AUTO,
             "models": pack.inputs["models"],
         }
-        if server.threads is None:
+        deploy_inputs |= runtime.deploy_inputs(spec, server)  # it may decide threads itself
+        if deploy_inputs["threads"] == AUTO:
             deploy_inputs["cores_shared_by"] = total_replicas  # every replica of the spec
-        deploy_inputs |= runtime.deploy_inputs(spec, server)
         deploy = add(
             f"deploy/{server.name}",
             "deploy",
@@ -179,7 +179,7 @@ def build_steps(spec: Spec, cache_dir: Path) -> list[Step]:
             deploy_needs,
             f"deploy {server.name}: {server.replicas} replica(s) on {spec.runtime.kind}",
             updatable=frozenset({"replicas"}),
-            after_apply=("threads",) if server.threads is None else (),
+            after_apply=("threads",) if deploy_inputs["threads"] == AUTO else (),
         )
         deploy_ids.append(deploy.id)
 

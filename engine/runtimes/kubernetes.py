@@ -23,7 +23,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
@@ -31,9 +30,15 @@ from urllib.parse import urlsplit
 from engine.errors import Cancelled, DoinferError, StepFailed
 from engine.runtimes import kubernetes_manifests as k8s
 from engine.runtimes.base import ImageRuntime, Log, ReplicaStatus, RuntimeOptions
-from engine.runtimes.contracts import DeployInput, DeployResult, ReplicaRecord, served_models
+from engine.runtimes.contracts import (
+    DeployInput,
+    DeployResult,
+    PushResult,
+    ReplicaRecord,
+    served_models,
+)
 from engine.runtimes.docker_builds import DockerBuilds
-from engine.runtimes.kubernetes_api import KubeClient, KubeError
+from engine.runtimes.image_names import registry_reference, server_tag
 from engine.runtimes.kubernetes_rollout import (
     FAIL_FAST,
     crashing,
@@ -44,21 +49,17 @@ from engine.runtimes.kubernetes_rollout import (
     waiting_reasons,
 )
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # kr8s and the Docker client load when first used, not to plan
+    from python_on_whales import DockerClient
+
     from engine.bench.plan import ClientPlan, ClientResult
+    from engine.graph.step import Step
+    from engine.runtimes.kubernetes_api import KubeClient
     from engine.spec.model import Server, Spec
 
 T = TypeVar("T")
 POLL_S = 1.0
 CLIENT_START_S = 300.0  # a load-client pod's scheduling and image pull, on top of its plan
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where a spec's objects live on the cluster, from its runtime section."""
-
-    namespace: str = "default"
-    client_node_selector: tuple[tuple[str, str], ...] = ()
 
 
 class KubernetesRuntime(DockerBuilds, ImageRuntime):
@@ -71,10 +72,29 @@ class KubernetesRuntime(DockerBuilds, ImageRuntime):
         settings = self.options.settings
         self.namespace = (settings.namespace if settings else None) or "default"
         self.client_node_selector = dict(settings.client_node_selector) if settings else {}
-        context = self.options.context or (settings.context if settings else None)
-        self.client = KubeClient(context)
+        self.context = self.options.context or (settings.context if settings else None)
+        self._client: KubeClient | None = None
+        self._docker: DockerClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
+
+    @property
+    def client(self) -> KubeClient:
+        """The cluster's API (kubeconfig context from --context or runtime.context)."""
+        if self._client is None:
+            from engine.runtimes.kubernetes_api import KubeClient
+
+            self._client = KubeClient(self.context)
+        return self._client
+
+    @property
+    def docker(self) -> DockerClient:
+        """The local Docker engine, which builds and pushes the images (docker_builds)."""
+        if self._docker is None:
+            from engine.runtimes.docker_engine import client
+
+            self._docker = client()
+        return self._docker
 
     @classmethod
     def deploy_inputs(cls, spec: Spec, server: Server) -> dict[str, Any]:
@@ -85,10 +105,38 @@ class KubernetesRuntime(DockerBuilds, ImageRuntime):
         }
 
     @classmethod
-    def spec_problems(cls, spec: str, environment: str, servers: list[str]) -> dict[int, str]:
-        """Server names Kubernetes cannot take, by index in the spec's servers."""
-        problems = {i: k8s.name_error(spec, environment, name) for i, name in enumerate(servers)}
-        return {i: p for i, p in problems.items() if p}
+    def spec_errors(cls, doc: dict[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+        """Server names that make object names Kubernetes cannot take."""
+        errors: list[tuple[tuple[str | int, ...], str]] = []
+        for i, server in enumerate(doc.get("servers", [])):
+            problem = k8s.name_error(doc["name"], doc.get("environment", "default"), server["name"])
+            if problem:
+                errors.append((("servers", i, "name"), problem))
+        return errors
+
+    @classmethod
+    def render(cls, steps: list[Step], records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+        """The objects apply would send: images already pushed (recorded with the pushed
+        step's fingerprint) by digest, the others by the content tag they will have."""
+        by_id = {s.id: s for s in steps}
+        workloads = []
+        for step in steps:
+            if step.kind != "deploy":
+                continue
+            inputs = step.inputs
+            push = by_id[f"push/{inputs['server']}"]
+            pack = by_id[f"pack/{inputs['server']}"]
+            tag = server_tag(
+                inputs["spec"], inputs["environment"], inputs["server"], pack.fingerprint
+            )
+            image = registry_reference(push.inputs["registry"], tag)
+            record = records.get(push.id)
+            if record is not None and record.get("fingerprint") == push.fingerprint:
+                image = PushResult.from_json(record["outputs"]).digest
+            workloads.append(
+                k8s.workload(inputs, image, tag.rsplit(":", 1)[1], deploy_key(inputs, image))
+            )
+        return k8s.manifests(workloads)
 
     def check(self) -> None:
         self._run(self.client.connect())
@@ -132,6 +180,8 @@ class KubernetesRuntime(DockerBuilds, ImageRuntime):
 
     async def _ensure_namespace(self, w: k8s.Workload, log: Log) -> None:
         """Create the namespace when missing; an existing one is left as it is."""
+        from engine.runtimes.kubernetes_api import KubeError
+
         if await self.client.get("Namespace", w.namespace) is not None:
             return
         try:
@@ -186,6 +236,8 @@ class KubernetesRuntime(DockerBuilds, ImageRuntime):
             await asyncio.sleep(POLL_S)
 
     async def _problems(self, namespace: str, pods: list[dict[str, Any]]) -> list[str]:
+        from engine.runtimes.kubernetes_api import KubeError
+
         names = [p["metadata"]["name"] for p in pods]
         events = {n: await self.client.events(namespace, n) for n in names}
         logs = {}

@@ -15,8 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 from engine.spec.model import Server, Spec
 
 MANAGER = "doinfer"  # app.kubernetes.io/managed-by and the server-side apply field manager
@@ -92,7 +90,10 @@ def deploy_settings(spec: Spec, server: Server) -> dict[str, Any]:
 
 def workload(settings: Mapping[str, Any], image: str, version: str, fingerprint: str) -> Workload:
     """A server's Workload from its deploy settings and the image it runs."""
-    fields = {k: settings[k] for k in Workload.__dataclass_fields__ if k in settings}
+    given = ("image", "version", "fingerprint", "port")  # port: the container's, not the host's
+    fields = {
+        k: settings[k] for k in Workload.__dataclass_fields__ if k in settings and k not in given
+    }
     return Workload(
         **fields,
         port=settings["container_port"],
@@ -230,13 +231,6 @@ def manifests(workloads: list[Workload]) -> list[dict[str, Any]]:
     return objects
 
 
-class _PlainDumper(yaml.SafeDumper):
-    """Writes repeated values (the labels) out in full: no YAML anchors in manifests."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
-
-
 def load_job(
     name: str,
     namespace: str,
@@ -318,18 +312,6 @@ def load_job(
             "template": {"metadata": {"labels": pod_labels}, "spec": pod},
         },
     }
-
-
-def to_yaml(objects: list[dict[str, Any]]) -> str:
-    """One YAML stream, as kubectl and GitOps tools read it."""
-    return yaml.dump_all(objects, Dumper=_PlainDumper, sort_keys=False, explicit_start=True)
-
-
-def file_name(obj: dict[str, Any]) -> str:
-    """One object's file under `render --out DIR`: KIND-NAME.yaml, namespaces first."""
-    kind = obj["kind"].lower()
-    prefix = "00-" if kind == "namespace" else ""
-    return f"{prefix}{kind}-{obj['metadata']['name']}.yaml"
 
 
 def _pod_spec(w: Workload) -> dict[str, Any]:

@@ -21,7 +21,6 @@ from engine.spec.model import (
 
 
 def build_spec(doc: dict[str, Any], path: Path) -> Spec:
-    runtime = doc.get("runtime", {})
     return Spec(
         api_version=doc["apiVersion"],
         name=doc["name"],
@@ -46,17 +45,22 @@ def build_spec(doc: dict[str, Any], path: Path) -> Spec:
             )
             for s in doc.get("servers", [])
         ),
-        runtime=Runtime(
-            **{
-                **runtime,
-                "node_selector": dict(runtime.get("node_selector", {})),
-                "base_images": dict(runtime.get("base_images", {})),
-                "client_node_selector": dict(runtime.get("client_node_selector", {})),
-            }
-        ),
+        runtime=build_runtime(doc.get("runtime", {})),
         scenarios=tuple(_scenario(s) for s in doc.get("scenarios", [])),
         path=path,
         document=doc,
+    )
+
+
+def build_runtime(runtime: dict[str, Any]) -> Runtime:
+    """The typed `runtime` section (also what a saved plan's document holds)."""
+    return Runtime(
+        **{
+            **runtime,
+            "node_selector": dict(runtime.get("node_selector", {})),
+            "base_images": dict(runtime.get("base_images", {})),
+            "client_node_selector": dict(runtime.get("client_node_selector", {})),
+        }
     )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from engine.devices import LOCAL_DEVICES, has_local_device
 from engine.runtimes import RUNTIMES, runtime_class, unknown_runtime
 from engine.runtimes.base import RegistryUse
-from engine.spec.errors import Diagnostic
+from engine.spec.errors import Diagnostic, format_path
 from engine.spec.validate import Marks, mark_of
 
 
@@ -24,6 +24,10 @@ def semantic_errors(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
         errors.append(Diagnostic(mark_of(marks, ("runtime", "kind")), unknown_runtime(kind)))
     else:
         errors += _registry_errors(doc, marks, kind, runtime.registry)
+        errors += [
+            Diagnostic(mark_of(marks, path), f"{format_path(path)}: {message}")
+            for path, message in runtime.spec_errors(doc)
+        ]
     others = " or ".join(k for k in RUNTIMES if k != kind)
     for i, server in enumerate(doc.get("servers", [])):
         seen: set[str] = set()

@@ -20,6 +20,7 @@ import yaml
 from engine.runtimes import kubernetes_manifests as k8s
 from engine.runtimes.image_names import registry_reference, server_tag
 from engine.spec import load_spec
+from engine.yaml_out import to_yaml
 
 REPO = Path(__file__).resolve().parents[3]
 GOLDEN = Path(__file__).with_name("golden")
@@ -206,7 +207,7 @@ def test_names_kubernetes_cannot_take() -> None:
 
 @pytest.mark.parametrize("processor", sorted(SPECS))
 def test_golden_manifests(processor: str) -> None:
-    text = k8s.to_yaml(rendered(processor))
+    text = to_yaml(rendered(processor))
     golden = GOLDEN / f"{processor}.yaml"
     if os.environ.get("DOINFER_UPDATE_GOLDEN") == "1":
         golden.write_text(text)

@@ -35,7 +35,8 @@ def test_every_registered_kind_names_its_class(kind: str) -> None:
     assert runtime_class(kind).kind == kind
 
 
-def test_an_unknown_kind_is_a_clear_error(tmp_path: Path) -> None:
+def test_an_unknown_kind_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(RUNTIMES, "kubernetes")  # a build without it
     with pytest.raises(DoinferError, match=r"'kubernetes' is not available .* local, docker"):
         get_runtime("kubernetes", tmp_path)
 
