@@ -28,8 +28,9 @@ class Progress:
     """Prints step events. On a terminal, a spinner line shows the running steps live."""
 
     def __init__(
-        self, out: TextIO = sys.stderr, live: bool | None = None, verbose: bool = False
+        self, out: TextIO | None = None, live: bool | None = None, verbose: bool = False
     ) -> None:
+        out = out or sys.stderr  # looked up now, not when the module was imported
         self.out = out
         self.live = out.isatty() if live is None else live
         self.verbose = verbose
@@ -108,7 +109,8 @@ class LoadProgress:
 
     BAR_WIDTH = 24
 
-    def __init__(self, out: TextIO = sys.stderr, live: bool | None = None) -> None:
+    def __init__(self, out: TextIO | None = None, live: bool | None = None) -> None:
+        out = out or sys.stderr  # looked up now, not when the module was imported
         self.out = out
         self.live = out.isatty() if live is None else live
         self.tick: Tick | None = None

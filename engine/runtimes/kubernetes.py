@@ -432,14 +432,8 @@ class KubernetesRuntime(DockerBuilds, ImageRuntime):
                 )
             for pod in pods:
                 index = completion_index(pod)
-                if index is not None and pod.get("status", {}).get("phase") in (
-                    "Running",
-                    "Succeeded",
-                ):
-                    counts[index] = last_progress(
-                        await self.client.log(pod["metadata"]["name"], namespace, tail=3),
-                        counts.get(index, (0, 0)),
-                    )
+                if index is not None and pod.get("status", {}).get("phase") == "Running":
+                    counts[index] = await self._progress(pod, namespace, counts.get(index, (0, 0)))
             on_progress(sum(c[0] for c in counts.values()), sum(c[1] for c in counts.values()))
             if "Complete" in conditions:
                 logs = {}
@@ -454,6 +448,18 @@ class KubernetesRuntime(DockerBuilds, ImageRuntime):
                     )
                 return logs
             await asyncio.sleep(POLL_S)
+
+    async def _progress(
+        self, pod: dict[str, Any], namespace: str, previous: tuple[int, int]
+    ) -> tuple[int, int]:
+        """A running client's last progress line; its log may not be there yet."""
+        from engine.runtimes.kubernetes_api import KubeError
+
+        try:
+            log = await self.client.log(pod["metadata"]["name"], namespace, tail=3)
+        except KubeError:  # 400 while its container is still being created
+            return previous
+        return last_progress(log, previous)
 
     # -- internals --------------------------------------------------------------------------
 
