@@ -97,7 +97,7 @@ class Env:
 
     def doinfer(self, capfd: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
         """Run the CLI in this process (where the stand-in runtime is registered)."""
-        code = main([args[0], str(self.spec), *args[1:], "--state-dir", str(self.state_dir)])
+        code = main([args[0], str(self.spec), *args[1:]])  # state: $DOINFER_STATE_DIR
         out = capfd.readouterr()
         return code, out.out + out.err
 
@@ -145,6 +145,7 @@ def env(
         RUNTIMES, "kubernetes", "tests.integration.kubernetes.prebuilt:PrebuiltImagesRuntime"
     )
     monkeypatch.setenv("KUBECONFIG", str(kube_api.kubeconfig))  # honoured, as kubectl does
+    monkeypatch.setenv("DOINFER_STATE_DIR", str(shared[0]))
     name = request.node.name.removeprefix("test_kubernetes_")[:20].strip("_").replace("_", "-")
     with stall_server(service_ms=2) as (_, port):
         kube_api.set_job_runner(run_clients_against(f"http://127.0.0.1:{port}"))
@@ -314,6 +315,34 @@ def test_kubernetes_bench_runs_clients_as_a_job_and_merges_them(
     assert summary["requests"] >= 30 and summary["errors"] == 0  # 2 clients x 20/s x 1 s
     status, jobs = env.call("GET", "jobs", version="batch/v1")
     assert status == 200 and jobs["items"] == []  # the Job is deleted after the run
+
+
+def test_kubernetes_logs_and_exec_reach_a_pod(env: Env, capfd: pytest.CaptureFixture[str]) -> None:
+    env.kube.set_pod_log(
+        lambda pod: f"server {pod['metadata']['name']}: 1 model instance(s) loaded\n"
+    )
+    ran: list[tuple[str, str, list[str]]] = []
+
+    def exec_runner(
+        pod: dict[str, Any], container: str, command: list[str]
+    ) -> tuple[int, str, str]:
+        ran.append((pod["metadata"]["name"], container, command))
+        return 3, "2.13.0\n", "a warning\n"
+
+    env.kube.set_exec_runner(exec_runner)
+    env.write(replicas=1)
+    assert env.doinfer(capfd, "apply", "--yes")[0] == 0
+    code, out = env.doinfer(capfd, "logs", "web", "--tail", "5")
+    assert code == 0
+    assert f"server {env.object}-" in out and "1 model instance(s) loaded" in out
+    code, out = env.doinfer(capfd, "exec", "web", "--", "python", "-c", "print(1)")
+    assert code == 3  # the command's own exit code
+    assert "2.13.0" in out and "a warning" in out
+    ((pod, container, command),) = ran
+    assert pod.startswith(f"{env.object}-") and container == "server"
+    assert command == ["python", "-c", "print(1)"]
+    code, out = env.doinfer(capfd, "logs", "web", "--replica", "4")
+    assert code == 1 and "no log for replica 4 of web" in out
 
 
 def test_kubernetes_rbac_refusal_and_unreachable_cluster_change_nothing(
