@@ -141,7 +141,7 @@ def build_steps(spec: Spec, cache_dir: Path) -> list[Step]:
             after_apply=("image_id",) if images else (),
         )
         deploy_needs = [pack.id]
-        if images and runtime.registry != "none" and spec.runtime.registry:
+        if images and runtime.registry_use != "none" and spec.runtime.registry:
             push = add(
                 f"push/{server.name}",
                 "push",

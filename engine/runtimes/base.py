@@ -3,7 +3,7 @@
 A runtime is one class with two faces:
 
 - What it needs of a plan, asked of the class at plan time (no instance, no engine
-  connection): class attributes `kind`, `registry`, `serves_here`, `probes_here`;
+  connection): class attributes `kind`, `registry_use`, `serves_here`, `probes_here`;
   classmethods `spec_errors`, `pack_inputs`, `deploy_inputs` (and `image_inputs` for an
   ImageRuntime), and `render` for a runtime whose objects can be written out. Subclassing
   ImageRuntime says "my replicas run images": the graph then adds an image step per
@@ -81,7 +81,7 @@ class Runtime(ABC):
     kind: ClassVar[str]  # the spec's runtime.kind, as registered in RUNTIMES
     # Whether runtime.registry is unused (an error to give), optional (push when given)
     # or required (replicas pull their image from it).
-    registry: ClassVar[RegistryUse] = "none"
+    registry_use: ClassVar[RegistryUse] = "none"
     # Replicas run on this machine: its devices must serve the servers' processors.
     serves_here: ClassVar[bool] = False
     # The servers answer this machine: probes (sequential, random) are sent from here;

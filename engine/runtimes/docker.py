@@ -144,7 +144,7 @@ class Route:
 
 class DockerRuntime(DockerBuilds, ImageRuntime):
     kind = "docker"
-    registry = "optional"  # without one, containers run the image built here
+    registry_use = "optional"  # without one, containers run the image built here
 
     def __init__(
         self,

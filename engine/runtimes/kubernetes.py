@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from engine.errors import Cancelled, DoinferError, StepFailed
@@ -64,7 +64,7 @@ CLIENT_START_S = 300.0  # a load-client pod's scheduling and image pull, on top 
 
 class KubernetesRuntime(DockerBuilds, ImageRuntime):
     kind = "kubernetes"
-    registry: ClassVar = "required"  # nodes pull the server images from it
+    registry_use = "required"  # nodes pull the server images from it
     probes_here = False  # the servers' Services are reached from inside the cluster only
 
     def __init__(self, state_dir: Path, options: RuntimeOptions | None = None) -> None:

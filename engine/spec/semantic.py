@@ -23,7 +23,7 @@ def semantic_errors(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
     if runtime is None:  # validate and plan agree on what this version can do
         errors.append(Diagnostic(mark_of(marks, ("runtime", "kind")), unknown_runtime(kind)))
     else:
-        errors += _registry_errors(doc, marks, kind, runtime.registry)
+        errors += _registry_errors(doc, marks, kind, runtime.registry_use)
         errors += [
             Diagnostic(mark_of(marks, path), f"{format_path(path)}: {message}")
             for path, message in runtime.spec_errors(doc)

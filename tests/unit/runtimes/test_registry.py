@@ -12,7 +12,7 @@ import pytest
 
 from engine.errors import DoinferError
 from engine.runtimes import RUNTIMES, get_runtime, runtime_class
-from engine.runtimes.base import AUTO
+from engine.runtimes.base import AUTO, ImageRuntime
 from engine.runtimes.docker import DockerRuntime
 from engine.spec.model import Server, Spec
 
@@ -23,7 +23,7 @@ class FakeClusterRuntime(DockerRuntime):
     """A stand-in for a cluster runtime: only its class-level declarations matter here."""
 
     kind = "kubernetes"
-    registry = "required"
+    registry_use = "required"
 
     @classmethod
     def deploy_inputs(cls, spec: Spec, server: Server) -> dict[str, Any]:
@@ -33,6 +33,27 @@ class FakeClusterRuntime(DockerRuntime):
 @pytest.mark.parametrize("kind", sorted(RUNTIMES))
 def test_every_registered_kind_names_its_class(kind: str) -> None:
     assert runtime_class(kind).kind == kind
+
+
+def test_the_built_in_runtimes_declare_what_they_need() -> None:
+    local, docker = runtime_class("local"), runtime_class("docker")
+    assert (issubclass(local, ImageRuntime), local.registry_use, local.serves_here) == (
+        False,
+        "none",
+        True,
+    )
+    assert (issubclass(docker, ImageRuntime), docker.registry_use, docker.serves_here) == (
+        True,
+        "optional",
+        False,
+    )
+    kubernetes = runtime_class("kubernetes")
+    assert (issubclass(kubernetes, ImageRuntime), kubernetes.registry_use) == (True, "required")
+    assert (kubernetes.serves_here, kubernetes.probes_here, docker.probes_here) == (
+        False,
+        False,
+        True,
+    )
 
 
 def test_an_unknown_kind_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
