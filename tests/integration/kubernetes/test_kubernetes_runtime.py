@@ -251,6 +251,28 @@ def test_kubernetes_apply_replan_drift_restore_hand_edits_and_destroy(
     assert env.state() == {}
 
 
+def test_kubernetes_a_server_removed_from_the_spec_is_deleted(
+    env: Env, capfd: pytest.CaptureFixture[str]
+) -> None:
+    one_server = env.spec.read_text()
+    env.spec.write_text(
+        one_server.replace(
+            "runtime:\n",
+            "  - name: api\n    processor: cpu\n    models: [{model: tiny}]\nruntime:\n",
+        )
+    )
+    assert env.doinfer(capfd, "apply", "--yes")[0] == 0
+    api = f"{env.name}-api"
+    assert env.call("GET", f"deployments/{api}")[0] == 200
+    env.spec.write_text(one_server)
+    code, out = env.doinfer(capfd, "plan", "--detailed-exitcode")
+    assert code == 2 and "deploy/api" in out and "no longer in the spec" in out, out
+    assert env.doinfer(capfd, "apply", "--yes")[0] == 0
+    assert env.call("GET", f"deployments/{api}")[0] == 404
+    assert env.call("GET", f"services/{api}")[0] == 404
+    assert env.get("deployments") is not None  # the server still in the spec stays
+
+
 def test_kubernetes_conflict_without_and_with_force(
     env: Env, capfd: pytest.CaptureFixture[str]
 ) -> None:
