@@ -16,6 +16,7 @@ instance keeps one event loop in a thread of its own, and one API client on it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import secrets
@@ -60,6 +61,9 @@ if TYPE_CHECKING:  # kr8s and the Docker client load when first used, not to pla
 T = TypeVar("T")
 POLL_S = 1.0
 CLIENT_START_S = 300.0  # a load-client pod's scheduling and image pull, on top of its plan
+# a benchmark's clients start together this long after their Job is created: time for the
+# pods to be scheduled and started (a pod later than that starts at once, and says so)
+CLIENT_SYNC_S = 20.0
 
 
 class KubernetesRuntime(DockerBuilds, ImageRuntime):
@@ -375,6 +379,9 @@ class KubernetesRuntime(DockerBuilds, ImageRuntime):
         image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
         limit = max(p.warmup_s + p.duration_s for p in plans) + CLIENT_START_S + GRACE_S
         name = f"{service}-bench-{secrets.token_hex(3)}"[-63:].lstrip("-")
+        if plans[0].start_at is not None:  # one start for all, once their pods can be up
+            start_at = time.time() + CLIENT_SYNC_S
+            plans = [dataclasses.replace(p, start_at=start_at) for p in plans]
         job = k8s.load_job(
             name,
             namespace,
