@@ -168,7 +168,7 @@ class Cluster:
         """Matching objects, ordered by namespace and name like etcd keys."""
         try:
             labels = label_matcher(label_selector)
-            fields = field_matcher(field_selector)
+            fields = field_matcher(field_selector, resource.plural)
         except SelectorError as exc:
             raise errors.bad_request(str(exc)) from exc
         with self.lock:
@@ -229,6 +229,12 @@ class Cluster:
             namespace or "" if resource.namespaced else "",
             name,
         )
+
+    def _existing(self, resource: Resource, namespace: str | None, name: str) -> dict[str, Any]:
+        old = self.objects.get(self._key(resource, namespace, name))
+        if old is None:
+            raise errors.not_found(resource.plural, resource.group, name)
+        return old
 
     def _check_identity(
         self,
@@ -310,9 +316,7 @@ class Cluster:
     ) -> dict[str, Any]:
         with self.lock:
             self._check_identity(resource, body, namespace, name)
-            old = self.objects.get(self._key(resource, namespace, name))
-            if old is None:
-                raise errors.not_found(resource.plural, resource.group, name)
+            old = self._existing(resource, namespace, name)
             rv = body["metadata"].get("resourceVersion")
             if rv and rv != old["metadata"]["resourceVersion"]:
                 raise errors.stale(resource.plural, resource.group, name)
@@ -329,9 +333,7 @@ class Cluster:
     ) -> dict[str, Any]:
         """merge-patch+json, strategic-merge-patch+json or json-patch+json (not apply)."""
         with self.lock:
-            old = self.objects.get(self._key(resource, namespace, name))
-            if old is None:
-                raise errors.not_found(resource.plural, resource.group, name)
+            old = self._existing(resource, namespace, name)
             current = ssa.strip(old)
             if content_type == "application/json-patch+json":
                 new = _json_patch(current, patch)
@@ -392,9 +394,7 @@ class Cluster:
     ) -> dict[str, Any]:
         """A write of the scale subresource (kubectl scale, an autoscaler)."""
         with self.lock:
-            old = self.objects.get(self._key(resource, namespace, name))
-            if old is None:
-                raise errors.not_found(resource.plural, resource.group, name)
+            old = self._existing(resource, namespace, name)
             new = ssa.strip(old)
             new.setdefault("spec", {})["replicas"] = replicas
             return self._store(resource, namespace, name, old, new, manager, subresource="scale")
@@ -555,11 +555,23 @@ class Cluster:
                 del self.logs[log_key]
 
     def put_raw(self, resource: Resource, obj: dict[str, Any]) -> dict[str, Any]:
-        """Store an object a controller made (no admission, no managedFields)."""
+        """Store an object a controller made or changed (no admission); a new one gets the
+        controller's Update entry in managedFields, as a real controller's create does."""
         with self.lock:
             metadata = obj["metadata"]
             key = self._key(resource, metadata.get("namespace"), metadata["name"])
             old = self.objects.get(key)
+            if old is None and "managedFields" not in metadata:
+                made = ssa.update(
+                    None,
+                    ssa.strip(obj),
+                    [],
+                    "kube-controller-manager",
+                    resource.kind,
+                    resource.api_version,
+                    now(),
+                )
+                metadata["managedFields"] = [e.to_json() for e in made]
             if old is not None and {
                 **old,
                 "metadata": {**old["metadata"], "resourceVersion": ""},

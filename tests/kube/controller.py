@@ -18,10 +18,11 @@ every `interval` seconds unless `paused`, and a test may call `step()` itself):
   BackOff, the failure's log as the container's current and previous log).
 - Job -> pods (`JOB-<index>-<5 chars>` for Indexed, with the completion-index annotation, label
   and JOB_COMPLETION_INDEX env the Job controller adds). Each pod "runs" `job_runner(job,
-  index, env) -> (exit_code, log)` in its own thread (pods of one Job run concurrently), its log
-  becomes the pod log; then status active/ready/succeeded/failed, completedIndexes, conditions
-  SuccessCriteriaMet+Complete or FailureTarget+Failed (BackoffLimitExceeded), with failed pods
-  replaced until backoffLimit.
+  index, env) -> (exit_code, log)` in its own thread (pods of one Job run concurrently; env has
+  HOSTNAME = the pod's name, so a runner can print progress meanwhile with
+  `KubeApi.append_log`); the returned log follows what it printed. Then status active, ready,
+  succeeded, failed, completedIndexes, conditions SuccessCriteriaMet+Complete or
+  FailureTarget+Failed (BackoffLimitExceeded), with failed pods replaced until backoffLimit.
 - A Namespace marked for deletion is emptied and removed.
 """
 
@@ -117,6 +118,7 @@ class Controller:
         self._progress: dict[tuple[str, str], float] = {}  # (uid, rs) -> last progress time
         self._events: set[tuple[str, str]] = set()
         self._names = 0
+        self._replica_failures: dict[str, str] = {}  # Deployment uid -> why pods are not made
         self._workloads: dict[tuple[str, str], str] = {}  # pod -> its Deployment's or Job's name
 
     # ---- knobs
@@ -233,6 +235,7 @@ class Controller:
             current["spec"]["replicas"] = replicas
             self._put(REPLICASETS, current)
 
+        self._revision(deployment, current)
         pods_of = {rs["metadata"]["name"]: self._pods_of(rs) for rs in replica_sets}
         self._scale_pods(current, pods_of[rs_name], replicas, deployment)
         pods_of[rs_name] = self._pods_of(current)
@@ -246,6 +249,22 @@ class Controller:
                         self.cluster.remove(self._pod_key(pod))
                     pods_of[rs["metadata"]["name"]] = []
         self._deployment_status(deployment, rs_name, pods_of, replicas)
+
+    def _revision(self, deployment: dict[str, Any], rs: dict[str, Any]) -> None:
+        """The controller marks the Deployment with its current revision (an Update entry of
+        its own in managedFields, as on a real cluster)."""
+        key = "deployment.kubernetes.io/revision"
+        revision = rs["metadata"]["annotations"][key]
+        if deployment["metadata"].get("annotations", {}).get(key) != revision:
+            meta = deployment["metadata"]
+            self.cluster.patch(
+                DEPLOYMENTS,
+                meta["namespace"],
+                meta["name"],
+                "application/merge-patch+json",
+                {"metadata": {"annotations": {key: revision}}},
+                "kube-controller-manager",
+            )
 
     def _pods_of(self, rs: dict[str, Any]) -> list[dict[str, Any]]:
         return [
@@ -266,12 +285,32 @@ class Controller:
     ) -> None:
         for pod in pods[replicas:]:
             self.cluster.remove(self._pod_key(pod))
-        for _ in range(replicas - len(pods)):
-            self._new_pod(rs, rs["spec"]["template"], deployment["metadata"]["name"], {}, {})
-        ready = sum(1 for p in self._pods_of(rs) if _ready(p))
+        namespace = rs["metadata"]["namespace"]
+        quota = next(
+            (
+                q
+                for (plural, ns), q in self.cluster.quotas.items()
+                if plural == "pods" and ns in (None, namespace)
+            ),
+            None,
+        )
+        self._replica_failures.pop(deployment["metadata"]["uid"], None)
+        if quota is not None and replicas > len(pods):  # the ResourceQuota admission refuses
+            used = len(pods)
+            message = (
+                f'pods "{rs["metadata"]["name"]}-{_safe(str(used), 5)}" is forbidden: exceeded'
+                f" quota: {quota}, requested: pods=1, used: pods={used}, limited: pods={used}"
+            )
+            self._replica_failures[deployment["metadata"]["uid"]] = message
+            self._event(rs, "FailedCreate", f"Error creating: {message}", "replicaset-controller")
+        else:
+            for _ in range(replicas - len(pods)):
+                self._new_pod(rs, rs["spec"]["template"], deployment["metadata"]["name"], {}, {})
+        current = self._pods_of(rs)
+        ready = sum(1 for p in current if _ready(p))
         status = {
-            "replicas": min(len(pods), replicas) + max(0, replicas - len(pods)),
-            "fullyLabeledReplicas": replicas,
+            "replicas": len(current),
+            "fullyLabeledReplicas": len(current),
             "readyReplicas": ready,
             "availableReplicas": ready,
             "observedGeneration": 1,
@@ -295,6 +334,7 @@ class Controller:
             "kind": "Pod",
             "metadata": {
                 "name": name or self._name(owner["metadata"]["name"]),
+                "generateName": f"{name.rsplit('-', 1)[0] if name else owner['metadata']['name']}-",
                 "namespace": owner["metadata"]["namespace"],
                 "labels": {**meta.get("labels", {}), **labels},
                 "annotations": {**meta.get("annotations", {}), **annotations},
@@ -330,6 +370,13 @@ class Controller:
             self._event(pod, "FailedScheduling", message, "default-scheduler")
             return
         pod["spec"]["nodeName"] = NODE
+        self._event(
+            pod,
+            "Scheduled",
+            f"Successfully assigned {namespace}/{name} to {NODE}",
+            "default-scheduler",
+            warning=False,
+        )
         status.update(
             {
                 "hostIP": "10.0.1.17",
@@ -337,11 +384,23 @@ class Controller:
                 "startTime": stamp,
             }
         )
+        if failure is None:
+            for c in containers:
+                self._event(
+                    pod,
+                    "Started",
+                    f"Started container {c['name']}",
+                    "kubelet",
+                    c["name"],
+                    warning=False,
+                )
         if failure is None and pod["metadata"].get("labels", {}).get("job-name"):
             status["phase"] = "Running"
             status["conditions"] = _pod_conditions(True)
             status["containerStatuses"] = [_running(c, stamp) for c in containers]
             self._put(PODS, pod)
+            for c in containers:  # running, nothing printed yet
+                self.cluster.logs[(namespace, name, c["name"])] = ""
             self._run_job_pod(pod)
             return
         if failure is None:
@@ -438,24 +497,24 @@ class Controller:
 
     def _event(
         self,
-        pod: dict[str, Any],
+        obj: dict[str, Any],
         reason: str,
         message: str,
         component: str,
         container: str | None = None,
         warning: bool = True,
     ) -> None:
-        meta = pod["metadata"]
+        meta = obj["metadata"]
         if (meta["uid"], reason + message) in self._events:
             return
         self._events.add((meta["uid"], reason + message))
         stamp = now()
         involved = {
-            "kind": "Pod",
+            "kind": obj["kind"],
             "namespace": meta["namespace"],
             "name": meta["name"],
             "uid": meta["uid"],
-            "apiVersion": "v1",
+            "apiVersion": obj["apiVersion"],
             "resourceVersion": meta.get("resourceVersion", ""),
         }
         if container:
@@ -549,6 +608,18 @@ class Controller:
                 "message": progressing[2],
             },
         ]
+        failure = self._replica_failures.get(meta["uid"])
+        if failure is not None:
+            conditions.append(
+                {
+                    "type": "ReplicaFailure",
+                    "status": "True",
+                    "lastUpdateTime": stamp,
+                    "lastTransitionTime": stamp,
+                    "reason": "FailedCreate",
+                    "message": failure,
+                }
+            )
         for new in conditions:  # keep the times of conditions that did not change
             before = next((c for c in old.get("conditions", []) if c["type"] == new["type"]), None)
             if before and (before["status"], before["reason"]) == (new["status"], new["reason"]):
@@ -714,7 +785,8 @@ class Controller:
             if live is None:
                 return
             container = live["spec"]["containers"][0]["name"]
-            self.cluster.logs[(namespace, name, container)] = log
+            key = (namespace, name, container)  # after what it printed while running
+            self.cluster.logs[key] = self.cluster.logs.get(key, "") + log
             stamp = now()
             live["status"]["phase"] = "Succeeded" if exit_code == 0 else "Failed"
             live["status"]["conditions"] = _pod_conditions(False)
@@ -830,7 +902,7 @@ def _environment(pod: dict[str, Any]) -> dict[str, str]:
     """The first container's environment as the kubelet would resolve it."""
     container = pod["spec"]["containers"][0]
     meta = pod["metadata"]
-    env: dict[str, str] = {}
+    env: dict[str, str] = {"HOSTNAME": meta["name"]}  # as in every container
     for var in container.get("env", []):
         if "value" in var:
             env[var["name"]] = str(var["value"])

@@ -139,7 +139,8 @@ class KubeApi:
     def exceed_quota(
         self, resource: str, namespace: str | None = None, quota: str = "compute-resources"
     ) -> None:
-        """Creating `resource` in `namespace` answers 403 "exceeded quota"."""
+        """Creating `resource` in `namespace` answers 403 "exceeded quota"; for "pods", the
+        Deployment's ReplicaSet cannot make its pods (condition ReplicaFailure)."""
         self._sim("a resource quota").cluster.quotas[(resource, namespace)] = quota
 
     def fail_rollout(self, workload: str, reason: str, log: str = "", message: str = "") -> None:
@@ -148,12 +149,21 @@ class KubeApi:
         self.controller.failures[workload] = Failure(reason, log=log, message=message)
 
     def set_job_runner(self, runner: JobRunner | None) -> None:
-        """`runner(job, index, env) -> (exit_code, log)` is what each Job pod "runs"."""
+        """`runner(job, index, env) -> (exit_code, log)` is what each Job pod "runs", in a
+        thread of its own; env["HOSTNAME"] is the pod's name, for `append_log` (progress the
+        pod prints while it runs); the returned log follows what was appended."""
         self.controller.job_runner = runner
 
     def set_exec_runner(self, runner: ExecRunner | None) -> None:
         """`runner(pod, container, command) -> (exit_code, stdout, stderr)` answers pods/exec."""
         self.controller.exec_runner = runner
+
+    def append_log(self, namespace: str, pod: str, container: str, text: str) -> None:
+        """The container prints `text` (what `logs -f` then streams)."""
+        cluster = self._sim("a container's output").cluster
+        with cluster.lock:
+            key = (namespace, pod, container)
+            cluster.logs[key] = cluster.logs.get(key, "") + text
 
     def set_pod_log(self, log: Callable[[dict[str, Any]], str]) -> None:
         """What a healthy Deployment pod's container prints (from the pod object)."""

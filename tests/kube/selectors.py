@@ -5,8 +5,9 @@ requirements separated by commas are ANDed; each is one of `key=value`, `key==va
 `key!=value`, `key in (a,b)`, `key notin (a,b)`, `key` (exists) or `!key` (does not exist).
 `key!=value` and `notin` also match objects that do not carry the key at all.
 
-Field selectors support `=`, `==` and `!=` on dotted paths (`metadata.name`,
-`involvedObject.name`, `status.phase`), comma = AND; a missing field compares as "".
+Field selectors support `=`, `==` and `!=` on the field labels each kind has (`metadata.name`
+and `metadata.namespace` everywhere; `involvedObject.name` on events, `status.phase` on pods),
+comma = AND; a missing field compares as "".
 """
 
 from __future__ import annotations
@@ -95,12 +96,47 @@ def _field(obj: Mapping[str, Any], path: str) -> str:
     return str(value)
 
 
-def field_matcher(text: str | None) -> Callable[[Mapping[str, Any]], bool]:
-    """A matcher for a `fieldSelector` query parameter."""
+# the field labels each kind answers to (the API server refuses others with 400)
+_FIELD_LABELS = {
+    "pods": {
+        "spec.nodeName",
+        "spec.restartPolicy",
+        "spec.schedulerName",
+        "spec.serviceAccountName",
+        "spec.hostNetwork",
+        "status.phase",
+        "status.podIP",
+        "status.nominatedNodeName",
+    },
+    "events": {
+        "involvedObject.kind",
+        "involvedObject.namespace",
+        "involvedObject.name",
+        "involvedObject.uid",
+        "involvedObject.apiVersion",
+        "involvedObject.resourceVersion",
+        "involvedObject.fieldPath",
+        "reason",
+        "reportingComponent",
+        "source",
+        "type",
+    },
+    "jobs": {"status.successful"},
+    "namespaces": {"status.phase"},
+    "services": {"spec.clusterIP", "spec.type"},
+    "replicasets": {"status.replicas"},
+}
+
+
+def field_matcher(text: str | None, plural: str = "") -> Callable[[Mapping[str, Any]], bool]:
+    """A matcher for a `fieldSelector` query parameter on `plural` objects."""
+    allowed = {"metadata.name", "metadata.namespace", *_FIELD_LABELS.get(plural, set())}
     checks: list[tuple[str, bool, str]] = []
     for part in _split_top_level(text or ""):
         match = re.match(r"^\s*([A-Za-z0-9_.]+)\s*(==|!=|=)\s*(.*?)\s*$", part)
         if not match:
             raise SelectorError(f"invalid selector: {part.strip()!r}")
+        if match.group(1) not in allowed:
+            raise SelectorError(f"field label not supported: {match.group(1)}")
         checks.append((match.group(1), match.group(2) != "!=", match.group(3)))
     return lambda obj: all((_field(obj, path) == value) == equal for path, equal, value in checks)

@@ -27,6 +27,9 @@ Using it (stable interface):
         kube_api.controller.progress_deadline = 0.5   # real seconds for progressDeadlineSeconds
         kube_api.set_job_runner(fn)   # fn(job, index, env) -> (exit_code, log) per Job pod,
                                       # run in a thread per pod, concurrently
+        kube_api.append_log(ns, pod, container, text)  # a container prints (env["HOSTNAME"]
+                                                       # is the pod's name in a Job runner)
+        kube_api.set_exec_runner(fn)  # fn(pod, container, command) -> (code, stdout, stderr)
         kube_api.set_pod_log(fn)      # fn(pod) -> log text of a healthy Deployment pod
         kube_api.requests             # [(method, path?query)] answered so far
         kube_api.server.cluster       # the stored objects (`objects`, `logs`), under `lock`
@@ -69,6 +72,14 @@ _PATCH_TYPES = (
     "application/merge-patch+json",
     "application/strategic-merge-patch+json",
     "application/apply-patch+yaml",
+)
+
+
+# what the API server warns when a Job is deleted without a propagation policy
+_JOB_ORPHAN_WARNING = (
+    '299 - "child pods are preserved by default when jobs are deleted; set'
+    " propagationPolicy=Background to remove them or set propagationPolicy=Orphan to suppress"
+    ' this warning"'
 )
 
 
@@ -162,14 +173,14 @@ class Handlers:
                 and request.query.get("watch") in ("true", "1")
             ):
                 return await self._watch(request, route)
-            body = await self._dispatch(request, route)
-            status = (
-                201
-                if request.method == "POST"
-                or (request.method == "PATCH" and body.pop("__created__", False))
-                else 200
-            )
-            return web.json_response(body, status=status)
+            created: list[bool] = []  # an apply that made the object answers 201
+            body = await self._dispatch(request, route, created)
+            status = 201 if request.method == "POST" or created else 200
+            response = web.json_response(body, status=status)
+            orphaning = request.method == "DELETE" and route.resource.plural == "jobs"
+            if orphaning and not await _propagation(request):
+                response.headers["Warning"] = _JOB_ORPHAN_WARNING
+            return response
         except ApiError as error:
             return _status(error)
 
@@ -188,7 +199,9 @@ class Handlers:
             return resources.resource_list(parts[1], parts[2])
         return None
 
-    async def _dispatch(self, request: web.Request, route: Route) -> dict[str, Any]:
+    async def _dispatch(
+        self, request: web.Request, route: Route, created: list[bool]
+    ) -> dict[str, Any]:
         r, ns, name, sub = route.resource, route.namespace, route.name, route.sub
         if r.namespaced and ns is None and (name is not None or request.method != "GET"):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
@@ -236,10 +249,7 @@ class Handlers:
                 "items": items,
             }
         if method == "DELETE":
-            options = await _json_body(request, allow_empty=True)
-            policy = request.query.get("propagationPolicy") or (options or {}).get(
-                "propagationPolicy"
-            )
+            policy = await _propagation(request)
             with _dry_run(self.cluster, dry):
                 return self.cluster.delete(r, ns, name, policy)
         if method == "POST":
@@ -254,9 +264,11 @@ class Handlers:
             body = await _json_body(request)
             with _dry_run(self.cluster, dry):
                 return self.cluster.replace(r, ns, name, body, _manager(request))
-        return await self._patch(request, route, dry)
+        return await self._patch(request, route, dry, created)
 
-    async def _patch(self, request: web.Request, route: Route, dry: bool) -> dict[str, Any]:
+    async def _patch(
+        self, request: web.Request, route: Route, dry: bool, created: list[bool]
+    ) -> dict[str, Any]:
         r, ns, name = route.resource, route.namespace, route.name
         assert name is not None
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
@@ -316,7 +328,9 @@ class Handlers:
                     self.cluster.authorize("create", r, ns, name)
                 force = request.query.get("force") in ("true", "1")
                 obj = self.cluster.apply(r, ns, name, patch, request.query["fieldManager"], force)
-                return {**obj, "__created__": True} if not existed else obj
+                if not existed:
+                    created.append(True)
+                return obj
             return self.cluster.patch(r, ns, name, content_type, patch, _manager(request))
 
     async def _status(self, request: web.Request, route: Route) -> dict[str, Any]:
@@ -416,7 +430,30 @@ class Handlers:
         if tail is not None:
             lines = text.splitlines(keepends=True)
             text = "".join(lines[-int(tail) :]) if int(tail) > 0 else ""
+        if request.query.get("follow") in ("true", "1"):
+            return await self._follow(request, key, text, len(self.cluster.logs.get(key, "")))
         return web.Response(text=text, content_type="text/plain")
+
+    async def _follow(
+        self, request: web.Request, key: tuple[str, str, str], text: str, sent: int
+    ) -> web.StreamResponse:
+        """logs -f: `text` (the log up to `sent` characters, maybe its tail), then what the
+        container adds, until the pod stops."""
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await response.prepare(request)
+        await response.write(text.encode())
+        while request.transport is not None and not request.transport.is_closing():
+            with self.cluster.lock:
+                current = self.cluster.logs.get(key)
+                pod = self.cluster.objects.get(("", "pods", key[0], key[1]))
+            if current is not None and len(current) > sent:
+                await response.write(current[sent:].encode())
+                sent = len(current)
+            phase = (pod or {}).get("status", {}).get("phase")
+            if pod is None or phase in ("Succeeded", "Failed"):
+                break
+            await asyncio.sleep(0.02)
+        return response
 
     async def _exec(self, request: web.Request, route: Route) -> web.StreamResponse:
         """pods/NAME/exec over a websocket, channel protocol v4/v5: stdout on 1, stderr on 2,
@@ -465,7 +502,7 @@ class Handlers:
         self.cluster.authorize("watch", r, ns, None)
         try:
             labels = label_matcher(request.query.get("labelSelector"))
-            fields = field_matcher(request.query.get("fieldSelector"))
+            fields = field_matcher(request.query.get("fieldSelector"), r.plural)
         except SelectorError as exc:
             raise errors.bad_request(str(exc)) from exc
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
@@ -501,6 +538,12 @@ class Handlers:
                 break
             await asyncio.sleep(0.02)
         return response
+
+
+async def _propagation(request: web.Request) -> str | None:
+    """DeleteOptions.propagationPolicy, from the query or the body."""
+    options = await _json_body(request, allow_empty=True)
+    return request.query.get("propagationPolicy") or (options or {}).get("propagationPolicy")
 
 
 async def _json_body(request: web.Request, allow_empty: bool = False) -> Any:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.kube import ssa
-from tests.kube.selectors import SelectorError, label_matcher
+from tests.kube.selectors import SelectorError, field_matcher, label_matcher
 
 KIND = "Deployment"
 
@@ -77,3 +77,11 @@ def test_kubernetes_label_selector_forms() -> None:
     assert label_matcher("")({"anything": "x"})
     with pytest.raises(SelectorError):
         label_matcher("a in x")
+
+
+def test_kubernetes_field_selectors_answer_only_the_kinds_field_labels() -> None:
+    event = {"involvedObject": {"name": "web-1", "kind": "Pod"}, "metadata": {"name": "e"}}
+    assert field_matcher("involvedObject.name=web-1,involvedObject.kind==Pod", "events")(event)
+    assert not field_matcher("metadata.name!=e,", "events")(event)
+    with pytest.raises(SelectorError, match=r"field label not supported: spec\.replicas"):
+        field_matcher("spec.replicas=1", "deployments")

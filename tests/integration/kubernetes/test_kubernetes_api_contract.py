@@ -9,7 +9,9 @@ quota refusals, the Job runner hook) skip on a real cluster, saying so.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -139,6 +141,10 @@ async def apply(
         headers=APPLY,
         params=params,
     )
+
+
+async def pods_of(api: kr8s.asyncio.Api, namespace: str, selector: str = "") -> list[Pod]:
+    return [p async for p in api.get("pods", namespace=namespace, label_selector=selector)]
 
 
 def entry(obj: dict, manager: str, operation: str) -> dict | None:
@@ -454,10 +460,8 @@ def test_kubernetes_apply_keeps_other_managers_fields_and_drops_its_own(
         obj["metadata"]["annotations"] = {"doinfer.dev/fingerprint": "f2"}
         status, after = await apply(api, obj)
         assert status == 200, after
-        assert after["metadata"]["annotations"] == {
-            "doinfer.dev/fingerprint": "f2",
-            "owner": "alice",
-        }
+        annotations = after["metadata"]["annotations"]
+        assert annotations["doinfer.dev/fingerprint"] == "f2" and annotations["owner"] == "alice"
         assert after["spec"]["replicas"] == 4
         env = after["spec"]["template"]["spec"]["containers"][0]["env"]
         assert env == [{"name": "A", "value": "1"}]
@@ -526,12 +530,7 @@ def test_kubernetes_deployment_rolls_out_and_reports_status(kube_api: KubeApi) -
         conditions = {c["type"]: c for c in d.raw["status"]["conditions"]}
         assert conditions["Available"]["status"] == "True"
         assert conditions["Progressing"]["reason"] == "NewReplicaSetAvailable"
-        pods = [
-            p
-            async for p in api.get(
-                "pods", namespace=ns, label_selector="app.kubernetes.io/instance=web"
-            )
-        ]
+        pods = await pods_of(api, ns, "app.kubernetes.io/instance=web")
         assert len(pods) == 2
         for pod in pods:
             assert pod.name.startswith("web-")
@@ -550,12 +549,7 @@ def test_kubernetes_delete_takes_dependents(kube_api: KubeApi) -> None:
         assert (await apply(api, deployment("web", ns, replicas=1)))[0] == 201
 
         async def pods() -> list[Pod]:
-            return [
-                p
-                async for p in api.get(
-                    "pods", namespace=ns, label_selector="app.kubernetes.io/instance=web"
-                )
-            ]
+            return await pods_of(api, ns, "app.kubernetes.io/instance=web")
 
         await eventually(pods, kube_api, "the deployment's pod")
         d = await Deployment.get("web", namespace=ns, api=api)
@@ -620,25 +614,16 @@ def test_kubernetes_indexed_job_runs_every_index_and_keeps_logs(kube_api: KubeAp
         await job.wait(["condition=Complete", "condition=Failed"], timeout=300)
         assert job.raw["status"]["succeeded"] == 3
         assert job.raw["status"]["completedIndexes"] == "0-2"
-        pods = [
-            p
-            async for p in api.get(
-                "pods", namespace=ns, label_selector="batch.kubernetes.io/job-name=bench"
-            )
-        ]
+        pods = await pods_of(api, ns, "batch.kubernetes.io/job-name=bench")
         logs: list[str] = []
         for pod in pods:
             logs += [line async for line in pod.logs()]
         assert sorted(logs) == ["index 0", "index 1", "index 2"]
-        status, deleted = await call(
-            api,
-            "DELETE",
-            "batch/v1",
-            "jobs/bench",
-            namespace=ns,
-            body={"propagationPolicy": "Background"},
-        )
-        assert status == 200 and deleted["metadata"]["name"] == "bench"
+        # a Job deleted without a propagation policy leaves its pods, and the server says so
+        async with api.call_api("DELETE", version="batch/v1", namespace=ns, url="jobs/bench") as r:
+            assert "child pods are preserved" in r.headers.get("Warning", "")
+        left = await pods_of(api, ns, "batch.kubernetes.io/job-name=bench")
+        assert len(left) == 3 and all(not p.metadata.get("ownerReferences") for p in left)
 
     run(body())
 
@@ -654,8 +639,36 @@ def test_kubernetes_failed_job_reports_backoff_limit(kube_api: KubeApi) -> None:
         await job.wait(["condition=Complete", "condition=Failed"], timeout=30)
         failed = next(c for c in job.raw["status"]["conditions"] if c["type"] == "Failed")
         assert failed["reason"] == "BackoffLimitExceeded"
-        pods = [p async for p in api.get("pods", namespace=ns, label_selector="job-name=bench")]
+        pods = await pods_of(api, ns, "job-name=bench")
         assert any(p.raw["status"]["phase"] == "Failed" for p in pods)
+
+    run(body())
+
+
+def test_kubernetes_job_pod_log_grows_while_it_runs(kube_api: KubeApi) -> None:
+    release = threading.Event()
+
+    def runner(job: dict, index: int, env: dict[str, str]) -> tuple[int, str]:
+        kube_api.append_log(job["metadata"]["namespace"], env["HOSTNAME"], "client", "50%\n")
+        release.wait(10)
+        return 0, '{"done": true}\n'
+
+    kube_api.set_job_runner(runner)
+
+    async def body() -> None:
+        api = await connect(kube_api)
+        ns = await make_namespace(api, kube_api, "progress")
+        assert (await apply(api, _job("bench", ns, 1)))[0] == 201
+
+        async def progress() -> list[str]:
+            pods = await pods_of(api, ns, "job-name=bench")
+            return [line for p in pods async for line in p.logs()] if pods else []
+
+        assert await eventually(progress, kube_api, "the pod's progress") == ["50%"]
+        release.set()
+        job = await Job.get("bench", namespace=ns, api=api)
+        await job.wait("condition=Complete", timeout=30)
+        assert await progress() == ["50%", '{"done": true}']
 
     run(body())
 
@@ -694,12 +707,7 @@ def test_kubernetes_failed_rollout_says_why(
 
         await eventually(exceeded, kube_api, "ProgressDeadlineExceeded")
         assert d.raw["status"].get("availableReplicas", 0) == 0
-        [pod] = [
-            p
-            async for p in api.get(
-                "pods", namespace=ns, label_selector="app.kubernetes.io/instance=web"
-            )
-        ]
+        [pod] = await pods_of(api, ns, "app.kubernetes.io/instance=web")
         events = [
             e
             async for e in api.get(
@@ -721,6 +729,8 @@ def test_kubernetes_failed_rollout_says_why(
             assert status["containerStatuses"][0]["lastState"]["terminated"]["exitCode"] == 1
             last = [line async for line in pod.logs(tail_lines=1)]
             assert last == ["KeyError: 'weights'"]
+            previous = [line async for line in pod.logs(previous=True)]
+            assert previous == ["loading model", "KeyError: 'weights'"]
 
     run(body())
 
@@ -733,7 +743,7 @@ def test_kubernetes_failed_new_version_keeps_the_old_pods(kube_api: KubeApi) -> 
         assert (await apply(api, obj))[0] == 201
         d = await Deployment.get("web", namespace=ns, api=api)
         await d.wait("condition=Available", timeout=30)
-        old = {p.name async for p in api.get("pods", namespace=ns)}
+        old = {p.name for p in await pods_of(api, ns)}
         kube_api.fail_rollout("web", "ImagePullBackOff")
         obj["spec"]["template"]["spec"]["containers"][0]["image"] = "registry.invalid/x:2"
         await apply(api, obj)
@@ -744,7 +754,7 @@ def test_kubernetes_failed_new_version_keeps_the_old_pods(kube_api: KubeApi) -> 
             return s.get("observedGeneration") == 2 and s.get("updatedReplicas") == 1
 
         await eventually(both, kube_api, "the new ReplicaSet's pod")
-        names = {p.name async for p in api.get("pods", namespace=ns)}
+        names = {p.name for p in await pods_of(api, ns)}
         assert old < names  # the old pod still serves
         assert d.raw["status"]["availableReplicas"] == 1
 
@@ -841,7 +851,7 @@ def test_kubernetes_exec_in_a_pod(kube_api: KubeApi) -> None:
         assert (await apply(api, deployment("web", ns, replicas=1)))[0] == 201
         d = await Deployment.get("web", namespace=ns, api=api)
         await d.wait("condition=Available", timeout=30)
-        [pod] = [p async for p in api.get("pods", namespace=ns)]
+        [pod] = await pods_of(api, ns)
         done = await pod.exec(["echo", "hello"])
         assert done.returncode == 0
         assert done.stdout.decode() == f"{pod.name}/server: echo hello\n"
@@ -874,5 +884,142 @@ def test_kubernetes_status_subresource_changes_only_status(kube_api: KubeApi) ->
         # and an apply to the main resource never touches the status
         _, applied = await apply(api, deployment("web", ns, replicas=1))
         assert applied["status"]["replicas"] == 7
+
+    run(body())
+
+
+def test_kubernetes_pod_quota_stops_the_replicaset(kube_api: KubeApi) -> None:
+    async def body() -> None:
+        api = await connect(kube_api)
+        ns = await make_namespace(api, kube_api, "podquota")
+        kube_api.exceed_quota("pods", ns, quota="compute-resources")
+        kube_api.controller.progress_deadline = 0.3
+        assert (await apply(api, deployment("web", ns, replicas=1)))[0] == 201
+        d = await Deployment.get("web", namespace=ns, api=api)
+
+        async def refused() -> dict | None:
+            await d.refresh()
+            conditions = d.raw.get("status", {}).get("conditions", [])
+            return next((c for c in conditions if c["type"] == "ReplicaFailure"), None)
+
+        failure = await eventually(refused, kube_api, "the ReplicaFailure condition")
+        assert failure["reason"] == "FailedCreate"
+        assert "exceeded quota: compute-resources" in failure["message"]
+        assert await pods_of(api, ns) == []
+        assert d.annotations["deployment.kubernetes.io/revision"] == "1"
+
+    run(body())
+
+
+def test_kubernetes_follow_streams_what_the_container_prints(kube_api: KubeApi) -> None:
+    if not kube_api.simulated_cluster:
+        pytest.skip("what a real container prints is not the test's to write")
+
+    async def body() -> None:
+        api = await connect(kube_api)
+        ns = await make_namespace(api, kube_api, "follow")
+        assert (await apply(api, deployment("web", ns, replicas=1)))[0] == 201
+        d = await Deployment.get("web", namespace=ns, api=api)
+        await d.wait("condition=Available", timeout=30)
+        [pod] = await pods_of(api, ns)
+        lines: list[str] = []
+        async for line in pod.logs(follow=True, timeout=10):
+            lines.append(line)
+            if len(lines) == 1:
+                kube_api.append_log(ns, pod.name, "server", "ready\n")
+            if line == "ready":
+                break
+        assert lines == [f"pod {pod.name} started", "ready"]
+
+    run(body())
+
+
+def test_kubernetes_dry_run_and_delete_collection(kube_api: KubeApi) -> None:
+    async def body() -> None:
+        api = await connect(kube_api)
+        ns = await make_namespace(api, kube_api, "dryrun")
+        config = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "c", "namespace": ns, "labels": {"set": "a"}},
+        }
+        status, answer = await call(
+            api,
+            "PATCH",
+            "v1",
+            "configmaps/c",
+            namespace=ns,
+            body=config,
+            headers=APPLY,
+            params={"fieldManager": "doinfer", "dryRun": "All"},
+        )
+        assert status == 201 and answer["metadata"]["name"] == "c"
+        assert (await call(api, "GET", "v1", "configmaps/c", namespace=ns))[0] == 404
+        for name in ("a1", "a2", "b1"):
+            labels = {"set": name[0]}
+            body_ = {**config, "metadata": {**config["metadata"], "name": name, "labels": labels}}
+            assert (await apply(api, body_))[0] == 201
+        status, deleted = await call(
+            api, "DELETE", "v1", "configmaps", namespace=ns, params={"labelSelector": "set=a"}
+        )
+        assert status == 200 and deleted["kind"] == "ConfigMapList"
+        _, left = await call(
+            api, "GET", "v1", "configmaps", namespace=ns, params={"labelSelector": "set"}
+        )
+        assert [i["metadata"]["name"] for i in left["items"]] == ["b1"]
+
+    run(body())
+
+
+def test_kubernetes_watch_streams_added_modified_deleted(kube_api: KubeApi) -> None:
+    async def body() -> None:
+        api = await connect(kube_api)
+        ns = await make_namespace(api, kube_api, "watch")
+        seen: list[tuple[str, str]] = []
+
+        async def watch() -> None:
+            events = api.watch("configmaps", namespace=ns, label_selector="watched=yes")
+            async with contextlib.aclosing(events):  # close the stream when done
+                async for kind, obj in events:
+                    seen.append((kind, obj.name))
+                    if kind == "DELETED":
+                        return
+
+        watcher = asyncio.create_task(watch())
+        await asyncio.sleep(0.3 if kube_api.simulated_cluster else 2)
+        config = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "w", "namespace": ns, "labels": {"watched": "yes"}},
+            "data": {"a": "1"},
+        }
+        other = {**config, "metadata": {"name": "unwatched", "namespace": ns}}
+        assert (await apply(api, other))[0] == 201
+        assert (await apply(api, config))[0] == 201
+        config["data"]["a"] = "2"
+        assert (await apply(api, config))[0] == 200
+        assert (await call(api, "DELETE", "v1", "configmaps/w", namespace=ns))[0] == 200
+        await asyncio.wait_for(watcher, 30)
+        assert seen == [("ADDED", "w"), ("MODIFIED", "w"), ("DELETED", "w")]
+
+    run(body())
+
+
+def test_kubernetes_terminating_namespace_refuses_new_objects(kube_api: KubeApi) -> None:
+    kube_api.controller.paused = True  # hold the namespace in Terminating
+
+    async def body() -> None:
+        api = await connect(kube_api)
+        ns = await make_namespace(api, kube_api, "terminating")
+        status, deleted = await call(api, "DELETE", "v1", f"namespaces/{ns}")
+        assert status == 200 and deleted["status"]["phase"] == "Terminating"
+        status, refused = await apply(api, deployment("web", ns))
+        assert (status, refused["reason"]) == (403, "Forbidden")
+        assert refused["message"].endswith(
+            f"unable to create new content in namespace {ns} because it is being terminated"
+        )
+        status, missing = await apply(api, deployment("web", kube_api.namespace("absent")))
+        assert (status, missing["reason"]) == (404, "NotFound")
+        assert missing["message"] == f'namespaces "{kube_api.prefix}absent" not found'
 
     run(body())
