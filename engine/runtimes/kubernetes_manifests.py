@@ -170,6 +170,12 @@ def threads_for(cpu: str) -> int:
     return max(1, math.floor(cores))
 
 
+def drain_timeout_s(grace_s: int) -> int:
+    """How long a stopping server may finish its requests: the grace period less the
+    preStop sleep and a margin for the process to exit before Kubernetes kills it."""
+    return max(1, grace_s - PRESTOP_SLEEP_S - 3)
+
+
 def namespace(name: str, spec: str, environment: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -348,7 +354,11 @@ def _container(w: Workload) -> dict[str, Any]:
         "name": CONTAINER,
         "image": w.image,
         "imagePullPolicy": "IfNotPresent",
-        "args": ["--port", str(w.port), "--threads", str(w.threads)],
+        # in-flight requests get what the grace period leaves after the preStop sleep
+        "args": [
+            *("--port", str(w.port), "--threads", str(w.threads)),
+            *("--drain-timeout-s", str(drain_timeout_s(w.termination_grace_s))),
+        ],
         "ports": [{"name": PORT_NAME, "containerPort": w.port, "protocol": "TCP"}],
         # the server listens only once every model is loaded: until then the startup
         # probe holds the others off, for as long as a slow (Neuron) load may take

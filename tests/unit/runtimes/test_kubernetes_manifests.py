@@ -123,7 +123,7 @@ def test_resources_follow_the_processor() -> None:
 
 
 def test_threads_are_the_whole_cores_of_the_request() -> None:
-    assert [c["args"][2:] for c in containers("cpu")] == [["--threads", "1"], ["--threads", "4"]]
+    assert [c["args"][2:4] for c in containers("cpu")] == [["--threads", "1"], ["--threads", "4"]]
     assert [k8s.threads_for(q) for q in ("500m", "1", "1.5", "2500m", "16")] == [1, 1, 1, 2, 16]
 
 
@@ -163,7 +163,11 @@ def test_pods_run_unprivileged_and_drain_on_rolling_updates(processor: str) -> N
         assert container["securityContext"]["allowPrivilegeEscalation"] is False
         assert container["securityContext"]["privileged"] is False
         sleep = container["lifecycle"]["preStop"]["exec"]["command"]
-        assert sleep[0] == "sleep" and int(sleep[1]) < pod["terminationGracePeriodSeconds"]
+        assert sleep[0] == "sleep"
+        # the Service stops routing during the sleep; then the server drains, all within
+        # the grace period
+        drain = container["args"][container["args"].index("--drain-timeout-s") + 1]
+        assert int(sleep[1]) + int(drain) < pod["terminationGracePeriodSeconds"]
         startup = container["startupProbe"]
         assert startup["periodSeconds"] * startup["failureThreshold"] >= 600
 
