@@ -276,6 +276,22 @@ def test_kubernetes_a_server_removed_from_the_spec_is_deleted(
     assert env.get("deployments") is not None  # the server still in the spec stays
 
 
+def test_kubernetes_a_deployment_not_available_is_drift(
+    env: Env, capfd: pytest.CaptureFixture[str]
+) -> None:
+    assert env.doinfer(capfd, "apply", "--yes")[0] == 0
+    # a pod dies and its replacement crashes: the Deployment no longer serves all replicas
+    env.kube.fail_rollout(env.object, "CrashLoopBackOff", log="out of memory\n")
+    status, pods = env.call("GET", "pods", version="v1")
+    assert status == 200
+    assert (
+        env.call("DELETE", f"pods/{pods['items'][0]['metadata']['name']}", version="v1")[0] == 200
+    )
+    code, out = env.doinfer(capfd, "plan", "--detailed-exitcode")
+    assert code == 2, out
+    assert f"drift: Deployment {env.namespace}/{env.object}: 1 of 2 replica(s) available" in out
+
+
 def test_kubernetes_conflict_without_and_with_force(
     env: Env, capfd: pytest.CaptureFixture[str]
 ) -> None:
