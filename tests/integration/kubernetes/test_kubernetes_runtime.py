@@ -397,6 +397,14 @@ def test_kubernetes_rbac_refusal_and_unreachable_cluster_change_nothing(
     assert 'cannot patch resource "deployments"' in out
     assert "deploy/web" not in env.state()
 
+    env.kube.server.cluster.forbidden.clear()
+    env.kube.exceed_quota("services", env.namespace)
+    code, out = env.doinfer(capfd, "apply", "--yes")
+    assert code == 1
+    assert f"a ResourceQuota refused to apply Service {env.namespace}/{env.object}" in out
+    assert "exceeded quota: compute-resources" in out
+    assert "deploy/web" not in env.state()
+
     serial = StateStore(env.state_dir, env.name, "default").load().serial
     code, out = env.doinfer(capfd, "apply", "--yes", "--context", env.kube.unreachable_context)
     assert code == 1
