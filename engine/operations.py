@@ -11,16 +11,19 @@ import contextlib
 import dataclasses
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.envs import app_dir, environments, spec_file
 from engine.errors import DoinferError
 from engine.graph.build import build_steps
 from engine.graph.executor import Executor, OnEvent, Outcome
-from engine.graph.plan import Plan, destroy_plan, make_plan
+from engine.graph.plan import Plan, destroy_plan, make_plan, plan_hash
+from engine.graph.refresh import Refresh, observe_recorded, record_refresh
 from engine.graph.step import Observation, Step
+from engine.review import plan_against_revision, plan_all_environments
 from engine.runtimes import get_runtime
 from engine.runtimes.base import ReplicaStatus, RuntimeOptions
 from engine.runtimes.contracts import DeployResult
@@ -60,22 +63,31 @@ class Workspace:
 
     @classmethod
     def open(
-        cls, spec_path: str | Path, state_dir: Path, options: RuntimeOptions | None = None
+        cls,
+        spec_path: str | Path,
+        state_dir: Path,
+        environment: str | None = None,
+        options: RuntimeOptions | None = None,
     ) -> Workspace:
-        return cls(load_spec(spec_path), state_dir, options)
+        """A spec file, or an app directory's environment (`specs/<app>` and `--env`)."""
+        spec = load_spec(spec_file(Path(spec_path), environment), environment)
+        return cls(spec, state_dir, options)
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        with self.store.lock():
+    def locked(self, timeout_s: float = 0.0) -> Iterator[None]:
+        with self.store.lock(timeout_s):
             yield
 
     def steps(self) -> list[Step]:
         return build_steps(self.spec, self.ctx.cache_dir)
 
-    def plan(self, refresh: bool = True) -> Plan:
-        """Desired steps against the recorded state and what the runtime shows; without
-        `refresh`, against the recorded state alone (the runtime is not asked: no
-        cluster, no Docker engine needed, and drift goes unseen)."""
+    def plan(
+        self, replace: Collection[str] = (), targets: Collection[str] = (), refresh: bool = True
+    ) -> Plan:
+        """Desired steps against the recorded state and what the runtime shows; `replace`
+        and `targets` as `--replace` and `--target` name them. Without `refresh`, against
+        the recorded state alone (the runtime is not asked: no cluster, no Docker engine
+        needed, and drift goes unseen)."""
         return make_plan(
             self.steps(),
             self.store.load(),
@@ -85,12 +97,22 @@ class Workspace:
             runtime=self.spec.runtime.kind,
             spec_path=self.spec.path.name,
             document=self.spec.document,
+            replace=replace,
+            targets=targets,
         )
 
     def render(self) -> list[dict[str, Any]]:
         """The objects the runtime would create, as data: from the spec and the recorded
         state alone (pushed images by digest), without reaching the runtime."""
         return type(self.ctx.runtime).render(self.steps(), self.store.load().steps)
+
+    def refresh(self) -> Refresh:
+        """What every recorded step looks like now (`--refresh-only`); changes nothing."""
+        return observe_recorded(self.store.load(), self._observe)
+
+    def record_refresh(self, refresh: Refresh) -> None:
+        """Write a refresh into the state; the caller holds the lock."""
+        record_refresh(refresh, self.store)
 
     def destroy_plan(self) -> Plan:
         return destroy_plan(
@@ -223,6 +245,51 @@ def execute(
     return ApplyResult(executor.run(plan))
 
 
+def plans_for(
+    spec_arg: Path,
+    environment: str | None,
+    state_dir: Path,
+    *,
+    base_ref: str | None = None,
+    all_envs: bool = False,
+    replace: Collection[str] = (),
+    targets: Collection[str] = (),
+    refresh: bool = True,
+    options: RuntimeOptions | None = None,
+) -> list[Plan]:
+    """The plans `doinfer plan` shows: one environment, or every environment of an app
+    (`--all-envs`); against its state, or against a git revision (`--base-ref`)."""
+    if all_envs and environment:
+        raise DoinferError("--all-envs plans every environment: leave out --env")
+    if base_ref is not None:
+        if replace or targets:
+            raise DoinferError(
+                "--base-ref plans a change of the spec, with no state: --replace and --target "
+                "act on an environment's state"
+            )
+        cache_dir = state_dir / "cache"
+        if all_envs:
+            return plan_all_environments(spec_arg, base_ref, cache_dir)
+        return [plan_against_revision(spec_arg, environment, base_ref, cache_dir)]
+    names = environments(app_dir(spec_arg)) if all_envs else [environment]
+    return [
+        Workspace.open(spec_arg, state_dir, env, options).plan(replace, targets, refresh)
+        for env in names
+    ]
+
+
+def check_plan_hash(plan: Plan, expected: str) -> None:
+    """Refuse a plan that is not the one reviewed (`apply --plan-hash`): the state moved,
+    something drifted, or the spec is not the one the hash was made of."""
+    actual = plan_hash(plan)
+    if actual != expected:
+        raise DoinferError(
+            f"the plan of {plan.spec}/{plan.environment} is not the one reviewed: its hash "
+            f"is {actual}, not {expected}. The state moved, something drifted or the spec "
+            f"changed since; review the new plan (doinfer plan) and apply that"
+        )
+
+
 def saved_plan_target(
     plan: Plan, state_dir: Path, options: RuntimeOptions | None = None
 ) -> tuple[StateStore, Context]:
@@ -231,9 +298,8 @@ def saved_plan_target(
     store = StateStore(state_dir, plan.spec, plan.environment)
     settings = build_runtime(plan.document.get("runtime", {}))
     options = dataclasses.replace(options or RuntimeOptions(), settings=settings)
-    return store, Context(
-        state_dir=state_dir, runtime=get_runtime(plan.runtime, state_dir, options)
-    )
+    runtime = get_runtime(plan.runtime, state_dir, options)
+    return store, Context(state_dir=state_dir, runtime=runtime)
 
 
 def load_saved_plan(path: Path) -> Plan:

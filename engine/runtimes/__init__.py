@@ -41,3 +41,8 @@ def runtime_class(kind: str) -> type[Runtime]:
 
 def get_runtime(kind: str, state_dir: Path, options: RuntimeOptions | None = None) -> Runtime:
     return runtime_class(kind)(state_dir, options)
+
+
+def runtime_rollout(kind: str) -> str | None:
+    """How `kind` replaces running replicas (its class's `rollout`); None if not known."""
+    return runtime_class(kind).rollout if kind in RUNTIMES else None

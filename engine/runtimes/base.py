@@ -87,6 +87,10 @@ class Runtime(ABC):
     # The servers answer this machine: probes (sequential, random) are sent from here;
     # otherwise they go through `run_load_clients` too, next to the servers.
     probes_here: ClassVar[bool] = True
+    # How a deploy replaces running replicas, as a plan tells reviewers: "restart" stops
+    # each and starts it again (it serves nothing meanwhile), "roll" starts each successor
+    # and waits until it is ready before stopping its predecessor.
+    rollout: ClassVar[Literal["restart", "roll"]] = "restart"
 
     def __init__(self, state_dir: Path, options: RuntimeOptions | None = None) -> None:
         self.state_dir = state_dir

@@ -70,6 +70,7 @@ class KubernetesRuntime(DockerBuilds, ImageRuntime):
     kind = "kubernetes"
     registry_use = "required"  # nodes pull the server images from it
     probes_here = False  # the servers' Services are reached from inside the cluster only
+    rollout = "roll"  # maxUnavailable 0: a new pod is ready before an old one goes
 
     def __init__(self, state_dir: Path, options: RuntimeOptions | None = None) -> None:
         super().__init__(state_dir, options)

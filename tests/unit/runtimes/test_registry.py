@@ -54,6 +54,7 @@ def test_the_built_in_runtimes_declare_what_they_need() -> None:
         False,
         True,
     )
+    assert kubernetes.rollout == "roll"
 
 
 def test_an_unknown_kind_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
