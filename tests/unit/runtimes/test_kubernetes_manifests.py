@@ -4,12 +4,11 @@ Every object is checked against the official OpenAPI schemas of Kubernetes 1.33
 (`kubernetes-validate`, strict: unknown fields fail), and for what those schemas cannot
 say: selectors match pod labels, Services reach the container port, resources and
 tolerations follow the processor. Golden files pin the whole output; regenerate them
-with `DOINFER_UPDATE_GOLDEN=1 pytest tests/unit/runtimes/test_kubernetes_manifests.py`.
+with `pytest tests/unit/runtimes/test_kubernetes_manifests.py --regen-golden`.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -210,15 +209,15 @@ def test_names_kubernetes_cannot_take() -> None:
 
 
 @pytest.mark.parametrize("processor", sorted(SPECS))
-def test_golden_manifests(processor: str) -> None:
+def test_golden_manifests(processor: str, regen_golden: bool) -> None:
     text = to_yaml(rendered(processor))
     golden = GOLDEN / f"{processor}.yaml"
-    if os.environ.get("DOINFER_UPDATE_GOLDEN") == "1":
+    if regen_golden:
         golden.write_text(text)
-    assert golden.exists(), f"no {golden}: run with DOINFER_UPDATE_GOLDEN=1 to write it"
+    assert golden.exists(), f"no {golden}: run with --regen-golden to write it"
     assert text == golden.read_text(), (
         f"the rendered objects differ from {golden.name}; if the change is intended, "
-        f"regenerate with DOINFER_UPDATE_GOLDEN=1 and review the diff"
+        f"regenerate with --regen-golden and review the diff"
     )
     assert list(yaml.safe_load_all(text)) == rendered(processor)
 
