@@ -30,7 +30,7 @@ from engine.runtimes.contracts import DeployResult
 from engine.spec import load_spec
 from engine.spec.build import build_runtime
 from engine.spec.model import Spec
-from engine.state import StateStore
+from engine.state import State, StateStore
 from engine.steps.base import Context
 from engine.steps.registry import STEP_KINDS
 
@@ -79,7 +79,7 @@ class Workspace:
             yield
 
     def steps(self) -> list[Step]:
-        return build_steps(self.spec, self.ctx.cache_dir)
+        return build_steps(self.spec, self.ctx.cache_dir, self.store.load().steps)
 
     def plan(
         self, replace: Collection[str] = (), targets: Collection[str] = (), refresh: bool = True
@@ -125,9 +125,9 @@ class Workspace:
     def sweep(self, log: Callable[[str], None]) -> None:
         """Stop replicas of this spec's servers that no record knows of (an apply killed
         before it recorded its deploy leaves such), so that destroy leaves nothing behind."""
-        for server in self.spec.servers:
-            if self.ctx.runtime.replicas(self.spec.name, self.spec.environment, server.name):
-                self.ctx.runtime.undeploy(self.spec.name, self.spec.environment, server.name, log)
+        for name in self.served(self.store.load()):
+            if self.ctx.runtime.replicas(self.spec.name, self.spec.environment, name):
+                self.ctx.runtime.undeploy(self.spec.name, self.spec.environment, name, log)
 
     def _observe(self, step: Step, record: dict[str, Any]) -> Observation:
         return STEP_KINDS[step.kind].observe(step, record, self.ctx)
@@ -138,21 +138,19 @@ class Workspace:
         """Every replica the state records or the runtime finds, with its state."""
         state = self.store.load()
         statuses: list[ReplicaStatus] = []
-        for server in self.spec.servers:
+        for name, step_id in self.served(state).items():
             found = {
                 r.index: r
-                for r in self.ctx.runtime.replicas(
-                    self.spec.name, self.spec.environment, server.name
-                )
+                for r in self.ctx.runtime.replicas(self.spec.name, self.spec.environment, name)
             }
-            record = state.steps.get(f"deploy/{server.name}")
+            record = state.steps.get(step_id)
             recorded = DeployResult.from_json(record["outputs"]).replicas if record else ()
             for replica in recorded:
                 status = found.pop(replica.index, None)
                 statuses.append(
                     status
                     or ReplicaStatus(
-                        server.name,
+                        name,
                         replica.index,
                         "missing",
                         replica.url,
@@ -174,8 +172,9 @@ class Workspace:
         )
 
     def _check_server(self, server: str) -> None:
-        if server not in {s.name for s in self.spec.servers}:
-            names = ", ".join(s.name for s in self.spec.servers)
+        known = {s.name for s in self.spec.servers} | set(self.served(self.store.load()))
+        if server not in known:
+            names = ", ".join(sorted(known))
             raise DoinferError(f"no server {server!r} in {self.spec.name} (servers: {names})")
 
     def bench(self, names: list[str], on_tick: OnTick | None = None) -> BenchRun:
@@ -196,8 +195,8 @@ class Workspace:
             raise DoinferError(f"{self.spec.name} has no scenarios to run")
         state = self.store.load()
         deploys = {
-            f"deploy/{s.name}": state.steps.get(f"deploy/{s.name}", {}).get("outputs")
-            for s in self.spec.servers
+            step_id: state.steps.get(step_id, {}).get("outputs")
+            for step_id in self.bench_targets(state)
         }
         missing = [i for i, o in deploys.items() if o is None]
         if missing:
@@ -219,6 +218,33 @@ class Workspace:
         return BenchRun(
             self.spec.name, self.spec.environment, self.spec.runtime.kind, started, results
         )
+
+    def served(self, state: State) -> dict[str, str]:
+        """Every server that runs replicas -> the step whose record holds them: the spec's
+        servers, and each fleet's device servers and router, as recorded."""
+        served = {s.name: f"deploy/{s.name}" for s in self.spec.servers if s.packing != "auto"}
+        for step_id, record in sorted(state.steps.items()):
+            if record.get("kind") in ("deploy", "router"):
+                served.setdefault(record["inputs"]["server"], step_id)
+        return served
+
+    def bench_targets(self, state: State) -> list[str]:
+        """The steps whose replicas a bench sends to: each server's deploy, and for a
+        fleet its router (its one address), or its devices where it runs none."""
+        ids = []
+        for server in self.spec.servers:
+            if server.packing != "auto":
+                ids.append(f"deploy/{server.name}")
+            elif f"router/{server.name}" in state.steps:
+                ids.append(f"router/{server.name}")
+            else:
+                ids += [
+                    i
+                    for i, r in sorted(state.steps.items())
+                    if r.get("kind") == "deploy"
+                    and r["inputs"]["server"].startswith(f"{server.name}-")
+                ] or [f"router/{server.name}"]
+        return ids
 
     def bench_files(self, started_at: float) -> tuple[Path, Path]:
         """Where a bench run's JSON and HTML report go when the user names no file."""

@@ -11,7 +11,7 @@ import functools
 import hashlib
 import importlib.metadata
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from graphlib import TopologicalSorter
 from pathlib import Path
@@ -20,10 +20,13 @@ from typing import Any
 import engine
 from engine.graph.fingerprint import fingerprint
 from engine.graph.step import Step
+from engine.packing.expand import PackedFleet, expand, instance_name, packing_id
 from engine.runtimes import image_names, runtime_class
 from engine.runtimes.base import AUTO, ImageRuntime, Runtime
 from engine.sources import ResolvedSource, resolve_source
 from engine.spec.model import Host, Server, Spec
+
+SHOWN_MODELS = 6  # a pack step's summary names this many of its models
 
 
 def trace_id(model: str, processor: str) -> str:
@@ -34,9 +37,13 @@ def image_id(processor: str) -> str:
     return f"image/{processor}"
 
 
-def build_steps(spec: Spec, cache_dir: Path) -> list[Step]:
-    """All desired steps of a spec, each with its fingerprint, in topological order."""
+def build_steps(
+    spec: Spec, cache_dir: Path, recorded: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[Step]:
+    """All desired steps of a spec, each with its fingerprint, in topological order.
+    `recorded` (the state's step records) lets a fleet re-pack from its last packing."""
     runtime = runtime_class(spec.runtime.kind)
+    servers, fleets = expand(spec, recorded)
     versions = _library_versions()
     sources: dict[str, ResolvedSource] = {}
     steps: dict[str, Step] = {}
@@ -75,7 +82,7 @@ def build_steps(spec: Spec, cache_dir: Path) -> list[Step]:
 
     place = trace_placer(spec)
 
-    for server in spec.servers:
+    for server in servers:
         for packed in server.models:
             tid = trace_id(packed.model, server.processor)
             if tid in steps:
@@ -105,7 +112,7 @@ def build_steps(spec: Spec, cache_dir: Path) -> list[Step]:
 
     images = issubclass(runtime, ImageRuntime)  # its replicas run images
     if issubclass(runtime, ImageRuntime):
-        for processor in sorted({s.processor for s in spec.servers}):
+        for processor in sorted({s.processor for s in servers}):
             inputs = runtime.image_inputs(spec, processor)
             add(
                 image_id(processor),
@@ -118,10 +125,13 @@ def build_steps(spec: Spec, cache_dir: Path) -> list[Step]:
                 after_apply=("image_id",),
             )
 
-    total_replicas = sum(s.replicas for s in spec.servers)
+    total_replicas = sum(s.replicas for s in servers)
+    node_types = {name: t for f in fleets for name, t in f.node_types.items()}
     deploy_ids: list[str] = []
-    for server in spec.servers:
-        models = ", ".join(f"{m.model} x{m.instances}" for m in server.models)
+    for server in servers:
+        models = ", ".join(f"{m.model} x{m.instances}" for m in server.models[:SHOWN_MODELS])
+        if len(server.models) > SHOWN_MODELS:
+            models += f", ... ({len(server.models)} models)"
         pack_needs = [trace_id(m.model, server.processor) for m in server.models]
         if images:
             pack_needs.append(image_id(server.processor))
@@ -172,6 +182,8 @@ def build_steps(spec: Spec, cache_dir: Path) -> list[Step]:
         deploy_inputs |= runtime.deploy_inputs(spec, server)  # it may decide threads itself
         if deploy_inputs["threads"] == AUTO:
             deploy_inputs["cores_shared_by"] = total_replicas  # every replica of the spec
+        if server.name in node_types:  # a fleet's device: on a node of the chosen type
+            deploy_inputs["node_type"] = node_types[server.name]
         deploy = add(
             f"deploy/{server.name}",
             "deploy",
@@ -183,12 +195,39 @@ def build_steps(spec: Spec, cache_dir: Path) -> list[Step]:
         )
         deploy_ids.append(deploy.id)
 
+    fleet_deploys = {f"deploy/{d.name}" for f in fleets for d in f.devices}
+    scenario_needs = [d for d in deploy_ids if d not in fleet_deploys]
+    for packed_fleet in fleets:
+        add(
+            packing_id(packed_fleet.server.name),
+            "packing",
+            packing_inputs(packed_fleet),
+            [],
+            packing_summary(packed_fleet),
+            updatable=frozenset({"packing", "bill"}),  # a record: updated in place
+        )
+        devices = [f"deploy/{d.name}" for d in packed_fleet.devices]
+        if images:  # an image runtime has no router replica yet: scenarios hit the devices
+            scenario_needs += devices
+            continue
+        name = packed_fleet.server.name
+        router = add(
+            f"router/{name}",
+            "router",
+            router_inputs(spec, packed_fleet),
+            devices,
+            f"route {name}: one address for {len(packed_fleet.fleet.demands)} models on "
+            f"{len(devices)} servers",
+            follows_upstream=True,  # a device's new address is a new routing table
+        )
+        scenario_needs.append(router.id)
+
     for scenario in spec.scenarios:
         add(
             f"scenario/{scenario.name}",
             "scenario",
             scenario.to_json(),
-            deploy_ids,
+            scenario_needs,
             f"scenario {scenario.name} ({scenario.kind})",
             follows_upstream=True,
             exclusive=True,
@@ -196,6 +235,55 @@ def build_steps(spec: Spec, cache_dir: Path) -> list[Step]:
 
     order = TopologicalSorter({s.id: s.needs for s in steps.values()}).static_order()
     return [steps[i] for i in order]
+
+
+def packing_inputs(packed: PackedFleet) -> dict[str, Any]:
+    """A fleet's packing as its step records it: the packing (what a re-pack starts
+    from, what `plan --format json` shows), and its bill."""
+    return {
+        "server": packed.server.name,
+        "packing": packed.packing.to_json(),
+        "bill": packed.summary.to_json(),
+    }
+
+
+def router_inputs(spec: Spec, packed: PackedFleet) -> dict[str, Any]:
+    """The router replica's deploy inputs: it runs under the fleet server's own name (and
+    port, if the spec fixes one), and serves every model of the fleet as `<model>-0`."""
+    routes: dict[str, list[dict[str, Any]]] = {}
+    for device, rates in sorted(packed.rates.items()):
+        for model, rate in sorted(rates.items()):
+            routes.setdefault(model, []).append(
+                {"server": device, "instance": instance_name(model), "weight": rate}
+            )
+    return {
+        "spec": spec.name,
+        "environment": spec.environment,
+        "server": packed.server.name,
+        "runtime": spec.runtime.kind,
+        "replicas": 1,
+        "port": packed.server.port,
+        "bind_address": spec.runtime.bind_address,
+        "threads": 1,
+        "models": [
+            {"name": d.model, "task": spec.model(d.model).task, "instances": 1}
+            for d in sorted(packed.fleet.demands, key=lambda d: d.model)
+        ],
+        "routes": dict(sorted(routes.items())),
+    }
+
+
+def packing_summary(packed: PackedFleet) -> str:
+    nodes: dict[str, int] = {}
+    for node in packed.packing.nodes:
+        nodes[node.type.name] = nodes.get(node.type.name, 0) + 1
+    kinds = ", ".join(f"{count} {name}" for name, count in sorted(nodes.items()))
+    return (
+        f"pack {packed.server.name}: {len(packed.fleet.demands)} models onto "
+        f"{len(packed.devices)} devices of {kinds or 'no nodes'}, "
+        f"${packed.packing.cost_per_hour:,.2f}/h (lower bound "
+        f"${packed.packing.lower_bound_per_hour:,.2f}/h)"
+    )
 
 
 def trace_placer(spec: Spec) -> Callable[[str], Host | None]:

@@ -144,6 +144,10 @@ class Plan:
             counts[str(c.action)] += 1
         return counts
 
+    def packing(self) -> dict[str, Any]:
+        """Each fleet's packing (server -> nodes, devices, copies, cost and bound)."""
+        return {s.inputs["server"]: s.inputs["packing"] for s in self.steps if s.kind == "packing"}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": PLAN_FORMAT,
@@ -154,6 +158,7 @@ class Plan:
             "state": {"lineage": self.lineage, "serial": self.serial},
             "has_changes": self.has_changes,
             "counts": self.counts(),
+            "packing": self.packing(),
             "changes": [c.to_dict() for c in self.changes],
             "steps": [s.to_dict() for s in self.steps],
             "document": self.document,
@@ -298,7 +303,42 @@ def make_plan(
         wanted = needed_by(targets, {s.id: s.needs for s in steps})
         changes = [c for c in changes if c.step_id in wanted]
     return Plan(
-        spec, environment, runtime, spec_path, state.lineage, state.serial, steps, changes, document
+        spec,
+        environment,
+        runtime,
+        spec_path,
+        state.lineage,
+        state.serial,
+        steps,
+        changes,
+        document,
+        cost=fleet_cost(steps, state),
+    )
+
+
+def fleet_cost(steps: list[Step], state: State) -> Cost | None:
+    """What the spec's fleets cost per hour as recorded and as planned, from their
+    packing steps; None for a spec with no fleet (nothing priced)."""
+    before_records = [r for r in state.steps.values() if r.get("kind") == "packing"]
+    after_steps = [s for s in steps if s.kind == "packing"]
+    if not before_records and not after_steps:
+        return None
+    lines = []
+    for step in after_steps:
+        nodes: dict[tuple[str, float], int] = {}
+        for node in step.inputs["packing"]["nodes"]:
+            key = (node["type"], node["price_per_hour"])
+            nodes[key] = nodes.get(key, 0) + 1
+        lines += [
+            f"{step.inputs['server']}: {count} x {name} at {price:,.4g}/h"
+            for (name, price), count in sorted(nodes.items())
+        ]
+    return Cost(
+        sum(r["inputs"]["packing"]["cost_per_hour"] for r in before_records)
+        if before_records
+        else None,
+        sum(s.inputs["packing"]["cost_per_hour"] for s in after_steps) if after_steps else None,
+        lines=tuple(lines),
     )
 
 

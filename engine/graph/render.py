@@ -18,6 +18,7 @@ from engine.graph.attributes import Attribute
 from engine.graph.plan import Change, Cost, Plan, plan_hash
 from engine.graph.refresh import Refresh
 from engine.graph.step import Action
+from engine.packing.report import Summary, text_lines
 
 SYMBOL = {
     Action.CREATE: "+",
@@ -77,8 +78,15 @@ def render_text(plan: Plan, colour: bool = False, show_noop: bool = False) -> st
         lines.append("")
     if plan.cost is not None:
         lines += [cost_line(plan.cost), *(f"  {line}" for line in plan.cost.lines), ""]
+    for bill in bills(plan):
+        lines += [*text_lines(bill), ""]
     lines.append(summary_line(plan))
     return "\n".join(lines)
+
+
+def bills(plan: Plan) -> list[Summary]:
+    """What each fleet of the plan costs, per node type."""
+    return [Summary.from_json(s.inputs["bill"]) for s in plan.steps if s.kind == "packing"]
 
 
 def detail_lines(change: Change) -> list[str]:
@@ -203,6 +211,8 @@ def _plan_sections(plan: Plan) -> list[_Section]:
         if plan.cost.lines:
             lines += ["", *[f"- {_escape(line)}" for line in plan.cost.lines]]
         sections.append(_Section(lines, []))
+    for bill in bills(plan):
+        sections.append(_Section(["", *text_lines(bill, markdown=True)], []))
     if changed:
         sections.append(
             _Section(

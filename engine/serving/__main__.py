@@ -1,5 +1,7 @@
 """Run a model server: `python -m engine.serving --bundle DIR (--port N | --fd N)`.
 
+A bundle holding router.json (no models) runs a fleet's router instead (serving/router.py).
+
 Models are loaded before the server accepts requests: connections that arrive meanwhile
 wait in the listening socket's backlog, and readiness is simply "the server answers".
 SIGTERM drains it (engine.serving.http) and it exits 0. The limits flags bound what one
@@ -16,8 +18,11 @@ import socket
 import sys
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 from engine.serving.limits import ServerLimits
+
+ROUTER_FILE = "router.json"  # a bundle holding this file is a fleet's router's
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,12 +42,12 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     log = logging.getLogger("doinfer.serving")
+    if (args.bundle / ROUTER_FILE).is_file():  # a fleet's router: no models, no torch
+        return _route(args, limits)
 
     import torch
-    import uvicorn
 
     from engine.serving.app import create_app
-    from engine.serving.http import DrainingServer, guarded_protocol
     from engine.serving.models import BundleError, load_bundle
 
     torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
@@ -60,7 +65,23 @@ def main(argv: list[str] | None = None) -> int:
         torch.get_num_threads(),
         rss_mb,
     )
-    app = create_app(bundle, limits)
+    return _serve(create_app(bundle, limits), args, limits)
+
+
+def _route(args: argparse.Namespace, limits: ServerLimits) -> int:
+    import json
+
+    from engine.serving.router import create_router, load_table
+
+    table = load_table(json.loads((args.bundle / ROUTER_FILE).read_text()))
+    return _serve(create_router(table), args, limits)
+
+
+def _serve(app: Any, args: argparse.Namespace, limits: ServerLimits) -> int:
+    import uvicorn
+
+    from engine.serving.http import DrainingServer, guarded_protocol
+
     config = uvicorn.Config(
         app,
         host=args.host,

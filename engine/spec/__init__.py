@@ -13,7 +13,7 @@ from engine.spec.model import Mark, Spec
 from engine.spec.overlay import Files, load_resolved
 from engine.spec.semantic import semantic_errors
 from engine.spec.validate import schema_errors
-from engine.spec.yaml_nodes import Node
+from engine.spec.yaml_nodes import LazyMarks, Node
 
 __all__ = ["Diagnostic", "Spec", "SpecError", "load_spec"]
 
@@ -27,7 +27,7 @@ def load_spec(path: str | Path, environment: str | None = None, files: Files | N
     if environment is not None:
         _name_environment(node, environment, shown)
     document = node.plain()
-    marks = node.marks()
+    marks = LazyMarks(node)  # built only when there is an error to point at
     errors = schema_errors(document, marks)
     if errors:  # semantic checks assume a well-formed document
         raise SpecError(errors)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
+from engine.packing.catalog import NodeType, catalog
+from engine.packing.fleet import Profile
 from engine.spec.model import (
     Batching,
     Host,
@@ -26,15 +29,21 @@ def build_spec(doc: dict[str, Any], path: Path) -> Spec:
         name=doc["name"],
         environment=doc.get("environment", "default"),
         models=tuple(
-            Model(m["name"], m["source"], m["task"], TraceParams(**m.get("trace", {})))
+            Model(
+                m["name"],
+                m["source"],
+                m["task"],
+                TraceParams(**m.get("trace", {})),
+                {p: Profile(**v) for p, v in m.get("profiles", {}).items()},
+            )
             for m in doc.get("models", [])
         ),
         hosts=tuple(Host(**h) for h in doc.get("hosts", [])),
         servers=tuple(
             Server(
                 name=s["name"],
-                processor=s["processor"],
-                models=tuple(ServerModel(**m) for m in s["models"]),
+                processor=s.get("processor"),
+                models=tuple(ServerModel(**m, pinned="instances" in m) for m in s["models"]),
                 replicas=s.get("replicas", 1),
                 batching=Batching(**s.get("batching", {})),
                 port=s.get("port"),
@@ -42,6 +51,9 @@ def build_spec(doc: dict[str, Any], path: Path) -> Spec:
                 share_weights=s.get("share_weights", True),
                 resources=_resources(s.get("resources", {})),
                 node_selector=s.get("node_selector"),
+                packing=s.get("packing", "manual"),
+                max_utilization=s.get("max_utilization", 0.75),
+                node_types=tuple(s.get("node_types", ())),
             )
             for s in doc.get("servers", [])
         ),
@@ -49,6 +61,16 @@ def build_spec(doc: dict[str, Any], path: Path) -> Spec:
         scenarios=tuple(_scenario(s) for s in doc.get("scenarios", [])),
         path=path,
         document=doc,
+        catalog=spec_catalog(doc.get("catalog", [])),
+    )
+
+
+def spec_catalog(entries: list[dict[str, Any]]) -> dict[str, NodeType]:
+    """The built-in catalog with the spec's node types added or overriding fields by name."""
+    builtin = catalog()
+    return catalog(
+        dataclasses.replace(builtin[e["name"]], **e) if e["name"] in builtin else NodeType(**e)
+        for e in entries
     )
 
 

@@ -7,12 +7,15 @@ the planner derives everything else from them and never mutates the user's inten
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from engine.graph.fingerprint import canonical_json
+from engine.packing.catalog import NodeType
+from engine.packing.fleet import Profile
 
 Processor = Literal["cpu", "gpu", "inf"]
 Task = Literal["question-answering", "feature-extraction", "text-classification"]
@@ -20,9 +23,9 @@ RuntimeKind = Literal["local", "docker", "kubernetes"]
 ScenarioKind = Literal["sequential", "random", "benchmark"]
 
 
-@dataclass(frozen=True)
-class Mark:
-    """Where a node of the spec came from: file, 1-based line and column."""
+class Mark(NamedTuple):
+    """Where a node of the spec came from: file, 1-based line and column. A tuple: a spec
+    of thousands of models makes one per value, and a tuple is made fastest."""
 
     file: str
     line: int
@@ -47,6 +50,7 @@ class Model:
     source: str  # "hf:<id>" | "path:<dir>" | "package:<python package>"
     task: Task
     trace: TraceParams = TraceParams()
+    profiles: dict[str, Profile] = field(default_factory=dict)  # processor -> declared profile
 
 
 @dataclass(frozen=True)
@@ -77,10 +81,13 @@ class Batching:
 
 @dataclass(frozen=True)
 class ServerModel:
-    """One model packed into a server, `instances` times (the packing density)."""
+    """One model packed into a server, `instances` times (the packing density); in a
+    packing: auto server, its demand (`rate`), or its copies pinned (`pinned`)."""
 
     model: str
     instances: int = 1
+    rate: float | None = None  # requests/s
+    pinned: bool = False  # instances was given: with packing: auto, the copies are pinned
 
 
 @dataclass(frozen=True)
@@ -97,7 +104,7 @@ class Resources:
 @dataclass(frozen=True)
 class Server:
     name: str
-    processor: Processor
+    processor: Processor | None  # None only with packing: auto (the packing chooses)
     models: tuple[ServerModel, ...]
     replicas: int = 1
     batching: Batching = Batching()
@@ -106,6 +113,9 @@ class Server:
     share_weights: bool = True
     resources: Resources = Resources()
     node_selector: dict[str, str] | None = None  # None: runtime.node_selector
+    packing: Literal["manual", "auto"] = "manual"
+    max_utilization: float = 0.75  # packing: auto: of each device's cores
+    node_types: tuple[str, ...] = ()  # packing: auto: catalog names or patterns; () all
 
 
 @dataclass(frozen=True)
@@ -182,9 +192,14 @@ class Spec:
     scenarios: tuple[Scenario, ...]
     path: Path  # the top-level spec file
     document: dict[str, Any]  # the resolved document (overlays applied), JSON-compatible
+    catalog: dict[str, NodeType] = field(default_factory=dict)  # built-in + the spec's
 
     def model(self, name: str) -> Model:
-        return next(m for m in self.models if m.name == name)
+        return self._models_by_name[name]
+
+    @functools.cached_property
+    def _models_by_name(self) -> dict[str, Model]:
+        return {m.name: m for m in self.models}
 
     def server(self, name: str) -> Server:
         return next(s for s in self.servers if s.name == name)

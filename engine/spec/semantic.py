@@ -7,14 +7,14 @@ from typing import Any
 
 from engine.devices import LOCAL_DEVICES, has_local_device
 from engine.runtimes import RUNTIMES, runtime_class, unknown_runtime
-from engine.runtimes.base import RegistryUse
+from engine.runtimes.base import RegistryUse, Runtime
 from engine.spec.errors import Diagnostic, format_path
 from engine.spec.validate import Marks, mark_of
 
 
 def semantic_errors(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
     errors: list[Diagnostic] = []
-    for section in ("models", "hosts", "servers", "scenarios"):
+    for section in ("models", "hosts", "servers", "scenarios", "catalog"):
         errors += _unique_names(doc, marks, section)
     models = {m["name"]: m for m in doc.get("models", [])}
     host_processors = {h["processor"] for h in doc.get("hosts", [])}
@@ -58,6 +58,10 @@ def semantic_errors(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
                     )
                 )
             seen.add(name)
+        if server.get("packing") == "auto":
+            errors += _fleet_errors(doc, marks, i, models, host_processors, kind, runtime)
+            continue
+        errors += _manual_errors(server, marks, i)
         processor = server["processor"]
         where = mark_of(marks, ("servers", i, "processor"))
         if runtime is not None and runtime.serves_here and not has_local_device(processor):
@@ -81,6 +85,7 @@ def semantic_errors(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
             )
         errors += _resource_errors(server, marks, i)
     errors += _port_clashes(doc, marks)
+    errors += _catalog_errors(doc, marks)
     for i, scenario in enumerate(doc.get("scenarios", [])):
         if scenario["kind"] == "benchmark" and ("concurrency" in scenario) == ("rate" in scenario):
             errors.append(
@@ -99,6 +104,153 @@ def semantic_errors(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
             )
         if "weights" in scenario:
             errors += _weight_errors(doc, marks, i)
+    return errors
+
+
+AUTO_ONLY = ("max_utilization", "node_types")
+
+
+def _manual_errors(server: dict[str, Any], marks: Marks, i: int) -> list[Diagnostic]:
+    """Keys that only a packing: auto server reads."""
+    errors = [
+        Diagnostic(
+            mark_of(marks, ("servers", i, key), key=True),
+            f"servers[{i}].{key}: applies to packing: auto servers only",
+        )
+        for key in AUTO_ONLY
+        if key in server
+    ]
+    errors += [
+        Diagnostic(
+            mark_of(marks, ("servers", i, "models", j, "rate"), key=True),
+            f"servers[{i}].models[{j}].rate: a demand applies to packing: auto servers only; "
+            f"a manual server holds `instances` copies in each of its replicas",
+        )
+        for j, packed in enumerate(server["models"])
+        if "rate" in packed
+    ]
+    return errors
+
+
+def _catalog_errors(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
+    """A node type that is not built in must say everything about itself."""
+    from engine.packing.catalog import catalog
+
+    builtin = catalog()
+    fields = ("processor", "devices", "cores_per_device", "memory_per_device_gib", "price_per_hour")
+    errors = []
+    for i, entry in enumerate(doc.get("catalog", [])):
+        missing = [f for f in fields if f not in entry]
+        if entry["name"] not in builtin and missing:
+            errors.append(
+                Diagnostic(
+                    mark_of(marks, ("catalog", i, "name")),
+                    f"catalog[{i}]: '{entry['name']}' is not a built-in node type, so it needs "
+                    f"{', '.join(fields)} (missing: {', '.join(missing)})",
+                )
+            )
+    return errors
+
+
+def _fleet_errors(
+    doc: dict[str, Any],
+    marks: Marks,
+    i: int,
+    models: dict[str, Any],
+    host_processors: set[str],
+    kind: str,
+    runtime: type[Runtime] | None,
+) -> list[Diagnostic]:
+    """A packing: auto server: its node types exist and are reachable, and every model
+    has a profile for one of their processors and fits one of their devices."""
+    from engine.packing.fleet import Profile
+    from engine.packing.servers import (
+        allowed_types,
+        demand,
+        reachable_processors,
+        unmatched,
+    )
+    from engine.packing.solver import device_classes, fits, unplaceable
+    from engine.spec.build import spec_catalog
+
+    server = doc["servers"][i]
+    errors = []
+    if "replicas" in server:
+        errors.append(
+            Diagnostic(
+                mark_of(marks, ("servers", i, "replicas"), key=True),
+                f"servers[{i}].replicas: a packing: auto server runs one server per device "
+                f"the packing chooses; drop replicas",
+            )
+        )
+    if _catalog_errors(doc, marks):
+        return errors  # reported once, by the caller
+    catalog = spec_catalog(doc.get("catalog", []))
+    patterns = server.get("node_types", [])
+    for j, pattern in enumerate(patterns):
+        if pattern in unmatched([pattern], catalog):
+            close = difflib.get_close_matches(pattern, list(catalog), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            errors.append(
+                Diagnostic(
+                    mark_of(marks, ("servers", i, "node_types", j)),
+                    f"servers[{i}].node_types[{j}]: '{pattern}' names no node type of the "
+                    f"catalog{hint}",
+                )
+            )
+    if errors:
+        return errors  # the models' checks would only repeat the same problem
+    serves_here = runtime is not None and runtime.serves_here
+    reachable = reachable_processors(serves_here, host_processors)
+    types = allowed_types(catalog, patterns, server.get("processor"), reachable)
+    if not types:
+        where = f"this machine (runtime {kind})" if serves_here else "a host or this machine"
+        errors.append(
+            Diagnostic(
+                mark_of(marks, ("servers", i, "name")),
+                f"servers[{i}]: no node type to pack onto: none of the catalog's types it "
+                f"allows has a processor that {where} can trace and serve for "
+                f"({', '.join(sorted(reachable))}); add a host, or allow other node types",
+            )
+        )
+        return errors
+    offered = sorted({t.processor for t in types})
+    classes = device_classes(types)
+    u = server.get("max_utilization", 0.75)
+    for j, packed in enumerate(server["models"]):
+        model = models.get(packed["model"])
+        if model is None:
+            continue  # reported above
+        path = ("servers", i, "models", j, "model")  # its mark is looked up on error only
+        profiles = {p: Profile(**v) for p, v in model.get("profiles", {}).items()}
+        if not set(profiles) & set(offered):
+            has = (
+                f"has a rate but no profile for {' or '.join(offered)}"
+                if packed.get("rate")
+                else f"has no profile for {' or '.join(offered)}"
+            )
+            errors.append(
+                Diagnostic(
+                    mark_of(marks, path),
+                    f"servers[{i}].models[{j}]: model '{packed['model']}' {has}, the "
+                    f"processor(s) this server can reach; give it profiles.{offered[0]} "
+                    f"(memory_mib, rate_per_core) under models",
+                )
+            )
+            continue
+        d = demand(
+            packed["model"],
+            profiles,
+            packed.get("rate"),
+            packed.get("instances", 1),
+            "instances" in packed,
+        )
+        if not any(fits(d, c, u) for c in classes):
+            errors.append(
+                Diagnostic(
+                    mark_of(marks, path), f"servers[{i}].models[{j}]: {unplaceable(d, classes, u)}"
+                )
+            )
     return errors
 
 

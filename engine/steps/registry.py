@@ -6,7 +6,9 @@ from engine.steps.base import StepKind
 from engine.steps.deploy import DeployStep
 from engine.steps.image import ImageStep
 from engine.steps.pack import PackStep
+from engine.steps.packing import PackingStep
 from engine.steps.push import PushStep
+from engine.steps.router import RouterStep
 from engine.steps.scenario import ScenarioStep
 from engine.steps.trace import TraceStep
 
@@ -16,5 +18,7 @@ STEP_KINDS: dict[str, StepKind] = {
     "pack": PackStep(),
     "push": PushStep(),
     "deploy": DeployStep(),
+    "packing": PackingStep(),
+    "router": RouterStep(),
     "scenario": ScenarioStep(),
 }

@@ -32,6 +32,7 @@ def test_schema_is_valid_2020_12() -> None:
         "models",
         "hosts",
         "servers",
+        "catalog",
         "runtime",
         "scenarios",
     }

@@ -1,0 +1,85 @@
+"""Re-packing after a change keeps what it can: few moves, every limit still held."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine.packing import Demand, Fleet, Packing, Profile, pack
+from engine.packing.repack import moves, repack
+from tests.unit.packing.checks import long_tail_fleet, violations
+from tests.unit.packing.test_solver import fleets, placeable
+
+
+def scaled(fleet: Fleet, seed: int, spread: float) -> Fleet:
+    rng = random.Random(seed)
+    return Fleet(
+        tuple(
+            Demand(d.model, d.profiles, round(d.rate * rng.uniform(1 - spread, 1 + spread), 3),
+                   d.instances)
+            for d in fleet.demands
+        ),
+        fleet.node_types,
+        fleet.max_utilization,
+    )  # fmt: skip
+
+
+def copies(packing: Packing) -> int:
+    return sum(packing.copies().values())
+
+
+def test_a_small_demand_change_moves_few_copies() -> None:
+    fleet = long_tail_fleet(1000, seed=5, names=("inf2", "c6i"))
+    before = pack(fleet)
+    changed = scaled(fleet, seed=6, spread=0.1)
+    after = repack(changed, before)
+    assert violations(changed, after) == []
+    added, removed = moves(before, after)
+    fresh_added, fresh_removed = moves(before, pack(changed))
+    assert added + removed <= 0.02 * copies(before)
+    assert added + removed < (fresh_added + fresh_removed) / 10
+    assert after.cost_per_hour <= 1.05 * pack(changed).cost_per_hour
+
+
+def test_new_models_are_placed_and_gone_models_unloaded() -> None:
+    fleet = long_tail_fleet(200, seed=2, names=("inf2",))
+    before = pack(fleet)
+    profile = {"inf": Profile(500, 100)}
+    changed = Fleet(
+        (*fleet.demands[10:], Demand("new-a", profile, 5.0), Demand("new-b", profile, 0.0)),
+        fleet.node_types,
+    )
+    after = repack(changed, before)
+    assert violations(changed, after) == []
+    gone = {d.model for d in fleet.demands[:10]}
+    assert not gone & set(after.copies())
+    added, removed = moves(before, after)
+    assert added == 2  # one copy each for the new models, nothing else moved
+    assert removed == sum(before.copies()[m] for m in gone)
+    assert {n.name for n in after.nodes} >= {n.name for n in before.nodes if n.name}  # kept
+
+
+def test_growth_beyond_the_devices_adds_nodes_and_keeps_the_old_ones() -> None:
+    fleet = long_tail_fleet(300, seed=4, names=("inf2",))
+    before = pack(fleet)
+    grown = Fleet(
+        tuple(Demand(d.model, d.profiles, d.rate * 3) for d in fleet.demands), fleet.node_types
+    )
+    after = repack(grown, before)
+    assert violations(grown, after) == []
+    assert len(after.nodes) > len(before.nodes)
+    assert before.placements() - after.placements() == set()  # no copy had to leave
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fleets(), st.integers(0, 1000), st.sampled_from((0.05, 0.5, 2.0)))
+def test_every_limit_holds_after_a_repack(fleet: Fleet, seed: int, spread: float) -> None:
+    if not placeable(fleet):
+        return
+    before = pack(fleet)
+    changed = scaled(fleet, seed, spread)
+    if not placeable(changed):
+        return
+    assert violations(changed, repack(changed, before)) == []
