@@ -143,7 +143,12 @@ def test_small_fleets_get_the_brute_force_optimum(fleet: Fleet) -> None:
     assume(best is not None)  # the optimum needs more devices than the brute force tries
     packing = pack(fleet)
     assert violations(fleet, packing) == []
-    assert packing.cost_per_hour == pytest.approx(best, abs=1e-9)
+    # The brute force tries at most 3 devices; the packer may find a cheaper fleet on more
+    # (two 2-device nodes under one 1-device node's price): never dearer, and exactly the
+    # optimum whenever it stays within the brute force's reach.
+    assert packing.cost_per_hour <= best + 1e-9
+    if sum(len(node.devices) for node in packing.nodes) <= 3:
+        assert packing.cost_per_hour == pytest.approx(best, abs=1e-9)
     assert packing.lower_bound_per_hour <= packing.cost_per_hour + 1e-9
 
 
