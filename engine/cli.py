@@ -301,9 +301,13 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     state_dir = _state_dir(args)
+    if args.out and (args.base_ref or args.all_envs):  # before the work, not after it
+        raise DoinferError(
+            "--out saves the plan of one environment against its state: no --all-envs, "
+            "no --base-ref"
+        )
     if args.refresh_only:
-        if args.base_ref or args.all_envs or args.target or args.replace or args.out:
-            raise DoinferError("--refresh-only takes no --base-ref, --all-envs, --target, ...")
+        _refuse_with_refresh_only(args, "base_ref", "all_envs", "target", "replace", "out")
         if args.no_refresh:
             raise DoinferError("--refresh-only and --no-refresh contradict each other")
         refresh = _workspace(args).refresh()
@@ -371,6 +375,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     workspace = _workspace(args)
     with workspace.locked(args.lock_timeout):
         if args.refresh_only:
+            _refuse_with_refresh_only(args, "target", "replace", "plan_hash")
             refresh = workspace.refresh()
             print(render_refresh(refresh))
             where = f"{refresh.spec}/{refresh.environment}"
@@ -390,6 +395,13 @@ def cmd_apply(args: argparse.Namespace) -> int:
         return _run(
             plan, lambda on_event: workspace.apply(plan, on_event, args.parallel), args, state_dir
         )
+
+
+def _refuse_with_refresh_only(args: argparse.Namespace, *options: str) -> None:
+    """--refresh-only changes nothing but the record: options about changes make no sense."""
+    given = [f"--{o.replace('_', '-')}" for o in options if getattr(args, o)]
+    if given:
+        raise DoinferError(f"--refresh-only records what runs: it takes no {', '.join(given)}")
 
 
 def cmd_destroy(args: argparse.Namespace) -> int:

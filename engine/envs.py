@@ -31,13 +31,15 @@ def spec_file(path: Path, environment: str | None) -> Path:
     if not path.is_dir():
         return path
     known = environments(path)
-    if environment is None:
-        if not known and (path / BASE).is_file():
-            return path / BASE
+    if not known and not (path / BASE).is_file():
         raise DoinferError(
-            f"{path} is an app with environments: pass --env "
-            f"({', '.join(known) or f'none yet: add {path / ENVS_DIR}/<env>.yaml'})"
+            f"{path} is a directory, not a spec file nor an app directory (an app holds "
+            f"{BASE} and {ENVS_DIR}/<env>.yaml)"
         )
+    if environment is None:
+        if not known:
+            return path / BASE
+        raise DoinferError(f"{path} is an app with environments: pass --env ({', '.join(known)})")
     file = env_file(path, environment)
     if not file.is_file():
         raise DoinferError(

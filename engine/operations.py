@@ -58,8 +58,11 @@ class Workspace:
         self.state_dir = state_dir
         self.store = StateStore(state_dir, spec.name, spec.environment)
         options = dataclasses.replace(options or RuntimeOptions(), settings=spec.runtime)
-        runtime = get_runtime(spec.runtime.kind, state_dir, options)
-        self.ctx = Context(state_dir=state_dir, runtime=runtime)
+        self.ctx = Context(
+            state_dir=state_dir,
+            runtime=get_runtime(spec.runtime.kind, state_dir, options),
+            spec_dir=spec.path.parent,
+        )
 
     @classmethod
     def open(

@@ -30,19 +30,28 @@ class ResolvedSource:
 
     @property
     def job_source(self) -> str:
-        """What the trace step reads the model from, as a step input: the source itself
-        for hf: and package: (`source_for_job` finds a package where the trace runs, so a
-        plan does not carry this machine's site-packages path), a directory for path:."""
-        return (
-            str(self.local_dir) if self.spec.startswith("path:") and self.local_dir else self.spec
-        )
+        """What the trace step reads the model from, as a step input: the source as
+        written. `source_for_job` finds it where the trace runs (a package's directory, a
+        path: against the spec's directory), so a plan carries no path of this machine."""
+        return self.spec
 
 
-def source_for_job(job_source: str) -> str:
-    """What the trace job is given, decided at apply: a directory, or an hf: source."""
+def source_for_job(job_source: str, base_dir: Path) -> str:
+    """What the trace job is given, decided at apply: a directory, or an hf: source.
+    A path: source is relative to `base_dir`, the spec's directory."""
     if job_source.startswith("package:"):
         return str(_package_model_dir(job_source.removeprefix("package:"))[0])
+    if job_source.startswith("path:"):
+        return str(path_source_dir(job_source.removeprefix("path:"), base_dir))
     return job_source
+
+
+def path_source_dir(ref: str, base_dir: Path) -> Path:
+    """The directory of a `path:<ref>` source, `ref` as the spec writes it."""
+    directory = (base_dir / os.path.expanduser(ref)).resolve()
+    if not directory.is_dir():
+        raise DoinferError(f"model source path:{ref}: directory {directory} does not exist")
+    return directory
 
 
 def resolve_source(source: str, base_dir: Path, cache_dir: Path) -> ResolvedSource:
@@ -53,14 +62,10 @@ def resolve_source(source: str, base_dir: Path, cache_dir: Path) -> ResolvedSour
         directory, version = _package_model_dir(ref)
         return ResolvedSource(source, directory, {"package": ref, "version": version})
     if kind == "path":
-        directory = (base_dir / os.path.expanduser(ref)).resolve()
-        if not directory.is_dir():
-            raise DoinferError(f"model source {source}: directory {directory} does not exist")
-        return ResolvedSource(
-            source,
-            directory,
-            {"path": str(directory), "sha256": hash_directory(directory, cache_dir)},
-        )
+        directory = path_source_dir(ref, base_dir)
+        # as written (relative to the spec): a copy of the spec's directory plans the same
+        identity = {"path": ref, "sha256": hash_directory(directory, cache_dir)}
+        return ResolvedSource(source, directory, identity)
     raise DoinferError(f"unknown model source {source!r}: use hf:, path: or package:")
 
 

@@ -29,6 +29,7 @@ KEY_ATTRIBUTES: dict[str, tuple[str, ...]] = {
         "models",
         "threads",
         "port",
+        "limits",
         "namespace",
         "node_type",
         "node_selector",

@@ -184,13 +184,17 @@ def build_steps(
             deploy_inputs["cores_shared_by"] = total_replicas  # every replica of the spec
         if server.name in node_types:  # a fleet's device: on a node of the chosen type
             deploy_inputs["node_type"] = node_types[server.name]
+        if server.limits:  # the server's defaults otherwise
+            deploy_inputs["limits"] = server.limits
         deploy = add(
             f"deploy/{server.name}",
             "deploy",
             deploy_inputs,
             deploy_needs,
             f"deploy {server.name}: {server.replicas} replica(s) on {spec.runtime.kind}",
-            updatable=frozenset({"replicas"}),
+            # a replica count changed here or on another server changes cores_shared_by
+            # too: running replicas keep their threads, new ones resolve "auto" anew
+            updatable=frozenset({"replicas", "cores_shared_by"}),
             after_apply=("threads",) if deploy_inputs["threads"] == AUTO else (),
         )
         deploy_ids.append(deploy.id)

@@ -396,8 +396,11 @@ def _server_effect(
     if action is Action.DELETE:
         return "every replica stops"
     if action is Action.UPDATE:
-        if attrs and all(a.name == "replicas" for a in attrs):
-            scaled = attrs[0]
+        names = {a.name for a in attrs}
+        if names and names <= {"replicas", "cores_shared_by"}:  # a replica count changed
+            scaled = next((a for a in attrs if a.name == "replicas"), None)
+            if scaled is None:  # another server's: new replicas share the cores differently
+                return "running replicas keep serving"
             return f"scale {scaled.old} -> {scaled.new} replica(s); running replicas keep serving"
         return "replicas that drifted restart"
     if rollout == "roll":

@@ -72,6 +72,7 @@ def expand(
                         batching=server.batching,
                         threads=server.threads,
                         share_weights=server.share_weights,
+                        limits=server.limits,
                     )
                 )
                 node_types[name] = node.type.name

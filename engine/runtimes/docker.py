@@ -15,6 +15,7 @@ import dataclasses
 import glob
 import hashlib
 import json
+import math
 import os
 import socket
 import time
@@ -53,13 +54,13 @@ from engine.runtimes.docker_engine import (
     labels_filter,
     reason,
 )
+from engine.serving.limits import limit_flags, stop_timeout_s
 
 if TYPE_CHECKING:
     from engine.bench.plan import ClientPlan, ClientResult
     from engine.spec.model import Server, Spec
 
 READY_TIMEOUT_S = 180.0
-STOP_TIMEOUT_S = 10
 LOG_TAIL_LINES = 30
 CLIENT_START_S = 30.0  # a client container's start, on top of its plan's time
 
@@ -73,19 +74,21 @@ def network_name(spec: str, environment: str) -> str:
 
 
 def replica_key(inputs: dict[str, Any], image_id: str, index: int) -> str:
-    """What a replica runs: while this is unchanged, a running container is kept as it is."""
+    """What a replica runs: while this is unchanged, a running container is kept as it is.
+    Threads as the spec says ("auto" or a number), not as resolved (see local's)."""
     port = inputs["port"] + index if inputs["port"] else None
-    text = json.dumps(
-        [
-            image_id,
-            inputs["threads"],
-            inputs["bind_address"],
-            port,
-            inputs["container_port"],
-            inputs["restart"],
-            inputs["processor"],
-        ]
-    )
+    what = [
+        image_id,
+        inputs["threads"],
+        inputs["bind_address"],
+        port,
+        inputs["container_port"],
+        inputs["restart"],
+        inputs["processor"],
+    ]
+    if inputs.get("limits"):  # (a key made before limits existed stays the same)
+        what.append(inputs["limits"])
+    text = json.dumps(what, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -112,11 +115,19 @@ def run_options(
     host_port = str(inputs["port"] + index) if inputs["port"] else ""
     return {
         "image": image,
-        "command": ["--port", str(inputs["container_port"]), "--threads", str(inputs["threads"])],
+        "command": [
+            "--port",
+            str(inputs["container_port"]),
+            "--threads",
+            str(inputs["threads"]),
+            *limit_flags(inputs.get("limits", {})),
+        ],
         "name": container_name(spec, env, server, index),
         "detach": True,
         "init": True,
         "restart": inputs["restart"],
+        # `docker stop` waits for the drain (docs/SECURITY.md) before it kills
+        "stop_timeout": math.ceil(stop_timeout_s(inputs.get("limits", {}))),
         "networks": [network],
         "network_aliases": [f"{server}-{index}"],
         "publish": [(f"{inputs['bind_address']}:{host_port}", inputs["container_port"])],
@@ -173,7 +184,7 @@ class DockerRuntime(DockerBuilds, ImageRuntime):
     def deploy(
         self, inputs: dict[str, Any], source: DeployInput, log: Log, cancelled: Callable[[], bool]
     ) -> DeployResult:
-        inputs = {**inputs, "threads": self.resolve_threads(inputs)}  # "auto" decided here
+        threads = self.resolve_threads(inputs)  # "auto" decided here, for replicas started now
         spec, env, server = inputs["spec"], inputs["environment"], inputs["server"]
         image = source.image or image_tag(source.pack)
         built = image_id(source.pack)
@@ -199,7 +210,8 @@ class DockerRuntime(DockerBuilds, ImageRuntime):
                     continue
                 if old is not None:
                     self._remove(old, log)
-                container = self._start(run_options(inputs, image, index, key, network), log)
+                options = run_options(inputs | {"threads": threads}, image, index, key, network)
+                container = self._start(options, log)
                 started.append(container)
                 replicas.append(container)
             for old in existing.values():
@@ -216,7 +228,7 @@ class DockerRuntime(DockerBuilds, ImageRuntime):
         return DeployResult(
             tuple(records),
             served_models(inputs),
-            inputs["threads"],
+            threads,
             {
                 "spec": spec,
                 "environment": env,

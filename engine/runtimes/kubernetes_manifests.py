@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.serving.limits import STOP_MARGIN_S, limit_flags, stop_timeout_s
 from engine.spec.model import Server, Spec
 
 MANAGER = "doinfer"  # app.kubernetes.io/managed-by and the server-side apply field manager
@@ -57,6 +58,7 @@ class Workload:
     node_selector: Mapping[str, str] = field(default_factory=dict)
     startup_timeout_s: float = 600.0
     termination_grace_s: int = 60
+    limits: Mapping[str, float] = field(default_factory=dict)  # the spec's server limits
 
     @property
     def name(self) -> str:
@@ -173,7 +175,19 @@ def threads_for(cpu: str) -> int:
 def drain_timeout_s(grace_s: int) -> int:
     """How long a stopping server may finish its requests: the grace period less the
     preStop sleep and a margin for the process to exit before Kubernetes kills it."""
-    return max(1, grace_s - PRESTOP_SLEEP_S - 3)
+    return max(1, grace_s - PRESTOP_SLEEP_S - math.ceil(STOP_MARGIN_S))
+
+
+def server_limits(w: Workload) -> dict[str, float]:
+    """The server's limits: the spec's, and unless it sets one, a drain timeout that fits
+    the grace period after the preStop sleep."""
+    return {"drain_timeout_s": drain_timeout_s(w.termination_grace_s), **w.limits}
+
+
+def grace_period_s(w: Workload) -> int:
+    """terminationGracePeriodSeconds: the spec's, or longer where the server's own drain
+    (the preStop sleep, its drain delay and timeout) needs it."""
+    return max(w.termination_grace_s, math.ceil(PRESTOP_SLEEP_S + stop_timeout_s(server_limits(w))))
 
 
 def namespace(name: str, spec: str, environment: str) -> dict[str, Any]:
@@ -324,7 +338,7 @@ def _pod_spec(w: Workload) -> dict[str, Any]:
     pod: dict[str, Any] = {
         "automountServiceAccountToken": False,  # the server never talks to the API
         "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": w.termination_grace_s,
+        "terminationGracePeriodSeconds": grace_period_s(w),
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": RUN_AS,
@@ -354,10 +368,12 @@ def _container(w: Workload) -> dict[str, Any]:
         "name": CONTAINER,
         "image": w.image,
         "imagePullPolicy": "IfNotPresent",
-        # in-flight requests get what the grace period leaves after the preStop sleep
         "args": [
-            *("--port", str(w.port), "--threads", str(w.threads)),
-            *("--drain-timeout-s", str(drain_timeout_s(w.termination_grace_s))),
+            "--port",
+            str(w.port),
+            "--threads",
+            str(w.threads),
+            *limit_flags(server_limits(w)),
         ],
         "ports": [{"name": PORT_NAME, "containerPort": w.port, "protocol": "TCP"}],
         # the server listens only once every model is loaded: until then the startup

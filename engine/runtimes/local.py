@@ -37,6 +37,7 @@ from engine.runtimes.contracts import (
     ReplicaRecord,
     served_models,
 )
+from engine.serving.limits import limit_flags, stop_timeout_s
 
 READY_TIMEOUT_S = 180.0
 # sh -c: wait for the engine's "go" on stdin (EOF: the engine died before recording this
@@ -89,7 +90,7 @@ class LocalRuntime(Runtime):
     def deploy(
         self, inputs: dict[str, Any], source: DeployInput, log: Log, cancelled: Callable[[], bool]
     ) -> DeployResult:
-        inputs = {**inputs, "threads": self.resolve_threads(inputs)}  # "auto" decided here
+        threads = self.resolve_threads(inputs)  # "auto" decided here, for replicas started now
         bundle = str(_bundle(source.pack))
         spec, env, server = inputs["spec"], inputs["environment"], inputs["server"]
         run_dir = self._run_dir(spec, env, server)
@@ -105,7 +106,8 @@ class LocalRuntime(Runtime):
                 continue
             if record:
                 self._stop(record, log)
-            replicas.append(self._start(inputs, bundle, index, key, run_dir, log))
+            started = self._start(inputs | {"threads": threads}, bundle, index, key, run_dir, log)
+            replicas.append(started)
         for record in existing.values():
             self._stop(record, log)
         for record, proc in replicas:  # kept ones too: an adopted replica may still be loading
@@ -117,7 +119,7 @@ class LocalRuntime(Runtime):
                 for r, _ in replicas
             ),
             served_models(inputs),
-            inputs["threads"],
+            threads,
             {"bundle": bundle},
         )
 
@@ -197,6 +199,7 @@ class LocalRuntime(Runtime):
             str(sock.fileno()),
             "--threads",
             str(inputs["threads"]),
+            *limit_flags(inputs.get("limits", {})),
         ]
         package_root = str(Path(engine.__file__).resolve().parent.parent)
         env = {
@@ -232,6 +235,7 @@ class LocalRuntime(Runtime):
                 "bundle": bundle,
                 "log": str(log_path),
                 "started_at": time.time(),
+                "stop_timeout_s": stop_timeout_s(inputs.get("limits", {})),
             }
             _write_json(run_dir / f"replica-{index}.json", record)
             os.write(go_write, b"go\n")
@@ -278,7 +282,8 @@ class LocalRuntime(Runtime):
         pid = record["pid"]
         if _alive(record):
             _signal(pid, signal.SIGTERM)
-            deadline = time.monotonic() + STOP_TIMEOUT_S
+            # it drains its requests first: wait for that (records before: the old ceiling)
+            deadline = time.monotonic() + record.get("stop_timeout_s", STOP_TIMEOUT_S)
             while _alive(record) and time.monotonic() < deadline:
                 _reap(pid)
                 time.sleep(0.05)
@@ -311,9 +316,14 @@ def _bundle(pack: PackResult) -> Path:
 
 
 def _replica_key(inputs: dict[str, Any], bundle: str, index: int) -> str:
-    """What a replica runs: if this is unchanged, a running replica is kept as it is."""
+    """What a replica runs: if this is unchanged, a running replica is kept as it is.
+    Threads as the spec says ("auto" or a number), not as resolved: a replica count change
+    resolves "auto" differently, and must not restart the replicas already running."""
     port = inputs["port"] + index if inputs["port"] else None
-    text = json.dumps([bundle, inputs["threads"], inputs["bind_address"], port])
+    what = [bundle, inputs["threads"], inputs["bind_address"], port]
+    if inputs.get("limits"):  # (a key made before limits existed stays the same)
+        what.append(inputs["limits"])
+    text = json.dumps(what, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

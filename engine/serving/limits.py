@@ -1,9 +1,11 @@
 """What the model server takes from one HTTP client: the limits that keep a few hostile or
 broken clients from holding it (docs/SECURITY.md lists them). Each is a flag of
-`python -m engine.serving`; the defaults suit a server behind a load balancer."""
+`python -m engine.serving`, and a key of a server's `limits` in the spec (the schema holds the
+same defaults); the defaults suit a server behind a load balancer."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -16,3 +18,23 @@ class ServerLimits:
     max_connections: int = 1000  # open connections; past it new requests answer 503
     drain_delay_s: float = 0.0  # after SIGTERM, serving on (not ready) before closing
     drain_timeout_s: float = 30.0  # then, for the requests in flight to finish
+
+
+STOP_MARGIN_S = 5.0  # beyond the drain, for the process to exit
+
+
+def limit_flags(limits: Mapping[str, float]) -> list[str]:
+    """The server's flags for the limits a spec sets (the others keep their defaults)."""
+    defaults = ServerLimits()
+    flags = []
+    for name, value in sorted(limits.items()):
+        typed = type(getattr(defaults, name))(value)  # 4096.0 (JSON's integer) is 4096
+        flags += ["--" + name.replace("_", "-"), str(typed)]
+    return flags
+
+
+def stop_timeout_s(limits: Mapping[str, float]) -> float:
+    """How long whatever stops a server waits for it to drain before it kills it."""
+    defaults = ServerLimits()
+    delay = limits.get("drain_delay_s", defaults.drain_delay_s)
+    return delay + limits.get("drain_timeout_s", defaults.drain_timeout_s) + STOP_MARGIN_S

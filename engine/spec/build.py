@@ -54,6 +54,7 @@ def build_spec(doc: dict[str, Any], path: Path) -> Spec:
                 packing=s.get("packing", "manual"),
                 max_utilization=s.get("max_utilization", 0.75),
                 node_types=tuple(s.get("node_types", ())),
+                limits=dict(s.get("limits", {})),
             )
             for s in doc.get("servers", [])
         ),

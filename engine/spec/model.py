@@ -116,6 +116,9 @@ class Server:
     packing: Literal["manual", "auto"] = "manual"
     max_utilization: float = 0.75  # packing: auto: of each device's cores
     node_types: tuple[str, ...] = ()  # packing: auto: catalog names or patterns; () all
+    # the model server's limits the spec sets (engine.serving.limits.ServerLimits field
+    # names); those it leaves out are the server's defaults
+    limits: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

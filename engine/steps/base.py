@@ -26,6 +26,9 @@ class Context:
     state_dir: Path
     runtime: Runtime
     cancel: threading.Event = field(default_factory=threading.Event)
+    # what a plan's relative paths (path: model sources) are relative to: the spec's
+    # directory; for a saved plan, applied without its spec, the current directory
+    spec_dir: Path = field(default_factory=Path.cwd)
 
     @property
     def cache_dir(self) -> Path:

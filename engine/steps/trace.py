@@ -20,11 +20,11 @@ from typing import Any
 
 from engine.artifacts import TRACE_META_FILE, artifact_problem, padded_lengths
 from engine.devices import has_local_device
-from engine.errors import Cancelled, StepFailed
+from engine.errors import Cancelled, DoinferError, StepFailed
 from engine.graph.fingerprint import fingerprint
 from engine.graph.step import Observation, Step
 from engine.runtimes.streams import run_streaming
-from engine.sources import source_for_job
+from engine.sources import hash_directory, source_for_job
 from engine.steps.base import ApplyRequest, Context, Log
 
 TRACE_JOB = Path(__file__).with_name("trace_job.py")
@@ -62,6 +62,31 @@ def trace_job(
     return job
 
 
+SAVED_PLAN_HINT = (
+    "a path: source is relative to the spec's directory; a saved plan is applied without its "
+    "spec, and finds it from the current directory: apply it from the spec's directory"
+)
+
+
+def source_here(inputs: dict[str, Any], ctx: Context) -> str:
+    """The model to trace, as found on this machine at apply: a path: source against the
+    spec's directory, checked to hold the content the plan was made with."""
+    try:
+        source = source_for_job(inputs["job_source"], ctx.spec_dir)
+    except DoinferError as exc:  # a saved plan applied from elsewhere, most likely
+        raise StepFailed(f"{exc} ({SAVED_PLAN_HINT})") from None
+    planned = inputs["source"].get("sha256")
+    if inputs["job_source"].startswith("path:") and planned:
+        found = hash_directory(Path(source), ctx.cache_dir)
+        if found != planned:
+            raise StepFailed(
+                f"model {inputs['model']}: {inputs['job_source']} resolves to {source}, "
+                f"whose content is not the planned one (sha256 {found[:12]}, planned "
+                f"{planned[:12]}): it changed since the plan ({SAVED_PLAN_HINT})"
+            )
+    return source
+
+
 class TraceStep:
     def observe(self, step: Step, record: dict[str, Any], ctx: Context) -> Observation:
         problem = artifact_problem(Path(record["outputs"]["artifact"]), full_check=False)
@@ -74,12 +99,13 @@ class TraceStep:
             log(f"cached: {out}")
         else:
             out.parent.mkdir(parents=True, exist_ok=True)
+            source = source_here(inputs, ctx)
             if request.step.runs_on is not None:
                 from engine.steps.trace_remote import trace_remotely  # asyncssh is slow to load
 
-                trace_remotely(inputs, request.step.runs_on, out, ctx, log)
+                trace_remotely(inputs, source, request.step.runs_on, out, ctx, log)
             else:
-                self._run_local(inputs, out, ctx, log)
+                self._run_local(inputs, source, out, ctx, log)
             problem = artifact_problem(out, full_check=True)
             if problem:
                 raise StepFailed(f"trace of {inputs['model']} produced a bad artifact: {problem}")
@@ -90,7 +116,9 @@ class TraceStep:
         # Traced artifacts are content-addressed and shared between specs: keep them.
         log(f"kept cached artifact {record.get('outputs', {}).get('artifact')}")
 
-    def _run_local(self, inputs: dict[str, Any], out: Path, ctx: Context, log: Log) -> None:
+    def _run_local(
+        self, inputs: dict[str, Any], source: str, out: Path, ctx: Context, log: Log
+    ) -> None:
         processor = inputs["processor"]
         if not has_local_device(processor):
             raise StepFailed(
@@ -99,7 +127,7 @@ class TraceStep:
                 f"add one under hosts"
             )
         compiler_dir = compiler_logs_dir(ctx, inputs)
-        job = trace_job(inputs, source_for_job(inputs["job_source"]), str(out), str(compiler_dir))
+        job = trace_job(inputs, source, str(out), str(compiler_dir))
         with tempfile.NamedTemporaryFile("w", suffix=".json", dir=out.parent, delete=False) as f:
             json.dump(job, f)
             job_file = f.name

@@ -31,7 +31,6 @@ from engine.remote import files
 from engine.remote.connect import connect, describe
 from engine.remote.hosts import RemoteHost
 from engine.remote.process import Finished, run_streaming
-from engine.sources import source_for_job
 from engine.steps.base import Context, Log
 from engine.steps.trace import TRACE_JOB, compiler_logs_dir, trace_job
 
@@ -41,10 +40,16 @@ T = TypeVar("T")
 
 
 def trace_remotely(
-    inputs: dict[str, Any], runs_on: dict[str, Any], out: Path, ctx: Context, log: Log
+    inputs: dict[str, Any],
+    source: str,
+    runs_on: dict[str, Any],
+    out: Path,
+    ctx: Context,
+    log: Log,
 ) -> None:
-    """Trace on the host `runs_on` describes; the artifact ends up whole in `out`."""
-    job = RemoteTrace(inputs, runs_on, out, compiler_logs_dir(ctx, inputs), log)
+    """Trace `source` (a directory here, or hf:) on the host `runs_on` describes; the
+    artifact ends up whole in `out`."""
+    job = RemoteTrace(inputs, source, runs_on, out, compiler_logs_dir(ctx, inputs), log)
     asyncio.run(until_cancelled(job.run(), ctx.cancel))
 
 
@@ -65,12 +70,14 @@ class RemoteTrace:
     def __init__(
         self,
         inputs: dict[str, Any],
+        source: str,
         runs_on: dict[str, Any],
         out: Path,
         compiler_logs: Path,
         log: Log,
     ) -> None:
         self.inputs = inputs
+        self.source = source
         self.host = RemoteHost.from_settings(runs_on)
         self.python: str = runs_on.get("python") or "python3"
         self.timeout_s = float(runs_on.get("trace_timeout_s", 3600.0))
@@ -99,7 +106,7 @@ class RemoteTrace:
     ) -> None:
         started = time.monotonic()
         await files.upload(sftp, TRACE_JOB, f"{work}/trace_job.py")
-        source = source_for_job(self.inputs["job_source"])
+        source = self.source
         if not source.startswith("hf:"):  # a directory here: the host gets a copy
             await files.upload(sftp, Path(source), f"{work}/model")
             source = f"{work}/model"

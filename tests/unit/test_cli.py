@@ -315,3 +315,23 @@ def test_refresh_only_and_lock_timeout_on_the_command_line(spec_dir: Path) -> No
     applied = run("apply", spec, *state, "--refresh-only", "--lock-timeout", "2s", "-y")
     assert applied.returncode == 0, applied.stderr
     assert "nothing that runs changed" in applied.stdout
+
+
+def test_refresh_only_refuses_options_about_changes_by_name(spec_dir: Path) -> None:
+    """--refresh-only changes nothing: a --target (or --plan-hash, --out...) given with it
+    is a mistake to name, not an option to ignore silently."""
+    spec = str(spec_dir / "spec.yaml")
+    state = ["--state-dir", str(spec_dir / "st")]
+    planned = run("plan", spec, *state, "--refresh-only", "--target", "deploy/web")
+    assert planned.returncode == 1
+    assert "--refresh-only records what runs: it takes no --target" in planned.stderr
+    applied = run("apply", spec, *state, "--refresh-only", "--plan-hash", "abc", "-y")
+    assert applied.returncode == 1
+    assert "it takes no --plan-hash" in applied.stderr
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], cwd=spec_dir, check=True)
+    subprocess.run([*git, "add", "spec.yaml", "tiny"], cwd=spec_dir, check=True)
+    subprocess.run([*git, "commit", "-qm", "spec"], cwd=spec_dir, check=True)
+    saved = run("plan", spec, *state, "--base-ref", "HEAD", "--out", str(spec_dir / "p.json"))
+    assert saved.returncode == 1 and "no --base-ref" in saved.stderr
+    assert saved.stdout == ""  # refused before planning, not after printing a plan

@@ -54,6 +54,11 @@ def test_an_unknown_or_missing_env_is_a_clear_error(app: Path) -> None:
         spec_file(app, "dev")
     with pytest.raises(DoinferError, match=r"pass --env \(prod, staging\)"):
         spec_file(app, None)
+    # a directory that is no app (`doinfer plan specs`) is not told to pass an --env
+    with pytest.raises(DoinferError, match=r"is a directory, not a spec file nor an app"):
+        spec_file(app.parent, None)
+    with pytest.raises(DoinferError, match=r"is a directory, not a spec file nor an app"):
+        spec_file(app.parent, "staging")
 
 
 def test_the_state_is_kept_per_env(app: Path, tmp_path: Path) -> None:

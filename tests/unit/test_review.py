@@ -104,6 +104,33 @@ def test_an_overlay_change_reaches_its_environment_only(repo: Path, tmp_path: Pa
     assert "### doinfer plan: `shop` (prod" not in markdown  # untouched: only in the summary
 
 
+def test_a_replica_count_change_with_threads_auto_updates_every_server_in_place(
+    repo: Path, tmp_path: Path
+) -> None:
+    """With threads unset, replicas share the cores ("auto", `cores_shared_by` every
+    replica of the spec): scaling one server changes that input of every server, and
+    must still be an update (running replicas keep serving), not a restart of all."""
+    base = app(repo) / "base.yaml"
+    edit(base, "    threads: 1\n", "")
+    qa2 = "  - {name: qa2, processor: cpu, models: [{model: bert-qa}]}\n"
+    edit(base, "scenarios:", qa2 + "scenarios:")
+    git(repo, "commit", "-qam", "threads auto, two servers")
+    edit(app(repo) / "envs" / "staging.yaml", "replicas: 2", "replicas: 3")
+    _, staging = plan_all_environments(app(repo), "main", tmp_path / "cache")
+    assert actions(staging) == {
+        "deploy/qa": Action.UPDATE,
+        "deploy/qa2": Action.UPDATE,
+        "scenario/smoke": Action.REPLACE,
+    }
+    qa, qa2 = (c for c in staging.changes if c.step_id in ("deploy/qa", "deploy/qa2"))
+    assert [(a.name, a.old, a.new, a.forces) for a in qa.attributes] == [
+        ("replicas", "2", "3", False),
+        ("cores_shared_by", "3", "4", False),
+    ]
+    assert qa.effect == "scale 2 -> 3 replica(s); running replicas keep serving"
+    assert qa2.effect == "running replicas keep serving"
+
+
 def test_a_base_change_reaches_every_environment(repo: Path, tmp_path: Path) -> None:
     edit(app(repo) / "base.yaml", "sequence_length: 384", "sequence_length: 256")
     plans = plan_all_environments(app(repo), "main", tmp_path / "cache")

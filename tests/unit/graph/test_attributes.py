@@ -39,6 +39,8 @@ def test_a_create_lists_what_matters_for_its_kind_only() -> None:
         Attribute("replicas", None, "3"),
         Attribute("models[qa].instances", None, "2"),
     )
+    limited = created("deploy", {"replicas": 1, "limits": {"max_body_bytes": 4096}})
+    assert Attribute("limits.max_body_bytes", None, "4096") in limited  # a spec's limits show
 
 
 def test_a_delete_shows_the_old_values() -> None:

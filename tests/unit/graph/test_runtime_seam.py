@@ -48,3 +48,19 @@ def test_threads_left_to_the_spec_are_auto_and_known_after_apply(make_spec, tmp_
     fixed = {s.id: s for s in build_steps(spec, tmp_path / "cache")}["deploy/tiny"]
     assert fixed.inputs["threads"] == 1 and "cores_shared_by" not in fixed.inputs
     assert fixed.after_apply == ()
+
+
+def test_server_limits_are_a_deploy_input_only_when_the_spec_sets_them(
+    make_spec, tmp_path: Path
+) -> None:
+    """Every runtime runs the same server: its limits are a deploy input of the graph,
+    absent when the spec sets none (so deploys made before limits existed stay the same)."""
+    spec = make_spec()
+    limited = dataclasses.replace(
+        spec, servers=(dataclasses.replace(spec.servers[0], limits={"max_inputs": 8}),)
+    )
+    deploy = {s.id: s for s in build_steps(limited, tmp_path / "cache")}["deploy/tiny"]
+    assert deploy.inputs["limits"] == {"max_inputs": 8}
+    assert "limits" not in deploy.updatable  # the servers restart with the new flags
+    plain = {s.id: s for s in build_steps(spec, tmp_path / "cache")}["deploy/tiny"]
+    assert "limits" not in plain.inputs

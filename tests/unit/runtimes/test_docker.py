@@ -207,3 +207,17 @@ def test_a_wheelhouse_is_downloaded_once_and_a_failure_says_why(
     with pytest.raises(StepFailed, match=r"No matching distribution found for torch==9\.9"):
         wheelhouse.ensure_wheelhouse(tmp_path, ["torch==9.9"], platform, [], print, bool)
     assert not list((tmp_path / "wheelhouses").glob(".tmp-*"))  # nothing half-made is left
+
+
+def test_the_specs_server_limits_are_flags_of_the_server_and_part_of_the_key() -> None:
+    """A spec's `limits` reach the server as flags; changing them restarts the replica;
+    `docker stop` waits for the drain they allow before it kills."""
+    limited = {**INPUTS, "limits": {"max_body_bytes": 65536.0, "drain_timeout_s": 50}}
+    options = run_options(limited, "img:1", 0, "k" * 16, "net")
+    command = options["command"]
+    assert command[command.index("--max-body-bytes") + 1] == "65536"
+    assert command[command.index("--drain-timeout-s") + 1] == "50.0"
+    assert options["stop_timeout"] == 55  # the drain and a margin
+    assert run_options(INPUTS, "img:1", 0, "k" * 16, "net")["stop_timeout"] == 35
+    assert "--max-body-bytes" not in run_options(INPUTS, "img:1", 0, "k" * 16, "net")["command"]
+    assert replica_key(limited, "sha256:a", 0) != replica_key(INPUTS, "sha256:a", 0)

@@ -166,7 +166,7 @@ def test_pods_run_unprivileged_and_drain_on_rolling_updates(processor: str) -> N
         # the Service stops routing during the sleep; then the server drains, all within
         # the grace period
         drain = container["args"][container["args"].index("--drain-timeout-s") + 1]
-        assert int(sleep[1]) + int(drain) < pod["terminationGracePeriodSeconds"]
+        assert int(sleep[1]) + float(drain) < pod["terminationGracePeriodSeconds"]
         startup = container["startupProbe"]
         assert startup["periodSeconds"] * startup["failureThreshold"] >= 600
 
@@ -253,3 +253,15 @@ def test_the_load_client_job_is_valid_indexed_and_spread() -> None:
     ]
     assert job["metadata"]["labels"]["doinfer.dev/spec"] == "qa"
     assert pod["securityContext"]["runAsNonRoot"] is True
+
+
+def test_the_spec_s_server_limits_reach_the_server_and_a_long_drain_lengthens_the_grace() -> None:
+    spec = load_spec(SPECS["cpu"])
+    settings = k8s.deploy_settings(spec, spec.servers[0])
+    settings["limits"] = {"drain_timeout_s": 120.0, "max_body_bytes": 1024}
+    deployment = k8s.deployment(k8s.workload(settings, "img", "v", "fp"))
+    kubernetes_validate.validate(deployment, "1.33", strict=True)
+    pod = deployment["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    assert args[4:] == ["--drain-timeout-s", "120.0", "--max-body-bytes", "1024"]
+    assert pod["terminationGracePeriodSeconds"] == 5 + 120 + 5  # sleep, drain, margin

@@ -30,8 +30,9 @@ def test_unknown_key_with_did_you_mean_points_at_the_key(write) -> None:
     assert errors == [
         f"{path}:8:5: error: servers[0]: missing required key 'processor'",
         f"{path}:9:5: error: servers[0].procesor: unknown key 'procesor' (did you mean "
-        f"'processor'?); allowed: batching, max_utilization, models, name, node_selector, "
-        f"node_types, packing, port, processor, replicas, resources, share_weights, threads",
+        f"'processor'?); allowed: batching, limits, max_utilization, models, name, "
+        f"node_selector, node_types, packing, port, processor, replicas, resources, "
+        f"share_weights, threads",
     ]
 
 

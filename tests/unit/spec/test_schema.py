@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from engine.runtimes import RUNTIMES, unknown_runtime
+from engine.serving.limits import ServerLimits
 from engine.spec import SpecError, load_spec
 from engine.spec.model import Batching, TraceParams
 from engine.spec.overlay import load_resolved
@@ -127,3 +129,24 @@ def test_scenario_weights_reach_the_typed_spec(tmp_path: Path) -> None:
     )
     (scenario,) = load_spec(path).scenarios
     assert scenario.weights == {"*/*/tiny-0": 3, "web/0/tiny-1": 1}
+
+
+def test_server_limits_in_the_schema_are_the_servers_flags_with_its_defaults() -> None:
+    """The spec's `limits` keys are the server's flags, and the defaults the schema shows
+    are the ones a server takes when the spec leaves a key out."""
+    schema = SCHEMA["$defs"]["server"]["properties"]["limits"]["properties"]
+    defaults = ServerLimits()
+    assert {name: p["default"] for name, p in schema.items()} == {
+        f.name: getattr(defaults, f.name) for f in fields(ServerLimits)
+    }
+
+
+def test_server_limits_reach_the_typed_spec_and_bad_ones_say_where(write) -> None:
+    doc = yaml.safe_load(VALID)
+    doc["servers"][0]["limits"] = {"max_body_bytes": 65536, "drain_timeout_s": 5}
+    spec = load_spec(write("s.yaml", yaml.safe_dump(doc)))
+    assert spec.servers[0].limits == {"max_body_bytes": 65536, "drain_timeout_s": 5}
+    assert load_spec(write("s.yaml", VALID)).servers[0].limits == {}
+    doc["servers"][0]["limits"] = {"max_body_byte": 65536}
+    with pytest.raises(SpecError, match=r"s\.yaml:\d+:\d+: .*max_body_byte"):
+        load_spec(write("s.yaml", yaml.safe_dump(doc)))

@@ -10,8 +10,9 @@ import pytest
 
 from engine.errors import StepFailed
 from engine.graph.step import Action, Step
+from engine.sources import hash_directory
 from engine.steps.base import ApplyRequest, Context
-from engine.steps.trace import TraceStep, artifact_dir, cache_key
+from engine.steps.trace import TraceStep, artifact_dir, cache_key, source_here
 
 INPUTS = {
     "model": "minilm",
@@ -72,3 +73,27 @@ def test_gpu_trace_without_a_host_fails_clearly(tmp_path: Path) -> None:
     )
     with pytest.raises(StepFailed, match="cannot trace minilm for gpu here"):
         TraceStep().apply(req, ctx, lambda line: None)
+
+
+def test_a_path_source_whose_content_is_not_the_planned_one_fails_clearly(tmp_path: Path) -> None:
+    """A plan holds a path: source as written (relative to the spec) and its digest; apply
+    resolves it against the spec's directory and refuses other content than the plan's."""
+    model = tmp_path / "spec" / "models" / "tiny"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    ctx = Context(state_dir=tmp_path / "state", runtime=None, spec_dir=tmp_path / "spec")  # type: ignore[arg-type]
+    inputs = {
+        **INPUTS,
+        "source": {"path": "models/tiny", "sha256": "0" * 64},
+        "job_source": "path:models/tiny",
+    }
+    assert source_here({**inputs, "source": {"path": "models/tiny"}}, ctx) == str(model)
+    with pytest.raises(StepFailed, match=r"path:models/tiny resolves to .*tiny, whose content"):
+        source_here(inputs, ctx)
+    elsewhere = Context(state_dir=tmp_path / "state", runtime=None, spec_dir=tmp_path)  # type: ignore[arg-type]
+    with pytest.raises(StepFailed, match=r"does not exist \(a path: source is relative to"):
+        source_here(inputs, elsewhere)  # as a saved plan applied from another directory
+    planned = hash_directory(model, ctx.cache_dir)
+    assert source_here({**inputs, "source": {"path": "models/tiny", "sha256": planned}}, ctx) == (
+        str(model)
+    )
