@@ -29,10 +29,9 @@ def test_unknown_key_with_did_you_mean_points_at_the_key(write) -> None:
     errors = errors_of(path)
     assert errors == [
         f"{path}:8:5: error: servers[0]: missing required key 'processor'",
+        # a server has more than 12 keys now: the suggestion, without the whole list
         f"{path}:9:5: error: servers[0].procesor: unknown key 'procesor' (did you mean "
-        f"'processor'?); allowed: batching, limits, max_utilization, models, name, "
-        f"node_selector, node_types, packing, port, processor, replicas, resources, "
-        f"share_weights, threads",
+        f"'processor'?)",
     ]
 
 
