@@ -35,6 +35,7 @@ from engine.operations import (
     plans_for,
     saved_plan_target,
 )
+from engine.runtimes.base import RuntimeOptions
 from engine.spec import Diagnostic, SpecError, load_spec
 from engine.state import StateError, StateStore, default_state_dir
 
@@ -152,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="where state, caches and logs live (default: $DOINFER_STATE_DIR or ./.doinfer)",
     )
     common.add_argument("--no-color", action="store_true", help="never colour the output")
+    reach = argparse.ArgumentParser(add_help=False)  # commands that may reach the runtime
+    reach.add_argument(
+        "--context",
+        help="kubeconfig context to use (kubernetes; overrides runtime.context)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(
@@ -159,14 +165,31 @@ def build_parser() -> argparse.ArgumentParser:
         handler: Callable[[argparse.Namespace], int],
         help_text: str,
         spec_help: str = SPEC_HELP,
+        reaches: bool = True,
     ) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        parents = [common, reach] if reaches else [common]
+        p = sub.add_parser(name, parents=parents, help=help_text, description=help_text)
         p.add_argument("spec", type=Path, help=spec_help)
         _env_option(p)
         p.set_defaults(handler=handler)
         return p
 
-    command("validate", cmd_validate, "check a spec: schema and semantics, errors as FILE:LINE:COL")
+    command(
+        "validate",
+        cmd_validate,
+        "check a spec: schema and semantics, errors as FILE:LINE:COL",
+        reaches=False,
+    )
+
+    p = command(
+        "render",
+        cmd_render,
+        "write the Kubernetes objects of a spec as YAML (for GitOps), without a cluster",
+        reaches=False,
+    )
+    p.add_argument(
+        "--out", type=Path, help="write one file per object into this directory (default: stdout)"
+    )
 
     p = command("plan", cmd_plan, "show what apply would change, and why")
     p.add_argument("--format", choices=sorted(RENDERERS), default="text")
@@ -195,6 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="show what runs now against what the state records, and nothing else",
     )
+    p.add_argument(
+        "--no-refresh",
+        action="store_true",
+        help="plan from the recorded state alone, without asking the runtime what runs "
+        "(no cluster or Docker engine needed; drift is not seen)",
+    )
 
     p = command(
         "apply",
@@ -207,6 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--parallel", type=_at_least_one, default=4, help="steps applied at once (default 4)"
     )
     p.add_argument("--verbose", "-v", action="store_true", help="show every step's log lines")
+    p.add_argument(
+        "--force-conflicts",
+        action="store_true",
+        help="take over fields another field manager set (kubernetes server-side apply)",
+    )
     _targeting_options(p)
     p.add_argument(
         "--refresh-only",
@@ -254,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     help_text = "run the spec's scenarios against what is deployed; gate on their SLOs"
     p = sub.add_parser(
         "bench",
-        parents=[common],
+        parents=[common, reach],
         help=help_text,
         description=f"{help_text}. Exit status: 0 every objective met, {EXIT_SLO} an SLO "
         f"missed (or errors where none are accepted), {EXIT_ERROR} could not run.",
@@ -313,6 +347,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_render(args: argparse.Namespace) -> int:
+    from engine.yaml_out import file_name, to_yaml
+
+    objects = _workspace(args).render()
+    if args.out is None:
+        print(to_yaml(objects), end="")
+        return EXIT_OK
+    args.out.mkdir(parents=True, exist_ok=True)
+    for obj in objects:
+        (args.out / file_name(obj)).write_text(to_yaml([obj]))
+    print(f"wrote {len(objects)} objects to {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     state_dir = _state_dir(args)
     if args.out and (args.base_ref or args.all_envs):  # before the work, not after it
@@ -322,7 +370,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         )
     if args.refresh_only:
         _refuse_with_refresh_only(args, "base_ref", "all_envs", "target", "replace", "out")
-        refresh = Workspace.open(args.spec, state_dir, args.env).refresh()
+        if args.no_refresh:
+            raise DoinferError("--refresh-only and --no-refresh contradict each other")
+        refresh = _workspace(args).refresh()
         print(render_refresh(refresh))
         return EXIT_CHANGES if args.detailed_exitcode and refresh.drifted else EXIT_OK
     plans = plans_for(
@@ -333,6 +383,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         all_envs=args.all_envs,
         replace=args.replace,
         targets=args.target,
+        refresh=not args.no_refresh,
+        options=_runtime_options(args),
     )
     if args.format == "text":
         print("\n\n".join(render_text(p, colour=_colour(args), show_noop=args.all) for p in plans))
@@ -371,7 +423,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             raise DoinferError(
                 f"{args.spec} is a plan of environment {plan.environment!r}, not {args.env!r}"
             )
-        store, ctx = saved_plan_target(plan, state_dir)
+        store, ctx = saved_plan_target(plan, state_dir, _runtime_options(args))
         with store.lock(args.lock_timeout):
             print(render_text(plan, colour=_colour(args)))
             if not plan.has_changes:
@@ -382,7 +434,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 args,
                 state_dir,
             )
-    workspace = Workspace.open(args.spec, state_dir, args.env)
+    workspace = _workspace(args)
     _warn(workspace.spec.warnings)
     with workspace.locked(args.lock_timeout):
         if args.refresh_only:
@@ -416,7 +468,7 @@ def _refuse_with_refresh_only(args: argparse.Namespace, *options: str) -> None:
 
 
 def cmd_destroy(args: argparse.Namespace) -> int:
-    workspace = Workspace.open(args.spec, _state_dir(args), args.env)
+    workspace = _workspace(args)
     with workspace.locked(args.lock_timeout):
         plan = workspace.destroy_plan()
         if not plan.changes:
@@ -435,7 +487,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    workspace = Workspace.open(args.spec, _state_dir(args), args.env)
+    workspace = _workspace(args)
     replicas = workspace.replicas()
     if args.format == "json":
         print(
@@ -460,7 +512,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    workspace = Workspace.open(args.spec, _state_dir(args), args.env)
+    workspace = _workspace(args)
     text = workspace.logs(args.server, args.replica, args.tail)
     if not text:
         print(f"no log for replica {args.replica} of {args.server}", file=sys.stderr)
@@ -470,7 +522,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
-    workspace = Workspace.open(args.spec, _state_dir(args), args.env)
+    workspace = _workspace(args)
     command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     tty = sys.stdin.isatty() and sys.stdout.isatty()
     return workspace.exec(args.server, args.replica, command or ["sh"], tty)
@@ -525,7 +577,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.spec is None:
         raise DoinferError("bench needs a spec (or --compare A.json B.json)")
-    workspace = Workspace.open(args.spec, _state_dir(args), args.env)
+    workspace = _workspace(args)
     with LoadProgress(make_console(sys.stderr, args.no_color)) as progress:
         run = workspace.bench(args.scenarios, progress)
     default_json, default_report = workspace.bench_files(run.started_at)
@@ -652,6 +704,18 @@ def _stdout_closed() -> int:
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
     return EXIT_BROKEN_PIPE
+
+
+def _workspace(args: argparse.Namespace) -> Workspace:
+    return Workspace.open(args.spec, _state_dir(args), args.env, _runtime_options(args))
+
+
+def _runtime_options(args: argparse.Namespace) -> RuntimeOptions:
+    """The command line's say in how the runtime is reached (flags some commands lack)."""
+    return RuntimeOptions(
+        context=getattr(args, "context", None),
+        force_conflicts=getattr(args, "force_conflicts", False),
+    )
 
 
 def _state_dir(args: argparse.Namespace) -> Path:

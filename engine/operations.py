@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Collection, Iterator
@@ -25,9 +26,10 @@ from engine.graph.refresh import Refresh, observe_recorded, record_refresh
 from engine.graph.step import Observation, Step
 from engine.review import plan_against_revision, plan_all_environments
 from engine.runtimes import get_runtime
-from engine.runtimes.base import ReplicaStatus
+from engine.runtimes.base import ReplicaStatus, RuntimeOptions
 from engine.runtimes.contracts import DeployResult
 from engine.spec import load_spec
+from engine.spec.build import build_runtime
 from engine.spec.model import Spec
 from engine.state import State, StateStore, record_problems
 from engine.steps.base import Context
@@ -52,23 +54,29 @@ class ApplyResult:
 
 
 class Workspace:
-    def __init__(self, spec: Spec, state_dir: Path) -> None:
+    def __init__(self, spec: Spec, state_dir: Path, options: RuntimeOptions | None = None) -> None:
         self.spec = spec
         self.state_dir = state_dir
         self.store = StateStore(state_dir, spec.name, spec.environment)
         self.store.check_dir()
+        options = dataclasses.replace(options or RuntimeOptions(), settings=spec.runtime)
         self.ctx = Context(
             state_dir=state_dir,
-            runtime=get_runtime(spec.runtime.kind, state_dir),
+            runtime=get_runtime(spec.runtime.kind, state_dir, options),
             spec_dir=spec.path.parent,
         )
 
     @classmethod
     def open(
-        cls, spec_path: str | Path, state_dir: Path, environment: str | None = None
+        cls,
+        spec_path: str | Path,
+        state_dir: Path,
+        environment: str | None = None,
+        options: RuntimeOptions | None = None,
     ) -> Workspace:
         """A spec file, or an app directory's environment (`specs/<app>` and `--env`)."""
-        return cls(load_spec(spec_file(Path(spec_path), environment), environment), state_dir)
+        spec = load_spec(spec_file(Path(spec_path), environment), environment)
+        return cls(spec, state_dir, options)
 
     @contextlib.contextmanager
     def locked(self, timeout_s: float = 0.0) -> Iterator[None]:
@@ -78,13 +86,17 @@ class Workspace:
     def steps(self) -> list[Step]:
         return build_steps(self.spec, self.ctx.cache_dir, self.store.load().steps)
 
-    def plan(self, replace: Collection[str] = (), targets: Collection[str] = ()) -> Plan:
+    def plan(
+        self, replace: Collection[str] = (), targets: Collection[str] = (), refresh: bool = True
+    ) -> Plan:
         """Desired steps against the recorded state and what the runtime shows; `replace`
-        and `targets` as `--replace` and `--target` name them."""
+        and `targets` as `--replace` and `--target` name them. Without `refresh`, against
+        the recorded state alone (the runtime is not asked: no cluster, no Docker engine
+        needed, and drift goes unseen)."""
         return make_plan(
             self.steps(),
             self.store.load(),
-            self._observe,
+            self._observe if refresh else None,
             spec=self.spec.name,
             environment=self.spec.environment,
             runtime=self.spec.runtime.kind,
@@ -93,6 +105,11 @@ class Workspace:
             replace=replace,
             targets=targets,
         )
+
+    def render(self) -> list[dict[str, Any]]:
+        """The objects the runtime would create, as data: from the spec and the recorded
+        state alone (pushed images by digest), without reaching the runtime."""
+        return type(self.ctx.runtime).render(self.steps(), self.store.load().steps)
 
     def refresh(self) -> Refresh:
         """What every recorded step looks like now (`--refresh-only`); changes nothing."""
@@ -213,7 +230,11 @@ class Workspace:
         results = [
             asyncio.run(
                 run_scenario(
-                    scenarios[n], targets, on_tick, clients=self.ctx.runtime.run_load_clients
+                    scenarios[n],
+                    targets,
+                    on_tick,
+                    clients=self.ctx.runtime.run_load_clients,
+                    probes_here=self.ctx.runtime.probes_here,
                 )
             )
             for n in names or scenarios
@@ -284,6 +305,8 @@ def plans_for(
     all_envs: bool = False,
     replace: Collection[str] = (),
     targets: Collection[str] = (),
+    refresh: bool = True,
+    options: RuntimeOptions | None = None,
 ) -> list[Plan]:
     """The plans `doinfer plan` shows: one environment, or every environment of an app
     (`--all-envs`); against its state, or against a git revision (`--base-ref`)."""
@@ -300,7 +323,10 @@ def plans_for(
             return plan_all_environments(spec_arg, base_ref, cache_dir)
         return [plan_against_revision(spec_arg, environment, base_ref, cache_dir)]
     names = environments(app_dir(spec_arg)) if all_envs else [environment]
-    return [Workspace.open(spec_arg, state_dir, env).plan(replace, targets) for env in names]
+    return [
+        Workspace.open(spec_arg, state_dir, env, options).plan(replace, targets, refresh)
+        for env in names
+    ]
 
 
 def check_plan_hash(plan: Plan, expected: str) -> None:
@@ -315,11 +341,17 @@ def check_plan_hash(plan: Plan, expected: str) -> None:
         )
 
 
-def saved_plan_target(plan: Plan, state_dir: Path) -> tuple[StateStore, Context]:
-    """Where a saved plan applies: its spec's environment, on its runtime; no spec needed."""
+def saved_plan_target(
+    plan: Plan, state_dir: Path, options: RuntimeOptions | None = None
+) -> tuple[StateStore, Context]:
+    """Where a saved plan applies: its spec's environment, on its runtime, with the
+    runtime section of the spec it was made from; no spec file needed."""
     store = StateStore(state_dir, plan.spec, plan.environment)
     store.check_dir()
-    return store, Context(state_dir=state_dir, runtime=get_runtime(plan.runtime, state_dir))
+    settings = build_runtime(plan.document.get("runtime", {}))
+    options = dataclasses.replace(options or RuntimeOptions(), settings=settings)
+    runtime = get_runtime(plan.runtime, state_dir, options)
+    return store, Context(state_dir=state_dir, runtime=runtime)
 
 
 def load_saved_plan(path: Path) -> Plan:

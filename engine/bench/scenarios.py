@@ -1,9 +1,10 @@
 """Run a scenario: probes in this process, benchmarks in load-client processes.
 
-`sequential` and `random` are probes, one request at a time from this process. A
-`benchmark` runs `clients` load clients through a ClientRunner: the runtime decides where
-they run (local processes here; containers or Jobs for other runtimes), and their results
-are merged into one ScenarioResult.
+`sequential` and `random` are probes, one request at a time from this process (or, where
+the servers cannot be reached from here, from one client the runtime runs next to them).
+A `benchmark` runs `clients` load clients through a ClientRunner: the runtime decides
+where they run (local processes here; containers or Jobs for other runtimes), and their
+results are merged into one ScenarioResult.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ async def run_scenario(
     on_tick: OnTick | None = None,
     seed: int | None = None,
     clients: ClientRunner = run_local_clients,
+    probes_here: bool = True,
 ) -> ScenarioResult:
     plans = client_plans(scenario, targets, seed)
     tick = on_tick or (lambda t: None)
@@ -65,7 +67,7 @@ async def run_scenario(
         tick(Tick(scenario.name, answered, errors, elapsed, expected_s, expected_requests, done))
 
     relay(0, 0)
-    if scenario.kind == "benchmark":
+    if scenario.kind == "benchmark" or not probes_here:
         results = await clients(plans, relay)
     else:
         results = [await Client(plans[0], relay).run()]

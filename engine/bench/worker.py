@@ -1,6 +1,8 @@
 """A load client as a process: `python -m engine.bench.worker --plan PLAN.json [--out FILE]`.
 
-Reads a ClientPlan (a file, or `-` for standard input), runs it on one event loop, and
+Reads a ClientPlan (a file, `-` for standard input, or with `--plans-env NAME` item
+$JOB_COMPLETION_INDEX of a JSON list in the environment variable NAME, as the pods of a
+Kubernetes Indexed Job get theirs), runs it on one event loop, and
 writes the ClientResult as JSON to FILE or standard output. While it runs it prints
 `PROGRESS_PREFIX <answered> <errors>` lines to standard error a few times a second.
 Local benchmarks start these as subprocesses; a Docker or Kubernetes runtime can run the
@@ -13,10 +15,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from engine.bench.load import Client, OnProgress, new_event_loop, raise_file_limit
 from engine.bench.plan import ClientPlan
@@ -27,13 +31,19 @@ PROGRESS_EVERY_S = 0.2
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine.bench.worker", description=__doc__)
-    parser.add_argument("--plan", required=True, help="the client plan (JSON file, or - )")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--plan", help="the client plan (JSON file, or - )")
+    source.add_argument(
+        "--plans-env",
+        metavar="NAME",
+        help="a JSON list of client plans in this environment variable: run the one at "
+        "index $JOB_COMPLETION_INDEX (a Kubernetes Indexed Job's pod)",
+    )
     parser.add_argument("--out", type=Path, help="where to write the result (default: stdout)")
     args = parser.parse_args(argv)
     try:
-        text = sys.stdin.read() if args.plan == "-" else Path(args.plan).read_text()
-        plan = ClientPlan.from_dict(json.loads(text))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        plan = ClientPlan.from_dict(_plan_document(args.plan, args.plans_env))
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
         print(f"error: not a valid client plan: {exc}", file=sys.stderr)
         return 2
     raise_file_limit()
@@ -46,6 +56,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(document)
         sys.stdout.flush()
     return 0
+
+
+def _plan_document(path: str | None, plans_env: str | None) -> dict[str, Any]:
+    if plans_env is not None:
+        plans = json.loads(os.environ[plans_env])
+        return plans[int(os.environ["JOB_COMPLETION_INDEX"])]
+    assert path is not None
+    return json.loads(sys.stdin.read() if path == "-" else Path(path).read_text())
 
 
 def _reporter() -> OnProgress:

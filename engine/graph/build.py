@@ -179,13 +179,13 @@ def build_steps(
             "threads": server.threads or AUTO,
             "models": pack.inputs["models"],
         }
-        if server.threads is None:
+        deploy_inputs |= runtime.deploy_inputs(spec, server)  # it may decide threads itself
+        if deploy_inputs["threads"] == AUTO:
             deploy_inputs["cores_shared_by"] = total_replicas  # every replica of the spec
         if server.name in node_types:  # a fleet's device: on a node of the chosen type
             deploy_inputs["node_type"] = node_types[server.name]
         if server.limits:  # the server's defaults otherwise
             deploy_inputs["limits"] = server.limits
-        deploy_inputs |= runtime.deploy_inputs(spec, server)
         deploy = add(
             f"deploy/{server.name}",
             "deploy",
@@ -195,7 +195,7 @@ def build_steps(
             # a replica count changed here or on another server changes cores_shared_by
             # too: running replicas keep their threads, new ones resolve "auto" anew
             updatable=frozenset({"replicas", "cores_shared_by"}),
-            after_apply=("threads",) if server.threads is None else (),
+            after_apply=("threads",) if deploy_inputs["threads"] == AUTO else (),
         )
         deploy_ids.append(deploy.id)
 

@@ -12,11 +12,12 @@ import importlib
 from pathlib import Path
 
 from engine.errors import DoinferError
-from engine.runtimes.base import Runtime
+from engine.runtimes.base import Runtime, RuntimeOptions
 
 RUNTIMES: dict[str, str] = {
     "local": "engine.runtimes.local:LocalRuntime",
     "docker": "engine.runtimes.docker:DockerRuntime",
+    "kubernetes": "engine.runtimes.kubernetes:KubernetesRuntime",
 }
 
 
@@ -38,8 +39,8 @@ def runtime_class(kind: str) -> type[Runtime]:
     return cls
 
 
-def get_runtime(kind: str, state_dir: Path) -> Runtime:
-    return runtime_class(kind)(state_dir)
+def get_runtime(kind: str, state_dir: Path, options: RuntimeOptions | None = None) -> Runtime:
+    return runtime_class(kind)(state_dir, options)
 
 
 def runtime_rollout(kind: str) -> str | None:

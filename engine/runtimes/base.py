@@ -3,8 +3,9 @@
 A runtime is one class with two faces:
 
 - What it needs of a plan, asked of the class at plan time (no instance, no engine
-  connection): class attributes `kind`, `registry_use`, `serves_here`; classmethods
-  `pack_inputs`, `deploy_inputs` (and `image_inputs` for an ImageRuntime). Subclassing
+  connection): class attributes `kind`, `registry_use`, `serves_here`, `probes_here`;
+  classmethods `spec_errors`, `pack_inputs`, `deploy_inputs` (and `image_inputs` for an
+  ImageRuntime), and `render` for a runtime whose objects can be written out. Subclassing
   ImageRuntime says "my replicas run images": the graph then adds an image step per
   processor and a push step per server when the spec names a registry.
 - What it does at apply: the pack and deploy steps (and image and push for an
@@ -28,6 +29,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
     from engine.bench.plan import ClientPlan, ClientResult
+    from engine.graph.step import Step
+    from engine.spec.model import Runtime as RuntimeSettings
     from engine.spec.model import Server, Spec
 
 from engine import system
@@ -64,6 +67,16 @@ class ReplicaStatus:
         }
 
 
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """What a runtime instance is told beyond its class: the spec's runtime section, and
+    the command line's overrides. Each runtime reads what concerns it."""
+
+    settings: RuntimeSettings | None = None  # the spec's `runtime`
+    context: str | None = None  # --context: the kubeconfig context (kubernetes)
+    force_conflicts: bool = False  # --force-conflicts: take fields other managers own
+
+
 class Runtime(ABC):
     kind: ClassVar[str]  # the spec's runtime.kind, as registered in RUNTIMES
     # Whether runtime.registry is unused (an error to give), optional (push when given)
@@ -71,13 +84,32 @@ class Runtime(ABC):
     registry_use: ClassVar[RegistryUse] = "none"
     # Replicas run on this machine: its devices must serve the servers' processors.
     serves_here: ClassVar[bool] = False
+    # The servers answer this machine: probes (sequential, random) are sent from here;
+    # otherwise they go through `run_load_clients` too, next to the servers.
+    probes_here: ClassVar[bool] = True
     # How a deploy replaces running replicas, as a plan tells reviewers: "restart" stops
     # each and starts it again (it serves nothing meanwhile), "roll" starts each successor
     # and waits until it is ready before stopping its predecessor.
     rollout: ClassVar[Literal["restart", "roll"]] = "restart"
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, options: RuntimeOptions | None = None) -> None:
         self.state_dir = state_dir
+        self.options = options or RuntimeOptions()
+
+    @classmethod
+    def spec_errors(cls, doc: dict[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+        """What this runtime cannot take in a schema-valid spec document: (path, message)
+        pairs, e.g. names too long for its objects."""
+        return []
+
+    @classmethod
+    def render(cls, steps: list[Step], records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+        """The objects this runtime would create for the desired steps, as data (with what
+        the records know, e.g. pushed digests), without reaching the runtime."""
+        raise DoinferError(
+            f"the {cls.kind} runtime creates no objects to render; render writes the "
+            f"Kubernetes objects of a spec with runtime.kind: kubernetes"
+        )
 
     def resolve_threads(self, inputs: dict[str, Any]) -> int:
         """A replica's intra-op threads: the spec's number, or for "auto" the cores this

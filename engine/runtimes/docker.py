@@ -38,16 +38,14 @@ from python_on_whales.exceptions import DockerException, NoSuchContainer
 
 from engine.errors import Cancelled, DoinferError, StepFailed
 from engine.runtimes import docker_images as images
-from engine.runtimes.base import ImageRuntime, Log, ReplicaStatus
+from engine.runtimes.base import ImageRuntime, Log, ReplicaStatus, RuntimeOptions
 from engine.runtimes.contracts import (
     DeployInput,
     DeployResult,
-    ImageResult,
-    PackResult,
-    PushResult,
     ReplicaRecord,
     served_models,
 )
+from engine.runtimes.docker_builds import DockerBuilds, image_id, image_tag
 from engine.runtimes.docker_engine import (
     ENVIRONMENT,
     FINGERPRINT,
@@ -162,12 +160,17 @@ class Route:
     labels: dict[str, str]  # spec and environment, for the client containers too
 
 
-class DockerRuntime(ImageRuntime):
+class DockerRuntime(DockerBuilds, ImageRuntime):
     kind = "docker"
     registry_use = "optional"  # without one, containers run the image built here
 
-    def __init__(self, state_dir: Path, docker: DockerClient | None = None) -> None:
-        super().__init__(state_dir)
+    def __init__(
+        self,
+        state_dir: Path,
+        options: RuntimeOptions | None = None,
+        docker: DockerClient | None = None,
+    ) -> None:
+        super().__init__(state_dir, options)
         self.docker = docker or client()
 
     @classmethod
@@ -183,62 +186,6 @@ class DockerRuntime(ImageRuntime):
     def check(self) -> None:
         check_daemon(self.docker)
 
-    # -- images -------------------------------------------------------------------------
-
-    def build_base(
-        self, inputs: dict[str, Any], fingerprint: str, log: Log, cancelled: Callable[[], bool]
-    ) -> ImageResult:
-        return images.build_base(
-            self.docker,
-            inputs,
-            fingerprint,
-            self._work_dir(),
-            self.state_dir / "cache",
-            log,
-            cancelled,
-        )
-
-    def image_drift(self, image: ImageResult) -> list[str]:
-        return images.image_drift(self.docker, image.image, image.image_id)
-
-    def pack(
-        self,
-        inputs: dict[str, Any],
-        artifacts: dict[str, str],
-        fingerprint: str,
-        log: Log,
-        cancelled: Callable[[], bool] = lambda: False,
-    ) -> PackResult:
-        pack = images.build_server(
-            self.docker, inputs, artifacts, fingerprint, self._work_dir(), log, cancelled
-        )
-        images.prune_server_images(
-            self.docker,
-            inputs["spec"],
-            inputs["environment"],
-            inputs["server"],
-            {_image_id(pack)},
-            log,
-        )
-        return pack
-
-    def pack_drift(self, pack: PackResult) -> list[str]:
-        return images.image_drift(self.docker, _image_tag(pack), _image_id(pack))
-
-    def unpack(self, pack: PackResult, log: Log) -> None:
-        images.remove_image(self.docker, _image_tag(pack), log)
-
-    def push(self, inputs: dict[str, Any], pack: PackResult, log: Log) -> PushResult:
-        return images.push(self.docker, inputs, _image_tag(pack), log)
-
-    def push_drift(self, pushed: PushResult) -> list[str]:
-        return images.push_drift(self.docker, pushed.reference)
-
-    def unpush(self, pushed: PushResult, log: Log) -> None:
-        """Drop the local registry tag; the registry keeps what was pushed (as registries do)."""
-        images.remove_image(self.docker, pushed.reference, log)
-        log(f"kept {pushed.digest} in the registry")
-
     # -- replicas -----------------------------------------------------------------------
 
     def deploy(
@@ -246,10 +193,10 @@ class DockerRuntime(ImageRuntime):
     ) -> DeployResult:
         threads = self.resolve_threads(inputs)  # "auto" decided here, for replicas started now
         spec, env, server = inputs["spec"], inputs["environment"], inputs["server"]
-        image = source.image or _image_tag(source.pack)
-        image_id = _image_id(source.pack)
+        image = source.image or image_tag(source.pack)
+        built = image_id(source.pack)
         existing = dict(self._containers(spec, env, server))
-        keys = [replica_key(inputs, image_id, i) for i in range(inputs["replicas"])]
+        keys = [replica_key(inputs, built, i) for i in range(inputs["replicas"])]
         kept = {
             i
             for i, key in enumerate(keys)
@@ -291,7 +238,7 @@ class DockerRuntime(ImageRuntime):
                 with contextlib.suppress(DockerException):
                     self.docker.container.remove(container, force=True)
             raise
-        images.prune_server_images(self.docker, spec, env, server, {image_id}, log)
+        images.prune_server_images(self.docker, spec, env, server, {built}, log)
         return DeployResult(
             tuple(records),
             served_models(inputs),
@@ -300,7 +247,7 @@ class DockerRuntime(ImageRuntime):
                 "spec": spec,
                 "environment": env,
                 "image": image,
-                "image_id": image_id,
+                "image_id": built,
                 "network": network,
             },
         )
@@ -478,11 +425,6 @@ class DockerRuntime(ImageRuntime):
 
     # -- internals ----------------------------------------------------------------------
 
-    def _work_dir(self) -> Path:
-        directory = self.state_dir / "build"
-        directory.mkdir(parents=True, exist_ok=True)
-        return directory
-
     def _containers(self, spec: str, environment: str, server: str) -> list[tuple[int, Container]]:
         with docker_errors("listing containers"):
             found = self.docker.container.list(
@@ -605,18 +547,6 @@ class DockerRuntime(ImageRuntime):
             return str(self.docker.container.logs(container, tail=LOG_TAIL_LINES))
         except DockerException:
             return "(no log)"
-
-
-def _image_tag(pack: PackResult) -> str:
-    if pack.image is None:
-        raise DoinferError("this pack holds no image: it was made by a runtime without images")
-    return pack.image
-
-
-def _image_id(pack: PackResult) -> str:
-    if pack.image_id is None:
-        raise DoinferError("this pack holds no image: it was made by a runtime without images")
-    return pack.image_id
 
 
 def _host_url(container: Container) -> str | None:

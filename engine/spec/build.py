@@ -13,6 +13,7 @@ from engine.spec.model import (
     Batching,
     Host,
     Model,
+    Resources,
     Runtime,
     Scenario,
     Server,
@@ -24,7 +25,6 @@ from engine.spec.model import (
 
 
 def build_spec(doc: dict[str, Any], path: Path) -> Spec:
-    runtime = doc["runtime"]
     return Spec(
         api_version=doc["apiVersion"],
         name=doc["name"],
@@ -52,6 +52,8 @@ def build_spec(doc: dict[str, Any], path: Path) -> Spec:
                 port=s.get("port"),
                 threads=s.get("threads"),
                 share_weights=s["share_weights"],
+                resources=_resources(s["resources"]),
+                node_selector=s.get("node_selector"),
                 packing=s["packing"],
                 max_utilization=s["max_utilization"],
                 node_types=tuple(s.get("node_types", ())),
@@ -59,13 +61,7 @@ def build_spec(doc: dict[str, Any], path: Path) -> Spec:
             )
             for s in doc["servers"]
         ),
-        runtime=Runtime(
-            **{
-                **runtime,
-                "node_selector": dict(runtime["node_selector"]),
-                "base_images": dict(runtime["base_images"]),
-            }
-        ),
+        runtime=build_runtime(doc["runtime"]),
         scenarios=tuple(_scenario(s) for s in doc["scenarios"]),
         path=path,
         document=doc,
@@ -82,6 +78,18 @@ def spec_catalog(entries: list[dict[str, Any]]) -> dict[str, NodeType]:
     )
 
 
+def build_runtime(runtime: dict[str, Any]) -> Runtime:
+    """The typed `runtime` section (also what a saved plan's document holds)."""
+    return Runtime(
+        **{
+            **runtime,
+            "node_selector": dict(runtime.get("node_selector", {})),
+            "base_images": dict(runtime.get("base_images", {})),
+            "client_node_selector": dict(runtime.get("client_node_selector", {})),
+        }
+    )
+
+
 def _scenario(s: dict[str, Any]) -> Scenario:
     texts = None
     if "texts" in s:
@@ -89,3 +97,8 @@ def _scenario(s: dict[str, Any]) -> Scenario:
             (t, None) if isinstance(t, str) else (t["seq_0"], t.get("seq_1")) for t in s["texts"]
         )
     return Scenario(**{**s, "slo": Slo(**s["slo"]) if "slo" in s else None, "texts": texts})
+
+
+def _resources(r: dict[str, Any]) -> Resources:
+    """Quantities as strings (YAML may give `cpu: 2` as a number)."""
+    return Resources(**{**r, **{k: str(r[k]) for k in ("cpu", "memory") if k in r}})

@@ -94,6 +94,17 @@ class ServerModel:
 
 
 @dataclass(frozen=True)
+class Resources:
+    """What one replica asks of its node (kubernetes): requests equal limits."""
+
+    cpu: str = "1"  # a Kubernetes quantity: "2", "500m"
+    memory: str = "2Gi"
+    gpus: int | None = None  # gpu servers: default 1
+    neuron_devices: int | None = None  # inf servers: default 1 unless neuron_cores is set
+    neuron_cores: int | None = None
+
+
+@dataclass(frozen=True)
 class Server:
     name: str
     processor: Processor | None  # None only with packing: auto (the packing chooses)
@@ -103,6 +114,8 @@ class Server:
     port: int | None = None  # first replica's port; replica i gets port + i. None: any free port
     threads: int | None = None  # intra-op threads per replica; None: derived from cores/replicas
     share_weights: bool = True
+    resources: Resources = Resources()
+    node_selector: dict[str, str] | None = None  # None: runtime.node_selector
     packing: Literal["manual", "auto"] = "manual"
     max_utilization: float = 0.75  # packing: auto: of each device's cores
     node_types: tuple[str, ...] = ()  # packing: auto: catalog names or patterns; () all
@@ -121,6 +134,11 @@ class Runtime:
     bind_address: str = "127.0.0.1"
     base_images: dict[str, str] = field(default_factory=dict)  # processor -> image (docker)
     restart: Literal["no", "on-failure", "unless-stopped", "always"] = "unless-stopped"
+    context: str | None = None  # kubeconfig context; None: the current one
+    client_node_selector: dict[str, str] = field(default_factory=dict)
+    rollout_timeout_s: float = 600.0
+    startup_timeout_s: float = 600.0
+    termination_grace_s: int = 60
 
 
 @dataclass(frozen=True)

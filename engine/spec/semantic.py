@@ -10,7 +10,7 @@ from engine.devices import LOCAL_DEVICES, has_local_device
 from engine.runtimes import RUNTIMES, runtime_class, unknown_runtime
 from engine.runtimes.base import RegistryUse, Runtime
 from engine.spec.defaults import schema_default
-from engine.spec.errors import Diagnostic
+from engine.spec.errors import Diagnostic, format_path
 from engine.spec.validate import Marks, mark_of
 
 
@@ -26,6 +26,10 @@ def semantic_errors(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
         errors.append(Diagnostic(mark_of(marks, ("runtime", "kind")), unknown_runtime(kind)))
     else:
         errors += _registry_errors(doc, marks, kind, runtime.registry_use)
+        errors += [
+            Diagnostic(mark_of(marks, path), f"{format_path(path)}: {message}")
+            for path, message in runtime.spec_errors(doc)
+        ]
     others = " or ".join(k for k in RUNTIMES if k != kind)
     for i, server in enumerate(doc["servers"]):
         seen: set[str] = set()
@@ -81,6 +85,7 @@ def semantic_errors(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
                     f"{processor} device here; add a host with processor: {processor}",
                 )
             )
+        errors += _resource_errors(server, marks, i)
     errors += _port_clashes(doc, marks)
     errors += _catalog_errors(doc, marks)
     for i, scenario in enumerate(doc["scenarios"]):
@@ -311,6 +316,31 @@ def _weight_errors(doc: dict[str, Any], marks: Marks, i: int) -> list[Diagnostic
     except ValueError as exc:
         return [Diagnostic(where, f"scenarios[{i}].weights: {exc}")]
     return []
+
+
+def _resource_errors(server: dict[str, Any], marks: Marks, i: int) -> list[Diagnostic]:
+    """Accelerators a server asks for must be those of its processor."""
+    resources = server.get("resources", {})
+    processor = server["processor"]
+    wanted = {"gpus": "gpu", "neuron_devices": "inf", "neuron_cores": "inf"}
+    errors = [
+        Diagnostic(
+            mark_of(marks, ("servers", i, "resources", key), key=True),
+            f"servers[{i}].resources.{key}: only {needs} servers use {key}; "
+            f"this server's processor is {processor}",
+        )
+        for key, needs in wanted.items()
+        if key in resources and processor != needs
+    ]
+    if "neuron_devices" in resources and "neuron_cores" in resources:
+        errors.append(
+            Diagnostic(
+                mark_of(marks, ("servers", i, "resources", "neuron_cores"), key=True),
+                f"servers[{i}].resources: give neuron_devices (whole devices) or neuron_cores, "
+                f"not both",
+            )
+        )
+    return errors
 
 
 def _unique_names(doc: dict[str, Any], marks: Marks, section: str) -> list[Diagnostic]:

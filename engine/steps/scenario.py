@@ -60,7 +60,13 @@ class ScenarioStep:
         try:
             result = asyncio.run(
                 _until_cancelled(
-                    run_scenario(scenario, targets, clients=ctx.runtime.run_load_clients), ctx
+                    run_scenario(
+                        scenario,
+                        targets,
+                        clients=ctx.runtime.run_load_clients,
+                        probes_here=ctx.runtime.probes_here,
+                    ),
+                    ctx,
                 )
             )
         except (DoinferError, OSError):

@@ -137,6 +137,41 @@ def test_plan_formats_and_detailed_exit_code(spec_dir: Path) -> None:
     assert not (spec_dir / "st" / "state").exists()  # planning records nothing
 
 
+def test_plan_without_refresh_trusts_the_recorded_state(spec_dir: Path) -> None:
+    """Every step recorded as applied, but nothing of it exists: a refreshing plan sees
+    the drift; --no-refresh plans from the record alone and sees none."""
+    spec = str(spec_dir / "spec.yaml")
+    state_dir = spec_dir / "st"
+    run("plan", spec, "--state-dir", str(state_dir), "--out", str(spec_dir / "p.json"))
+    steps = json.loads((spec_dir / "p.json").read_text())
+    store = StateStore(state_dir, "clidemo", "default")
+    state = store.load()
+    gone = str(spec_dir / "gone")
+    outputs = {
+        "trace": {"artifact": gone},
+        "pack": {"bundle": gone},
+        "deploy": {"replicas": [{"index": 0, "url": "http://127.0.0.1:9", "pid": 999999}]},
+        "scenario": {},
+    }
+    fingerprints = {s["id"]: s["fingerprint"] for s in steps["steps"]}
+    for step in steps["steps"]:
+        state.steps[step["id"]] = {
+            "kind": step["kind"],
+            "fingerprint": step["fingerprint"],
+            "inputs": step["inputs"],
+            "needs": step["needs"],
+            "upstream": {n: fingerprints[n] for n in step["needs"]},
+            "outputs": outputs[step["kind"]],
+        }
+    store.save(state)
+    refreshed = run("plan", spec, "--state-dir", str(state_dir), "--detailed-exitcode")
+    assert refreshed.returncode == 2, refreshed.stderr
+    assert "drift:" in refreshed.stdout
+    recorded = run("plan", spec, "--state-dir", str(state_dir), "--no-refresh")
+    assert recorded.returncode == 0, recorded.stderr
+    assert "No changes." in recorded.stdout
+
+
 def test_apply_without_a_terminal_needs_yes(spec_dir: Path) -> None:
     result = run("apply", str(spec_dir / "spec.yaml"), "--state-dir", str(spec_dir / "st"))
     assert result.returncode == 1

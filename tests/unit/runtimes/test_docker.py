@@ -255,7 +255,7 @@ def test_changed_replicas_are_replaced_one_at_a_time_each_drained_first(
     from engine.runtimes.contracts import DeployInput, PackResult, ReplicaRecord
 
     events: list[str] = []
-    runtime = docker_runtime.DockerRuntime(tmp_path, StoppingDocker(events))  # type: ignore[arg-type]
+    runtime = docker_runtime.DockerRuntime(tmp_path, docker=StoppingDocker(events))  # type: ignore[arg-type]
     old = {i: Recorded(f"old-{i}", "stale") for i in range(2)}
     monkeypatch.setattr(runtime, "_containers", lambda *a: list(old.items()))
     monkeypatch.setattr(runtime, "_check_ports", lambda *a: None)

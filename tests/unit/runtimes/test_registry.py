@@ -47,9 +47,18 @@ def test_the_built_in_runtimes_declare_what_they_need() -> None:
         "optional",
         False,
     )
+    kubernetes = runtime_class("kubernetes")
+    assert (issubclass(kubernetes, ImageRuntime), kubernetes.registry_use) == (True, "required")
+    assert (kubernetes.serves_here, kubernetes.probes_here, docker.probes_here) == (
+        False,
+        False,
+        True,
+    )
+    assert kubernetes.rollout == "roll"
 
 
-def test_an_unknown_kind_is_a_clear_error(tmp_path: Path) -> None:
+def test_an_unknown_kind_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(RUNTIMES, "kubernetes")  # a build without it
     with pytest.raises(DoinferError, match=r"'kubernetes' is not available .* local, docker"):
         get_runtime("kubernetes", tmp_path)
 

@@ -21,6 +21,8 @@ class ClientsKilledByCtrlC:
     """A runtime whose load clients die of the terminal's SIGINT: the engine's write to
     one breaks its pipe."""
 
+    probes_here = True  # the Runtime class attribute the scenario step reads
+
     async def run_load_clients(self, plans: Any, on_progress: Any) -> Any:
         raise ConnectionResetError("Connection lost")
 
