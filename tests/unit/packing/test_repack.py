@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import random
 
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from engine.packing import Demand, Fleet, Packing, Profile, pack
+from engine.packing import Demand, Fleet, NodeType, Packing, PackingError, Profile, pack
 from engine.packing.repack import moves, repack
-from tests.unit.packing.checks import long_tail_fleet, violations
+from tests.unit.packing.checks import examples, long_tail_fleet, violations
 from tests.unit.packing.test_solver import fleets, placeable
 
 
 def scaled(fleet: Fleet, seed: int, spread: float) -> Fleet:
+    """Each demand times a factor within 1 +- spread; a spread over 1 drops some demands
+    to zero (a demand is never negative: the schema's minimum, and Demand's)."""
     rng = random.Random(seed)
     return Fleet(
         tuple(
-            Demand(d.model, d.profiles, round(d.rate * rng.uniform(1 - spread, 1 + spread), 3),
-                   d.instances)
+            Demand(d.model, d.profiles,
+                   max(0.0, round(d.rate * rng.uniform(1 - spread, 1 + spread), 3)), d.instances)
             for d in fleet.demands
         ),
         fleet.node_types,
@@ -73,8 +76,30 @@ def test_growth_beyond_the_devices_adds_nodes_and_keeps_the_old_ones() -> None:
     assert before.placements() - after.placements() == set()  # no copy had to leave
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def cpu_fleet(rates: list[float], memory_mib: float = 50, u: float = 0.5) -> Fleet:
+    """Models m000, m001, ... of one cpu profile on t0: a 1-core, 1 GiB, $1/h node."""
+    profile = {"cpu": Profile(memory_mib, 1.0)}
+    return Fleet(
+        tuple(Demand(f"m{i:03d}", profile, r) for i, r in enumerate(rates)),
+        (NodeType("t0", "cpu", 1, 1, 1, 1.0),),
+        u,
+    )
+
+
+def test_a_demand_is_never_negative() -> None:
+    """Seed 33 found the test's own change scaling a rate below zero (1 - 2.0 spread), and
+    the packer routing it as if it were demand; a negative rate is now refused."""
+    with pytest.raises(PackingError, match=r"model m000: rate -0\.463 is not"):
+        Demand("m000", {"cpu": Profile(50, 1.0)}, -0.463)
+    with pytest.raises(PackingError, match="instances 0"):
+        Demand("m000", {"cpu": Profile(50, 1.0)}, 1.0, 0)
+
+
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(fleets(), st.integers(0, 1000), st.sampled_from((0.05, 0.5, 2.0)))
+@example(
+    fleet=cpu_fleet([1.0, 0.0, 0.0, 0.0]), seed=1, spread=2.0
+)  # m000 dropped to 0 (was -0.463)
 def test_every_limit_holds_after_a_repack(fleet: Fleet, seed: int, spread: float) -> None:
     if not placeable(fleet):
         return

@@ -14,7 +14,7 @@ from scipy.optimize import linprog
 
 from engine.packing import BUILTIN, Demand, Fleet, NodeType, PackingError, Profile, pack
 from engine.packing.solver import device_classes, fits
-from tests.unit.packing.checks import long_tail_fleet, violations
+from tests.unit.packing.checks import examples, long_tail_fleet, violations
 
 PROCESSORS = ("cpu", "inf")
 
@@ -58,7 +58,7 @@ def placeable(fleet: Fleet) -> bool:
     return all(any(fits(d, c, fleet.max_utilization) for c in classes) for d in fleet.demands)
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(80), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(fleets())
 def test_every_limit_holds_on_random_fleets(fleet: Fleet) -> None:
     if not placeable(fleet):
@@ -135,7 +135,7 @@ def _feasible(fleet: Fleet, devices: list[NodeType]) -> bool:
     return False
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(fleets(max_models=3, max_types=2, max_devices=2))
 def test_small_fleets_get_the_brute_force_optimum(fleet: Fleet) -> None:
     assume(placeable(fleet))
