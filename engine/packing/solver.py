@@ -132,9 +132,8 @@ def pack(fleet: Fleet) -> Packing:
         if exact is not None:  # solved to optimality: its cost is also the best bound
             nodes, method = exact, "exact"
             bound = max(bound, sum(n.type.price_per_hour for n in nodes))
-    if demands:  # whatever the LP says, a fleet rents at least one node
-        bound = max(bound, min(t.price_per_hour for k in kept_classes(classes, options)
-                               for t in classes[k].types))  # fmt: skip
+    if demands:
+        bound = max(bound, cheapest_node(classes, options))
     return Packing(tuple(named(nodes)), bound, {"method": method})
 
 
@@ -151,6 +150,12 @@ def named(nodes: Sequence[Node], taken: Iterable[str] = ()) -> list[Node]:
             node = Node(name, node.type, node.devices)
         result.append(node)
     return result
+
+
+def cheapest_node(classes: Sequence[DeviceClass], options: dict[str, list[int]]) -> float:
+    """Whatever the LP says (a fleet of zero demand costs it nothing), a fleet rents at
+    least one node, of a type some model may go to."""
+    return min(t.price_per_hour for k in kept_classes(classes, options) for t in classes[k].types)
 
 
 def kept_classes(classes: Sequence[DeviceClass], options: dict[str, list[int]]) -> set[int]:

@@ -95,6 +95,28 @@ def test_a_demand_is_never_negative() -> None:
         Demand("m000", {"cpu": Profile(50, 1.0)}, 1.0, 0)
 
 
+def test_a_new_model_without_demand_takes_spare_memory_not_a_new_node() -> None:
+    """A model of rate 0 still gets one copy (the router must answer it), and it needs no
+    cores: a re-pack puts it beside the others, as pack() does, instead of renting a node
+    for it. The bound, like pack()'s, is at least one node."""
+    before = pack(cpu_fleet([0.2]))
+    changed = cpu_fleet([0.2, 0.0])
+    after = repack(changed, before)
+    assert violations(changed, after) == []
+    assert after.cost_per_hour == pack(changed).cost_per_hour == 1.0
+    assert after.copies() == {"m000": 1, "m001": 1}
+    assert moves(before, after) == (1, 0)
+    assert after.lower_bound_per_hour == pack(changed).lower_bound_per_hour == 1.0
+
+
+def test_models_without_demand_get_one_copy_each() -> None:
+    fleet = cpu_fleet([0.0] * 5 + [0.2] * 2)
+    packing = pack(fleet)
+    assert violations(fleet, packing) == []
+    assert packing.copies() == {f"m{i:03d}": 1 for i in range(7)}
+    assert repack(fleet, packing).placements() == packing.placements()
+
+
 @settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(fleets(), st.integers(0, 1000), st.sampled_from((0.05, 0.5, 2.0)))
 @example(
