@@ -209,3 +209,21 @@ def test_a_model_bigger_than_every_device_is_a_clear_error() -> None:
     fleet = Fleet((Demand("huge", {"cpu": Profile(9000, 10)}, 1.0),), (cpu,))
     with pytest.raises(PackingError, match="one copy needs 9000 MiB"):
         pack(fleet)
+
+
+def test_models_without_demand_fill_the_memory_others_leave() -> None:
+    """The 20-model fleet of the integration test with two models at rate 0: 4.2 cores of
+    load and 21 copies of 100 MiB fit 3 devices (1.5 cores, 1 GiB each). Zero-load copies
+    were packed as the lightest items, where a device whose cores were full could not
+    take them, and a fourth node was rented for two of them."""
+    node = NodeType("test-cpu", "cpu", 1, 2, 1, 0.1)
+    profile = {"cpu": Profile(100, 10)}
+    rates = [25.0] + [1.0] * 17 + [0.0, 0.0]
+    fleet = Fleet(
+        tuple(Demand(f"m{i:02d}", profile, r) for i, r in enumerate(rates)), (node,), 0.75
+    )
+    packing = pack(fleet)
+    assert violations(fleet, packing) == []
+    assert packing.lower_bound_per_hour > 0.2  # so 3 nodes is the optimum
+    assert len(packing.nodes) == 3
+    assert packing.copies()["m18"] == packing.copies()["m19"] == 1
