@@ -38,6 +38,14 @@ class Demand:
     rate: float = 0.0  # requests/s
     instances: int | None = None
 
+    def __post_init__(self) -> None:
+        # The schema keeps a spec's rates and pins in range; this guards every other caller
+        # (a re-pack, a test), since a negative rate would be routed as if it were demand.
+        if not self.rate >= 0:  # also NaN
+            raise PackingError(f"model {self.model}: rate {self.rate} is not a rate (>= 0)")
+        if self.instances is not None and self.instances < 1:
+            raise PackingError(f"model {self.model}: instances {self.instances} is not >= 1")
+
 
 @dataclass(frozen=True)
 class Fleet:

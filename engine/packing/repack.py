@@ -13,7 +13,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from engine.packing.fleet import Copy, Demand, Device, Fleet, Node, Packing
-from engine.packing.solver import EPS, DeviceClass, device_classes, fits, named, pack, relaxation
+from engine.packing.solver import (
+    EPS,
+    DeviceClass,
+    cheapest_node,
+    device_classes,
+    fits,
+    named,
+    pack,
+    relaxation,
+)
 
 
 @dataclass
@@ -65,15 +74,13 @@ def repack(fleet: Fleet, previous: Packing) -> Packing:
     if rest:
         extra = pack(Fleet(tuple(rest), fleet.node_types, u))
         nodes += [Node("", n.type, n.devices) for n in extra.nodes]
-    bound, _ = relaxation(
-        sorted(fleet.demands, key=lambda d: d.model),
-        device_classes(fleet.node_types),
-        {
-            d.model: [k for k, c in enumerate(device_classes(fleet.node_types)) if fits(d, c, u)]
-            for d in fleet.demands
-        },
-        u,
-    )
+    classes = device_classes(fleet.node_types)
+    options = {
+        d.model: [k for k, c in enumerate(classes) if fits(d, c, u)] for d in demands.values()
+    }
+    bound, _ = relaxation(sorted(fleet.demands, key=lambda d: d.model), classes, options, u)
+    if demands:
+        bound = max(bound, cheapest_node(classes, options))
     kept = named(nodes, taken=(n.name for n in previous.nodes))
     return Packing(tuple(kept), bound, {"method": "repack"})
 
@@ -140,10 +147,21 @@ def _top_up(
     u: float,
 ) -> None:
     """Unserved demand goes first to the copies there are, then to new copies on the
-    spare room of the devices there are (first fit)."""
+    spare room of the devices there are (first fit). A model with no demand and no copy
+    (new, or its copies' device gone) gets one copy where memory is left: it needs no
+    cores, and the router must still answer it."""
     for model in sorted(unserved):
         d = demands[model]
-        if d.instances or unserved[model] <= EPS:
+        if d.instances:
+            continue
+        if unserved[model] <= EPS and missing.get(model):
+            for slot in sorted(slots, key=lambda s: not s.rates):  # not alone on a node
+                if fits(d, slot.cls, u) and _fits_memory(slot, d, demands):
+                    slot.rates[model] = 0.0
+                    missing.pop(model)
+                    break
+            continue
+        if unserved[model] <= EPS:
             continue
         for adding in (False, True):
             for slot in slots:

@@ -17,7 +17,8 @@ the literature teaches, and what this module does with it:
    from both ends of the list sorted by load per MiB so that each device's memory and
    cores run out together (the ratio-balancing idea of vector bin packing), and a model
    whose load overflows a device's cores is split: the device takes what it can, the rest
-   of the demand goes on (splitting costs at most one extra copy per device).
+   of the demand goes on (splitting costs at most one extra copy per device). Copies
+   without load (rate 0) need memory only and fill the room the others left, last.
 4. *Nodes.* Each device moves to the cheapest class that still holds it (a small last
    device on a smaller node), and each class's devices are covered by the cheapest mix of
    its node types (a small covering knapsack).
@@ -132,9 +133,8 @@ def pack(fleet: Fleet) -> Packing:
         if exact is not None:  # solved to optimality: its cost is also the best bound
             nodes, method = exact, "exact"
             bound = max(bound, sum(n.type.price_per_hour for n in nodes))
-    if demands:  # whatever the LP says, a fleet rents at least one node
-        bound = max(bound, min(t.price_per_hour for k in kept_classes(classes, options)
-                               for t in classes[k].types))  # fmt: skip
+    if demands:
+        bound = max(bound, cheapest_node(classes, options))
     return Packing(tuple(named(nodes)), bound, {"method": method})
 
 
@@ -151,6 +151,12 @@ def named(nodes: Sequence[Node], taken: Iterable[str] = ()) -> list[Node]:
             node = Node(name, node.type, node.devices)
         result.append(node)
     return result
+
+
+def cheapest_node(classes: Sequence[DeviceClass], options: dict[str, list[int]]) -> float:
+    """Whatever the LP says (a fleet of zero demand costs it nothing), a fleet rents at
+    least one node, of a type some model may go to."""
+    return min(t.price_per_hour for k in kept_classes(classes, options) for t in classes[k].types)
 
 
 def kept_classes(classes: Sequence[DeviceClass], options: dict[str, list[int]]) -> set[int]:
@@ -389,6 +395,11 @@ def _fill(demands: Sequence[Demand], cls: DeviceClass, u: float) -> list[_Bin]:
     # the load per MiB the class needs overall, a heavy model's copies counted
     memory = sum(it[1] * max(1.0, it[2] / capacity) for it in items.queue)
     density = items.load / memory if memory > 0 else 0.0
+    # Copies without load (rate 0) need memory only: the density above counts their
+    # memory, so the others leave room for them, and they fill it last, first fit,
+    # biggest first (a device whose cores are used up may still hold them).
+    idle = sorted((it for it in items.queue if it[2] <= 0), key=lambda it: (-it[1], it[0]))
+    items = _Items([it for it in items.queue if it[2] > 0])
     open_bins = deque(bins)  # pinned devices are topped up first
     while items.queue:
         current = open_bins.popleft() if open_bins else None
@@ -398,6 +409,12 @@ def _fill(demands: Sequence[Demand], cls: DeviceClass, u: float) -> list[_Bin]:
         placed = _fill_bin(current, items, density)
         if not placed and not current.copies:  # nothing fits an empty device: cannot happen
             raise PackingError(f"model {items.queue[0][0]}: fits no device of {cls.name}")
+    for model, memory_mib, _, rate_per_core in idle:
+        target = next((b for b in bins if b.memory_left >= memory_mib - EPS), None)
+        if target is None:
+            target = _Bin.empty(cls, u)
+            bins.append(target)
+        target.add(model, memory_mib, 0.0, rate_per_core)
     return bins
 
 

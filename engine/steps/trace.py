@@ -2,7 +2,9 @@
 
 The cache key covers what determines the traced module (source identity, task, processor,
 trace shape, library versions), not the model's name in a spec nor the host that traces
-it, so the same inputs never trace twice, whichever spec asks. The work itself runs in
+it, so the same inputs never trace twice, whichever spec asks: steps that share an
+artifact (many models of one source) take its lock in turn, and all but the first find it
+cached. The work itself runs in
 `trace_job.py`, a self-contained script: here in a child process (the CLI never imports
 torch, a crash cannot take the engine down), or, when the step was placed on a gpu or inf
 host, on that host over SSH (trace_remote.py).
@@ -10,14 +12,18 @@ host, on that host over SSH (trace_remote.py).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from engine import system
 from engine.artifacts import TRACE_META_FILE, artifact_problem
 from engine.devices import has_local_device
 from engine.errors import Cancelled, DoinferError, StepFailed
@@ -30,6 +36,7 @@ from engine.steps.base import ApplyRequest, Context, Log
 from engine.steps.trace_request import TRACE_JOB, compiler_logs_dir, trace_job
 
 CACHE_KEY_INPUTS = ("source", "task", "processor", "trace", "versions")
+LOCK_POLL_S = 0.2
 
 
 def cache_key(inputs: dict[str, Any]) -> str:
@@ -65,6 +72,30 @@ def source_here(inputs: dict[str, Any], ctx: Context) -> str:
     return source
 
 
+@contextlib.contextmanager
+def artifact_lock(out: Path, ctx: Context, log: Log) -> Iterator[None]:
+    """Hold the artifact's lock (a side file's flock), so that one step traces it while the
+    others that share it wait (in this apply or another), instead of each tracing the same
+    module again into the same directory."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock = str(out.with_name(f".{out.name}.lock"))
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        waiting = False
+        while not system.try_lock(fd, lock):
+            if not waiting:
+                log(f"waiting for another step tracing {out}")
+                waiting = True
+            ctx.check_cancelled()
+            time.sleep(LOCK_POLL_S)
+        try:
+            yield
+        finally:
+            system.unlock(fd, lock)
+    finally:
+        os.close(fd)
+
+
 class TraceStep:
     def observe(self, step: Step, record: dict[str, Any], ctx: Context) -> Observation:
         problem = artifact_problem(Path(record["outputs"]["artifact"]), full_check=False)
@@ -73,21 +104,24 @@ class TraceStep:
     def apply(self, request: ApplyRequest, ctx: Context, log: Log) -> dict[str, Any]:
         inputs = request.step.inputs
         out = artifact_dir(ctx, inputs)
-        if artifact_problem(out, full_check=True) is None:
-            log(f"cached: {out}")
-        else:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            source = source_here(inputs, ctx)
-            if request.step.runs_on is not None:
-                from engine.steps.trace_remote import trace_remotely  # asyncssh is slow to load
-
-                trace_remotely(inputs, source, request.step.runs_on, out, ctx, log)
+        with artifact_lock(out, ctx, log):
+            if artifact_problem(out, full_check=True) is None:
+                log(f"cached: {out}")
             else:
-                self._run_local(inputs, source, out, ctx, log)
-            problem = artifact_problem(out, full_check=True)
-            if problem:
-                raise StepFailed(f"trace of {inputs['model']} produced a bad artifact: {problem}")
-            share_tree(out)  # servers (a container's user, too) read it whatever our umask
+                out.parent.mkdir(parents=True, exist_ok=True)
+                source = source_here(inputs, ctx)
+                if request.step.runs_on is not None:
+                    from engine.steps.trace_remote import trace_remotely  # asyncssh: slow load
+
+                    trace_remotely(inputs, source, request.step.runs_on, out, ctx, log)
+                else:
+                    self._run_local(inputs, source, out, ctx, log)
+                problem = artifact_problem(out, full_check=True)
+                if problem:
+                    raise StepFailed(
+                        f"trace of {inputs['model']} produced a bad artifact: {problem}"
+                    )
+                share_tree(out)  # servers (a container's user, too) read it whatever our umask
         meta = json.loads((out / TRACE_META_FILE).read_text())
         return {"artifact": str(out), "sha256": meta["sha256"], "device": meta.get("device")}
 

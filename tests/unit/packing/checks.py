@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import random
 from collections import defaultdict
 
 from engine.packing import BUILTIN, Demand, Fleet, Packing, Profile
 
 TOL = 1e-6
+
+
+def examples(count: int) -> int:
+    """A property test's max_examples, scaled by DOINFER_HYPOTHESIS_SCALE (default 1) so
+    that a long local search (`DOINFER_HYPOTHESIS_SCALE=20 pytest ...`) needs no edit."""
+    return max(1, round(count * float(os.environ.get("DOINFER_HYPOTHESIS_SCALE", "1"))))
 
 
 def violations(fleet: Fleet, packing: Packing) -> list[str]:

@@ -14,7 +14,7 @@ from scipy.optimize import linprog
 
 from engine.packing import BUILTIN, Demand, Fleet, NodeType, PackingError, Profile, pack
 from engine.packing.solver import device_classes, fits
-from tests.unit.packing.checks import long_tail_fleet, violations
+from tests.unit.packing.checks import examples, long_tail_fleet, violations
 
 PROCESSORS = ("cpu", "inf")
 
@@ -58,7 +58,7 @@ def placeable(fleet: Fleet) -> bool:
     return all(any(fits(d, c, fleet.max_utilization) for c in classes) for d in fleet.demands)
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(80), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(fleets())
 def test_every_limit_holds_on_random_fleets(fleet: Fleet) -> None:
     if not placeable(fleet):
@@ -135,7 +135,7 @@ def _feasible(fleet: Fleet, devices: list[NodeType]) -> bool:
     return False
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(fleets(max_models=3, max_types=2, max_devices=2))
 def test_small_fleets_get_the_brute_force_optimum(fleet: Fleet) -> None:
     assume(placeable(fleet))
@@ -209,3 +209,21 @@ def test_a_model_bigger_than_every_device_is_a_clear_error() -> None:
     fleet = Fleet((Demand("huge", {"cpu": Profile(9000, 10)}, 1.0),), (cpu,))
     with pytest.raises(PackingError, match="one copy needs 9000 MiB"):
         pack(fleet)
+
+
+def test_models_without_demand_fill_the_memory_others_leave() -> None:
+    """The 20-model fleet of the integration test with two models at rate 0: 4.2 cores of
+    load and 21 copies of 100 MiB fit 3 devices (1.5 cores, 1 GiB each). Zero-load copies
+    were packed as the lightest items, where a device whose cores were full could not
+    take them, and a fourth node was rented for two of them."""
+    node = NodeType("test-cpu", "cpu", 1, 2, 1, 0.1)
+    profile = {"cpu": Profile(100, 10)}
+    rates = [25.0] + [1.0] * 17 + [0.0, 0.0]
+    fleet = Fleet(
+        tuple(Demand(f"m{i:02d}", profile, r) for i, r in enumerate(rates)), (node,), 0.75
+    )
+    packing = pack(fleet)
+    assert violations(fleet, packing) == []
+    assert packing.lower_bound_per_hour > 0.2  # so 3 nodes is the optimum
+    assert len(packing.nodes) == 3
+    assert packing.copies()["m18"] == packing.copies()["m19"] == 1

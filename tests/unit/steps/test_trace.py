@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -97,3 +99,40 @@ def test_a_path_source_whose_content_is_not_the_planned_one_fails_clearly(tmp_pa
     assert source_here({**inputs, "source": {"path": "models/tiny", "sha256": planned}}, ctx) == (
         str(model)
     )
+
+
+def test_steps_sharing_an_artifact_trace_it_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Twenty models of one source are one artifact: of two steps applied at once, one
+    traces it and the other waits for its lock and finds it cached (before the lock, each
+    traced it again, into the same directory)."""
+    ctx = Context(state_dir=tmp_path, runtime=None)  # type: ignore[arg-type]
+    traced: list[str] = []
+
+    def slow_trace(
+        self: TraceStep, inputs: dict, source: str, out: Path, ctx: Context, log: object
+    ) -> None:
+        traced.append(inputs["model"])
+        time.sleep(0.5)
+        fill_cache(ctx)
+
+    monkeypatch.setattr(TraceStep, "_run_local", slow_trace)
+    other = ApplyRequest(
+        Step("trace/other@cpu", "trace", {**INPUTS, "model": "other"}, (), "fp", "s"),
+        Action.CREATE,
+        None,
+        {},
+    )
+    logs: dict[str, list[str]] = {"minilm": [], "other": []}
+    with ThreadPoolExecutor(2) as pool:
+        results = list(
+            pool.map(
+                lambda r: TraceStep().apply(r, ctx, logs[r.step.inputs["model"]].append),
+                [request(), other],
+            )
+        )
+    assert len(traced) == 1
+    assert results[0]["artifact"] == results[1]["artifact"] == str(artifact_dir(ctx, INPUTS))
+    waiter = "other" if traced == ["minilm"] else "minilm"
+    assert logs[waiter][-1] == f"cached: {artifact_dir(ctx, INPUTS)}"
