@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import engine
+from engine.calibration import calibration_texts
 from engine.graph.fingerprint import fingerprint
 from engine.graph.step import Step
 from engine.runtimes import image_names
@@ -110,11 +111,13 @@ def build_steps(spec: Spec, cache_dir: Path) -> list[Step]:
                     "task": model.task,
                     "processor": server.processor,
                     "trace": trace,
+                    "calibration": calibration_texts(spec, model.task, trace["precision"]),
                     "versions": versions,
                 },
                 [],
                 f"trace {model.name} ({model.source}, {model.task}) on {server.processor}, "
-                f"{trace['batch_size']}x{trace['sequence_length']}",
+                f"{trace['batch_size']}x{trace['sequence_length']}, {trace['precision']}",
+                after_apply=("precision", "accuracy"),
                 host=place(server.processor),
             )
 

@@ -1,11 +1,12 @@
 """The trace step: turn a model source into a traced artifact in the content-addressed cache.
 
 The cache key covers what determines the traced module (source identity, task, processor,
-trace shape, library versions), not the model's name in a spec nor the host that traces
-it, so the same inputs never trace twice, whichever spec asks. The work itself runs in
-`trace_job.py`, a self-contained script: here in a child process (the CLI never imports
-torch, a crash cannot take the engine down), or, when the step was placed on a gpu or inf
-host, on that host over SSH (trace_remote.py).
+trace shape and precision, library versions) and the texts its accuracy is measured on,
+not the model's name in a spec nor the host that traces it, so the same inputs never
+trace twice, whichever spec asks. The work itself runs in `trace_job.py`, a self-contained
+script: here in a child process (the CLI never imports torch, a crash cannot take the
+engine down), or, when the step was placed on a gpu or inf host, on that host over SSH
+(trace_remote.py).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from engine.runtimes.streams import run_streaming
 from engine.steps.base import ApplyRequest, Context, Log
 
 TRACE_JOB = Path(__file__).with_name("trace_job.py")
-CACHE_KEY_INPUTS = ("source", "task", "processor", "trace", "versions")
+CACHE_KEY_INPUTS = ("source", "task", "processor", "trace", "calibration", "versions")
 
 
 def cache_key(inputs: dict[str, Any]) -> str:
@@ -53,6 +54,7 @@ def trace_job(
         "task": inputs["task"],
         "processor": inputs["processor"],
         "trace": inputs["trace"],
+        "calibration": inputs["calibration"],
         "out_dir": out_dir,
     }
     if inputs["processor"] == "inf":
@@ -83,7 +85,13 @@ class TraceStep:
             if problem:
                 raise StepFailed(f"trace of {inputs['model']} produced a bad artifact: {problem}")
         meta = json.loads((out / TRACE_META_FILE).read_text())
-        return {"artifact": str(out), "sha256": meta["sha256"], "device": meta.get("device")}
+        return {
+            "artifact": str(out),
+            "sha256": meta["sha256"],
+            "device": meta.get("device"),
+            "precision": meta.get("precision", "fp32"),
+            "accuracy": meta.get("accuracy", {}).get("summary", "not measured"),
+        }
 
     def destroy(self, record: dict[str, Any], ctx: Context, log: Log) -> None:
         # Traced artifacts are content-addressed and shared between specs: keep them.
