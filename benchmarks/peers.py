@@ -41,11 +41,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.ceiling import trace  # noqa: E402
 from benchmarks.corpus import TEXTS  # noqa: E402
 from benchmarks.serving import DOCS, WARMUP_S, Load, free_port, run_load, write_docs  # noqa: E402
 from engine.runtimes.local import LocalRuntime  # noqa: E402
 from engine.sources import resolve_source  # noqa: E402
-from engine.steps.trace import TRACE_JOB  # noqa: E402
 
 MARKERS = ("<!-- peers:begin -->", "<!-- peers:end -->")
 CONCURRENCIES = (1, 8, 32)
@@ -60,24 +60,6 @@ PATH = "/predictions/minilm-0"
 class System:
     name: str
     start: Callable[[int, int], tuple[subprocess.Popen[bytes], str]]  # (instances, port)
-
-
-def trace(source: Path, out: Path, precision: str) -> Path:
-    job = out.with_suffix(".json")
-    job.write_text(
-        json.dumps(
-            {
-                "model": "minilm",
-                "source": str(source),
-                "task": "feature-extraction",
-                "processor": "cpu",
-                "trace": {"sequence_length": 128, "batch_size": 1, "precision": precision},
-                "out_dir": str(out),
-            }
-        )
-    )
-    subprocess.run([sys.executable, str(TRACE_JOB), str(job)], check=True, capture_output=True)
-    return out
 
 
 def spawn(command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:

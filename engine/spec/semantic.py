@@ -45,6 +45,15 @@ def semantic_errors(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
                         f"twice; raise its instances instead",
                     )
                 )
+            elif server["processor"] != "cpu" and _precision(models[name]) == "int8":
+                errors.append(
+                    Diagnostic(
+                        mark_of(marks, path),
+                        f"servers[{i}].models[{j}].model: '{name}' is traced at precision "
+                        f"int8 (dynamic quantization), which only cpu servers run; use bf16 or "
+                        f"fp16 on {server['processor']}",
+                    )
+                )
             seen.add(name)
         processor = server["processor"]
         where = mark_of(marks, ("servers", i, "processor"))
@@ -87,6 +96,10 @@ def semantic_errors(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
         if "weights" in scenario:
             errors += _weight_errors(doc, marks, i)
     return errors
+
+
+def _precision(model: dict[str, Any]) -> str:
+    return str(model.get("trace", {}).get("precision", "fp32"))
 
 
 def _weight_errors(doc: dict[str, Any], marks: Marks, i: int) -> list[Diagnostic]:

@@ -11,10 +11,12 @@ JOB.json: {"model": name, "source": "<dir>" | "hf:<id>", "task": ..., "processor
 "precision" (fp32 | bf16 | fp16 | int8 | auto, default fp32), "accuracy_floor" (optional)},
 "out_dir": path, and optionally "sequence_lengths": [...] (a fixed-shape processor's
 padded lengths: one module is compiled per length), "compiler_workdir": path (where
-the Neuron compiler keeps its work and log) and "calibration": [[seq_0, seq_1 | null], ...]
-(the texts on which the traced module is compared with the fp32 model)}. The artifact
-(model.pt, model-<len>.pt, tokenizer/, config.json, doinfer-trace.json) is written to a
-temporary sibling and renamed into out_dir, so it appears whole or not at all.
+the Neuron compiler keeps its work and log), "calibration": [[seq_0, seq_1 | null], ...]
+(the texts on which the traced module is compared with the fp32 model) and "freeze":
+false (benchmarks/ceiling.py only: leave a cpu/cuda module unfrozen, to measure what
+freezing gains)}. The artifact (model.pt, model-<len>.pt, tokenizer/, config.json,
+doinfer-trace.json) is written to a temporary sibling and renamed into out_dir, so it
+appears whole or not at all.
 
 Precision: the traced module is measured against the fp32 model on the calibration texts
 (cosine of the pooled embeddings; top-1 agreement and the largest probability difference of
@@ -480,7 +482,7 @@ def trace_one(
             if diff > MAX_ABS_DIFF:
                 raise JobError(f"traced module differs from the model by {diff:.2e}")
             say(f"traced in {time.monotonic() - started:.1f}s, max abs diff {diff:.1e}")
-        if device in FREEZE_ON:
+        if device in FREEZE_ON and job.get("freeze", True):
             traced = torch.jit.freeze(traced)
     return traced, device, names
 
