@@ -397,6 +397,12 @@ def precision_report(
 ) -> str:
     base = precisions[0]
     median = {p: statistics.median(x.throughput for x in loads[p]) for p in precisions}
+    # each round's ratio to the base run just before it: the drift of a shared machine
+    # between rounds cancels out of it
+    ratios = {
+        p: [x.throughput / b.throughput for x, b in zip(loads[p], loads[base], strict=True)]
+        for p in precisions
+    }
     lines = [
         f"Measured {datetime.date.today()}, {os.cpu_count()} cores, one server per precision "
         f"with {args.threads} intra-op threads, max_batch_size {args.batch}, max_delay_ms "
@@ -405,9 +411,10 @@ def precision_report(
         f"warm-up, {len(TEXTS)} texts (benchmarks/corpus.py), the servers loaded in turn "
         f"({', '.join(precisions)}, ... for {args.rounds} rounds), doinfer's own load client.",
         "",
-        f"| precision | req/s per round | median req/s | vs {base} | p50 ms | p99 ms | "
-        "not answered | agreement with fp32 (measured by the trace) |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| precision | req/s per round | median req/s | vs {base}, per round | median of "
+        "the rounds' ratios | p50 ms | p99 ms | not answered | agreement with fp32 "
+        "(measured by the trace) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for p in precisions:
         runs = loads[p]
@@ -416,7 +423,8 @@ def precision_report(
             shed.update({k: v for k, v in run.statuses.items() if k != "200"})
         lines.append(
             f"| {p} | {', '.join(f'{x.throughput:.1f}' for x in runs)} | {median[p]:.1f} | "
-            f"{median[p] / median[base]:.2f}x | "
+            f"{', '.join(f'{r:.2f}' for r in ratios[p])} | "
+            f"{statistics.median(ratios[p]):.2f}x | "
             f"{statistics.median(x.percentile(50) for x in runs):.1f} | "
             f"{statistics.median(x.percentile(99) for x in runs):.1f} | "
             f"{', '.join(f'{k}: {v}' for k, v in sorted(shed.items())) or '-'} | "

@@ -28,7 +28,12 @@ class Embedder:
         self.names = list(meta["inputs"])
         self.tokenizer = AutoTokenizer.from_pretrained(str(directory / "tokenizer"))
         self.module = torch.jit.load(str(directory / "model.pt"), map_location="cpu").eval()
-        self.embed(["warm up"] * 2)
+        # TorchScript's profiling executor optimises a graph during its first calls, for the
+        # shapes it sees: warm up as doinfer's server does (engine/serving/models.py), with
+        # two shapes, so that the optimised graph is the general one
+        for _ in range(3):
+            self.embed(["warm up"])
+            self.embed(["warm up", "warm up " * 20])
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         import torch
