@@ -53,7 +53,6 @@ EXIT_BAD_INPUT = 2
 EXIT_UNREACHABLE = 3
 TEST_ONLY_DEVICE = "DOINFER_TEST_ONLY_DEVICE"
 MAX_ABS_DIFF = 1e-4
-PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 # the floor a measured agreement must reach, by task, when the spec sets none
 DEFAULT_FLOOR = {"feature-extraction": 0.999, "text-classification": 0.99,
                  "question-answering": 0.99}  # fmt: skip
@@ -157,7 +156,7 @@ def encode(tokenizer: Any, task: str, texts: list[Any], length: int, fixed: bool
             [q for q, _ in texts],
             [c or "" for _, c in texts],
             padding=padding,
-            truncation="only_second",
+            truncation=True,  # longest first: a calibration question may be long
             max_length=length,
             return_tensors="pt",
         )
