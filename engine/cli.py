@@ -12,16 +12,27 @@ from pathlib import Path
 
 from engine import __version__
 from engine.console import LoadProgress, Progress
+from engine.envs import spec_file
 from engine.errors import DoinferError
-from engine.graph.plan import Plan
-from engine.graph.render import RENDERERS, render_text, summary_line
+from engine.graph.plan import Plan, plan_hash
+from engine.graph.render import (
+    RENDERERS,
+    render_json,
+    render_json_plans,
+    render_markdown_plans,
+    render_refresh,
+    render_text,
+    summary_line,
+)
 from engine.graph.step import Action
 from engine.operations import (
     ApplyResult,
     Workspace,
+    check_plan_hash,
     execute,
     is_saved_plan,
     load_saved_plan,
+    plans_for,
     saved_plan_target,
 )
 from engine.spec import SpecError, load_spec
@@ -49,6 +60,58 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
+SPEC_HELP = "the spec file (YAML), or an app directory (specs/<app>) with --env"
+
+
+def _env_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--env",
+        metavar="ENV",
+        help="the environment: loads <app>/envs/ENV.yaml for an app directory, and names "
+        "the state's environment",
+    )
+
+
+def _targeting_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="STEP",
+        help="only this step and the steps it needs (e.g. deploy/qa); repeatable",
+    )
+    p.add_argument(
+        "--replace",
+        action="append",
+        default=[],
+        metavar="STEP",
+        help="replace this step although nothing changed (e.g. deploy/qa); repeatable",
+    )
+
+
+def _lock_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--lock-timeout",
+        type=_duration,
+        default=0.0,
+        metavar="DURATION",
+        help="wait this long for another doinfer's state lock (30s, 5m; default: fail at once)",
+    )
+
+
+def _duration(text: str) -> float:
+    """`30`, `30s`, `5m` or `1h` as seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], units[text[-1]]) if text[-1:] in units else (text, 1)
+    try:
+        seconds = float(number) * unit
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 30s, 5m)") from None
+    if seconds < 0:
+        raise argparse.ArgumentTypeError(f"a duration cannot be negative: {text!r}")
+    return seconds
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="doinfer",
@@ -69,10 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
         name: str,
         handler: Callable[[argparse.Namespace], int],
         help_text: str,
-        spec_help: str = "the spec file (YAML)",
+        spec_help: str = SPEC_HELP,
     ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
         p.add_argument("spec", type=Path, help=spec_help)
+        _env_option(p)
         p.set_defaults(handler=handler)
         return p
 
@@ -87,19 +151,50 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 0 when nothing changes, 2 when something does, 1 on error",
     )
     p.add_argument("--all", action="store_true", help="list unchanged steps too")
+    p.add_argument(
+        "--base-ref",
+        metavar="REF",
+        help="plan the change from the spec at git revision REF to the working tree: what a "
+        "pull request changes (no state, no runtime)",
+    )
+    p.add_argument(
+        "--all-envs",
+        action="store_true",
+        help="plan every environment of an app directory (with --base-ref: those a change "
+        "touches are shown in full)",
+    )
+    _targeting_options(p)
+    p.add_argument(
+        "--refresh-only",
+        action="store_true",
+        help="show what runs now against what the state records, and nothing else",
+    )
 
     p = command(
         "apply",
         cmd_apply,
         "make the deployment match the spec (or a saved plan)",
-        "a spec file, or a plan saved with plan --out",
+        "a spec file (or app directory with --env), or a plan saved with plan --out",
     )
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     p.add_argument("--parallel", type=int, default=4, help="steps applied at once (default 4)")
     p.add_argument("--verbose", "-v", action="store_true", help="show every step's log lines")
+    _targeting_options(p)
+    p.add_argument(
+        "--refresh-only",
+        action="store_true",
+        help="record in the state what runs now (drift included), changing nothing that runs",
+    )
+    p.add_argument(
+        "--plan-hash",
+        metavar="HASH",
+        help="apply only if the plan is the one reviewed (the hash plan --base-ref printed)",
+    )
+    _lock_option(p)
 
     p = command("destroy", cmd_destroy, "remove everything the spec created")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    _lock_option(p)
 
     p = command("status", cmd_status, "list every server replica, its URL and its state")
     p.add_argument("--format", choices=["text", "json"], default="text")
@@ -125,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
         f"missed (or errors where none are accepted), {EXIT_ERROR} could not run.",
     )
     p.set_defaults(handler=cmd_bench)
-    p.add_argument("spec", type=Path, nargs="?", help="the spec file (YAML)")
+    p.add_argument("spec", type=Path, nargs="?", help=SPEC_HELP)
+    _env_option(p)
     p.add_argument("scenarios", nargs="*", help="scenario names (default: all)")
     p.add_argument(
         "--json", type=Path, help="write every result, raw samples included, as JSON here"
@@ -145,29 +241,53 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    spec = load_spec(args.spec)
+    path = spec_file(args.spec, args.env)
+    spec = load_spec(path, args.env)
     instances = sum(m.instances * s.replicas for s in spec.servers for m in s.models)
     print(
-        f"{args.spec}: valid ({len(spec.models)} models, {len(spec.servers)} servers, "
+        f"{path}: valid ({len(spec.models)} models, {len(spec.servers)} servers, "
         f"{instances} model instances, runtime {spec.runtime.kind})"
     )
     return EXIT_OK
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    workspace = Workspace.open(args.spec, _state_dir(args))
-    plan = workspace.plan()
+    state_dir = _state_dir(args)
+    if args.refresh_only:
+        if args.base_ref or args.all_envs or args.target or args.replace or args.out:
+            raise DoinferError("--refresh-only takes no --base-ref, --all-envs, --target, ...")
+        refresh = Workspace.open(args.spec, state_dir, args.env).refresh()
+        print(render_refresh(refresh))
+        return EXIT_CHANGES if args.detailed_exitcode and refresh.drifted else EXIT_OK
+    plans = plans_for(
+        args.spec,
+        args.env,
+        state_dir,
+        base_ref=args.base_ref,
+        all_envs=args.all_envs,
+        replace=args.replace,
+        targets=args.target,
+    )
     if args.format == "text":
-        print(render_text(plan, colour=_colour(args), show_noop=args.all))
+        print("\n\n".join(render_text(p, colour=_colour(args), show_noop=args.all) for p in plans))
+        if args.base_ref:  # what apply --plan-hash checks once the change is merged
+            print("\n".join(f"Plan hash of {p.environment}: {plan_hash(p)}" for p in plans))
+    elif args.format == "markdown":
+        print(render_markdown_plans(plans))
     else:
-        print(RENDERERS[args.format](plan))
+        print(render_json(plans[0]) if len(plans) == 1 else render_json_plans(plans))
     if args.out:
-        args.out.write_text(json.dumps(plan.to_dict(), indent=1))
+        if len(plans) != 1 or args.base_ref:
+            raise DoinferError(
+                "--out saves the plan of one environment against its state: no --all-envs, "
+                "no --base-ref"
+            )
+        args.out.write_text(json.dumps(plans[0].to_dict(), indent=1))
         print(
             f"\nSaved the plan to {args.out}; apply it with: doinfer apply {args.out}",
             file=sys.stderr,
         )
-    if args.detailed_exitcode and plan.has_changes:
+    if args.detailed_exitcode and any(p.has_changes for p in plans):
         return EXIT_CHANGES
     return EXIT_OK
 
@@ -175,9 +295,18 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_apply(args: argparse.Namespace) -> int:
     state_dir = _state_dir(args)
     if is_saved_plan(args.spec):
+        if args.target or args.replace or args.refresh_only or args.plan_hash:
+            raise DoinferError(
+                "a saved plan is applied exactly as it was made: give --target, --replace, "
+                "--refresh-only and --plan-hash to plan (or apply a spec)"
+            )
         plan = load_saved_plan(args.spec)
+        if args.env and args.env != plan.environment:
+            raise DoinferError(
+                f"{args.spec} is a plan of environment {plan.environment!r}, not {args.env!r}"
+            )
         store, ctx = saved_plan_target(plan, state_dir)
-        with store.lock():
+        with store.lock(args.lock_timeout):
             print(render_text(plan, colour=_colour(args)))
             if not plan.has_changes:
                 return EXIT_OK
@@ -187,10 +316,21 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 args,
                 state_dir,
             )
-    workspace = Workspace.open(args.spec, state_dir)
-    with workspace.locked():
-        plan = workspace.plan()
+    workspace = Workspace.open(args.spec, state_dir, args.env)
+    with workspace.locked(args.lock_timeout):
+        if args.refresh_only:
+            refresh = workspace.refresh()
+            print(render_refresh(refresh))
+            where = f"{refresh.spec}/{refresh.environment}"
+            if not _confirm(args, f"Record this in the state of {where}?"):
+                return EXIT_ERROR
+            workspace.record_refresh(refresh)
+            print(f"Recorded what runs now in the state of {where}; nothing that runs changed.")
+            return EXIT_OK
+        plan = workspace.plan(args.replace, args.target)
         print(render_text(plan, colour=_colour(args)))
+        if args.plan_hash:
+            check_plan_hash(plan, args.plan_hash)
         if not plan.has_changes:
             return EXIT_OK
         if not _confirm(args, f"Apply these changes to {plan.spec}/{plan.environment}?"):
@@ -201,8 +341,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_destroy(args: argparse.Namespace) -> int:
-    workspace = Workspace.open(args.spec, _state_dir(args))
-    with workspace.locked():
+    workspace = Workspace.open(args.spec, _state_dir(args), args.env)
+    with workspace.locked(args.lock_timeout):
         plan = workspace.destroy_plan()
         if not plan.changes:
             workspace.sweep(print)
@@ -220,7 +360,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    workspace = Workspace.open(args.spec, _state_dir(args))
+    workspace = Workspace.open(args.spec, _state_dir(args), args.env)
     replicas = workspace.replicas()
     traces = workspace.traces()
     if args.format == "json":
@@ -252,7 +392,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    workspace = Workspace.open(args.spec, _state_dir(args))
+    workspace = Workspace.open(args.spec, _state_dir(args), args.env)
     text = workspace.logs(args.server, args.replica, args.tail)
     if not text:
         print(f"no log for replica {args.replica} of {args.server}", file=sys.stderr)
@@ -262,7 +402,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
-    workspace = Workspace.open(args.spec, _state_dir(args))
+    workspace = Workspace.open(args.spec, _state_dir(args), args.env)
     command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     tty = sys.stdin.isatty() and sys.stdout.isatty()
     return workspace.exec(args.server, args.replica, command or ["sh"], tty)
@@ -283,7 +423,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.spec is None:
         raise DoinferError("bench needs a spec (or --compare A.json B.json)")
-    workspace = Workspace.open(args.spec, _state_dir(args))
+    workspace = Workspace.open(args.spec, _state_dir(args), args.env)
     with LoadProgress() as progress:
         run = workspace.bench(args.scenarios, progress)
     default_json, default_report = workspace.bench_files(run.started_at)

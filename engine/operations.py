@@ -10,18 +10,22 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.envs import app_dir, environments, spec_file
 from engine.errors import DoinferError
 from engine.graph.build import build_steps
 from engine.graph.executor import Executor, OnEvent, Outcome
-from engine.graph.plan import Plan, destroy_plan, make_plan
+from engine.graph.plan import Plan, destroy_plan, make_plan, plan_hash
+from engine.graph.refresh import Refresh, observe_recorded, record_refresh
 from engine.graph.step import Observation, Step
+from engine.review import plan_against_revision, plan_all_environments
 from engine.runtimes import get_runtime
 from engine.runtimes.base import ReplicaStatus
+from engine.runtimes.contracts import DeployResult
 from engine.spec import load_spec
 from engine.spec.model import Spec
 from engine.state import StateStore
@@ -54,19 +58,23 @@ class Workspace:
         self.ctx = Context(state_dir=state_dir, runtime=get_runtime(spec.runtime.kind, state_dir))
 
     @classmethod
-    def open(cls, spec_path: str | Path, state_dir: Path) -> Workspace:
-        return cls(load_spec(spec_path), state_dir)
+    def open(
+        cls, spec_path: str | Path, state_dir: Path, environment: str | None = None
+    ) -> Workspace:
+        """A spec file, or an app directory's environment (`specs/<app>` and `--env`)."""
+        return cls(load_spec(spec_file(Path(spec_path), environment), environment), state_dir)
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        with self.store.lock():
+    def locked(self, timeout_s: float = 0.0) -> Iterator[None]:
+        with self.store.lock(timeout_s):
             yield
 
     def steps(self) -> list[Step]:
         return build_steps(self.spec, self.ctx.cache_dir)
 
-    def plan(self) -> Plan:
-        """Desired steps against the recorded state and what the runtime shows."""
+    def plan(self, replace: Collection[str] = (), targets: Collection[str] = ()) -> Plan:
+        """Desired steps against the recorded state and what the runtime shows; `replace`
+        and `targets` as `--replace` and `--target` name them."""
         return make_plan(
             self.steps(),
             self.store.load(),
@@ -74,13 +82,23 @@ class Workspace:
             spec=self.spec.name,
             environment=self.spec.environment,
             runtime=self.spec.runtime.kind,
-            spec_path=str(self.spec.path),
+            spec_path=self.spec.path.name,
             document=self.spec.document,
+            replace=replace,
+            targets=targets,
         )
+
+    def refresh(self) -> Refresh:
+        """What every recorded step looks like now (`--refresh-only`); changes nothing."""
+        return observe_recorded(self.store.load(), self._observe)
+
+    def record_refresh(self, refresh: Refresh) -> None:
+        """Write a refresh into the state; the caller holds the lock."""
+        record_refresh(refresh, self.store)
 
     def destroy_plan(self) -> Plan:
         return destroy_plan(
-            self.store.load(), runtime=self.spec.runtime.kind, spec_path=str(self.spec.path)
+            self.store.load(), runtime=self.spec.runtime.kind, spec_path=self.spec.path.name
         )
 
     def apply(self, plan: Plan, on_event: OnEvent, max_parallel: int = 4) -> ApplyResult:
@@ -110,17 +128,17 @@ class Workspace:
                 )
             }
             record = state.steps.get(f"deploy/{server.name}")
-            recorded = record["outputs"]["replicas"] if record else []
+            recorded = DeployResult.from_json(record["outputs"]).replicas if record else ()
             for replica in recorded:
-                status = found.pop(replica["index"], None)
+                status = found.pop(replica.index, None)
                 statuses.append(
                     status
                     or ReplicaStatus(
                         server.name,
-                        replica["index"],
+                        replica.index,
                         "missing",
-                        replica["url"],
-                        replica.get("container") or f"pid {replica.get('pid')}",
+                        replica.url,
+                        replica.extra.get("container") or f"pid {replica.extra.get('pid')}",
                     )
                 )
             statuses += found.values()  # running without a record: an interrupted apply
@@ -221,6 +239,46 @@ def execute(
     ctx.runtime.check()  # an unreachable runtime fails here, before any step changes anything
     executor = Executor(STEP_KINDS, ctx, store, state, on_event, max_parallel)
     return ApplyResult(executor.run(plan))
+
+
+def plans_for(
+    spec_arg: Path,
+    environment: str | None,
+    state_dir: Path,
+    *,
+    base_ref: str | None = None,
+    all_envs: bool = False,
+    replace: Collection[str] = (),
+    targets: Collection[str] = (),
+) -> list[Plan]:
+    """The plans `doinfer plan` shows: one environment, or every environment of an app
+    (`--all-envs`); against its state, or against a git revision (`--base-ref`)."""
+    if all_envs and environment:
+        raise DoinferError("--all-envs plans every environment: leave out --env")
+    if base_ref is not None:
+        if replace or targets:
+            raise DoinferError(
+                "--base-ref plans a change of the spec, with no state: --replace and --target "
+                "act on an environment's state"
+            )
+        cache_dir = state_dir / "cache"
+        if all_envs:
+            return plan_all_environments(spec_arg, base_ref, cache_dir)
+        return [plan_against_revision(spec_arg, environment, base_ref, cache_dir)]
+    names = environments(app_dir(spec_arg)) if all_envs else [environment]
+    return [Workspace.open(spec_arg, state_dir, env).plan(replace, targets) for env in names]
+
+
+def check_plan_hash(plan: Plan, expected: str) -> None:
+    """Refuse a plan that is not the one reviewed (`apply --plan-hash`): the state moved,
+    something drifted, or the spec is not the one the hash was made of."""
+    actual = plan_hash(plan)
+    if actual != expected:
+        raise DoinferError(
+            f"the plan of {plan.spec}/{plan.environment} is not the one reviewed: its hash "
+            f"is {actual}, not {expected}. The state moved, something drifted or the spec "
+            f"changed since; review the new plan (doinfer plan) and apply that"
+        )
 
 
 def saved_plan_target(plan: Plan, state_dir: Path) -> tuple[StateStore, Context]:

@@ -30,8 +30,19 @@ class ResolvedSource:
 
     @property
     def job_source(self) -> str:
-        """What the trace job is given: a directory, or the hf: source itself."""
-        return str(self.local_dir) if self.local_dir else self.spec
+        """What the trace step reads the model from, as a step input: the source itself
+        for hf: and package: (`source_for_job` finds a package where the trace runs, so a
+        plan does not carry this machine's site-packages path), a directory for path:."""
+        return (
+            str(self.local_dir) if self.spec.startswith("path:") and self.local_dir else self.spec
+        )
+
+
+def source_for_job(job_source: str) -> str:
+    """What the trace job is given, decided at apply: a directory, or an hf: source."""
+    if job_source.startswith("package:"):
+        return str(_package_model_dir(job_source.removeprefix("package:"))[0])
+    return job_source
 
 
 def resolve_source(source: str, base_dir: Path, cache_dir: Path) -> ResolvedSource:

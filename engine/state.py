@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 STATE_FORMAT = 1
+LOCK_POLL_S = 0.1  # how often a waiting lock is tried again
 
 
 class StateError(Exception):
@@ -124,19 +125,27 @@ class StateStore:
         self.save(state)
 
     @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        """Hold the environment's lock, or fail at once naming who holds it."""
+    def lock(self, timeout_s: float = 0.0) -> Iterator[None]:
+        """Hold the environment's lock, waiting up to `timeout_s` for whoever holds it
+        (`--lock-timeout`), then fail naming who holds it."""
         self.dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "unknown"
-                raise StateLocked(
-                    f"state of {self.spec}/{self.environment} is locked by another doinfer "
-                    f"({holder}); wait for it to finish"
-                ) from None
+            deadline = time.monotonic() + timeout_s
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() < deadline:
+                        time.sleep(min(LOCK_POLL_S, max(0.0, deadline - time.monotonic())))
+                        continue
+                    holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "unknown"
+                    waited = f" after waiting {timeout_s:g}s" if timeout_s else ""
+                    raise StateLocked(
+                        f"state of {self.spec}/{self.environment} is locked by another doinfer "
+                        f"({holder}){waited}; wait for it to finish, or pass --lock-timeout"
+                    ) from None
             os.ftruncate(fd, 0)
             info = f"pid {os.getpid()}, {' '.join(sys.argv[:3])}, since {time.strftime('%H:%M:%S')}"
             os.pwrite(fd, info.encode(), 0)

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
+from engine.runtimes.contracts import DeployResult
+
 
 @dataclass(frozen=True)
 class Target:
@@ -50,17 +52,18 @@ def targets_from_deploys(deploys: dict[str, dict[str, Any]]) -> list[Target]:
     targets = []
     for step_id, outputs in sorted(deploys.items()):
         server = step_id.split("/", 1)[1]
-        for replica in outputs["replicas"]:
-            for model in outputs["models"]:
-                for i in range(model["instances"]):
+        deployed = DeployResult.from_json(outputs)
+        for replica in deployed.replicas:
+            for model in deployed.models:
+                for i in range(model.instances):
                     targets.append(
                         Target(
-                            url=replica["url"],
+                            url=replica.url,
                             server=server,
-                            replica=replica["index"],
-                            instance=f"{model['name']}-{i}",
-                            model=model["name"],
-                            task=model["task"],
+                            replica=replica.index,
+                            instance=f"{model.name}-{i}",
+                            model=model.name,
+                            task=model.task,
                         )
                     )
     return targets

@@ -21,11 +21,10 @@ import engine
 from engine.calibration import calibration_texts
 from engine.graph.fingerprint import fingerprint
 from engine.graph.step import Step
-from engine.runtimes import image_names
+from engine.runtimes import image_names, runtime_class
+from engine.runtimes.base import AUTO, ImageRuntime, Runtime
 from engine.sources import ResolvedSource, resolve_source
 from engine.spec.model import Host, Server, Spec
-
-IMAGE_RUNTIMES = ("docker",)  # runtimes that run images (kubernetes will too)
 
 
 def trace_id(model: str, processor: str) -> str:
@@ -36,23 +35,9 @@ def image_id(processor: str) -> str:
     return f"image/{processor}"
 
 
-def image_inputs(spec: Spec, processor: str) -> dict[str, Any]:
-    """What a base image is made of: its Dockerfile, the image it starts from, and the
-    pinned requirements of its wheelhouse. Names nothing of the spec: specs share it."""
-    from engine.runtimes import wheelhouse
-
-    return {
-        "processor": processor,
-        "base_image": spec.runtime.base_images.get(processor)
-        or image_names.DEFAULT_BASE_IMAGES[processor],
-        "dockerfile": image_names.dockerfile_digest(processor),
-        "requirements": wheelhouse.server_requirements(processor),
-        "pip_index": wheelhouse.pip_index_args(processor),
-    }
-
-
 def build_steps(spec: Spec, cache_dir: Path) -> list[Step]:
     """All desired steps of a spec, each with its fingerprint, in topological order."""
+    runtime = runtime_class(spec.runtime.kind)
     versions = _library_versions()
     sources: dict[str, ResolvedSource] = {}
     steps: dict[str, Step] = {}
@@ -121,10 +106,10 @@ def build_steps(spec: Spec, cache_dir: Path) -> list[Step]:
                 host=place(server.processor),
             )
 
-    images = spec.runtime.kind in IMAGE_RUNTIMES
-    if images:
+    images = issubclass(runtime, ImageRuntime)  # its replicas run images
+    if issubclass(runtime, ImageRuntime):
         for processor in sorted({s.processor for s in spec.servers}):
-            inputs = image_inputs(spec, processor)
+            inputs = runtime.image_inputs(spec, processor)
             add(
                 image_id(processor),
                 "image",
@@ -146,7 +131,7 @@ def build_steps(spec: Spec, cache_dir: Path) -> list[Step]:
         pack = add(
             f"pack/{server.name}",
             "pack",
-            _pack_inputs(spec, server),
+            _pack_inputs(spec, server, runtime),
             pack_needs,
             (
                 lambda fp, name=server.name, models=models: (
@@ -159,7 +144,7 @@ def build_steps(spec: Spec, cache_dir: Path) -> list[Step]:
             after_apply=("image_id",) if images else (),
         )
         deploy_needs = [pack.id]
-        if images and spec.runtime.registry:
+        if images and runtime.registry_use != "none" and spec.runtime.registry:
             push = add(
                 f"push/{server.name}",
                 "push",
@@ -182,15 +167,14 @@ def build_steps(spec: Spec, cache_dir: Path) -> list[Step]:
             "replicas": server.replicas,
             "port": server.port,
             "bind_address": spec.runtime.bind_address,
-            "threads": server.threads or _default_threads(total_replicas),
+            # decided where the servers run (the runtime resolves "auto" at apply):
+            # a plan does not depend on the cores of the machine making it
+            "threads": server.threads or AUTO,
             "models": pack.inputs["models"],
         }
-        if images:
-            deploy_inputs |= {
-                "processor": server.processor,
-                "container_port": spec.runtime.port,
-                "restart": spec.runtime.restart,
-            }
+        if server.threads is None:
+            deploy_inputs["cores_shared_by"] = total_replicas  # every replica of the spec
+        deploy_inputs |= runtime.deploy_inputs(spec, server)
         deploy = add(
             f"deploy/{server.name}",
             "deploy",
@@ -198,6 +182,7 @@ def build_steps(spec: Spec, cache_dir: Path) -> list[Step]:
             deploy_needs,
             f"deploy {server.name}: {server.replicas} replica(s) on {spec.runtime.kind}",
             updatable=frozenset({"replicas"}),
+            after_apply=("threads",) if server.threads is None else (),
         )
         deploy_ids.append(deploy.id)
 
@@ -243,7 +228,7 @@ def host_settings(host: Host, base_dir: Path) -> dict[str, Any]:
     return settings
 
 
-def _pack_inputs(spec: Spec, server: Server) -> dict[str, Any]:
+def _pack_inputs(spec: Spec, server: Server, runtime: type[Runtime]) -> dict[str, Any]:
     inputs = {
         "spec": spec.name,
         "environment": spec.environment,
@@ -263,9 +248,9 @@ def _pack_inputs(spec: Spec, server: Server) -> dict[str, Any]:
             for m in server.models
         ],
     }
-    if spec.runtime.kind in IMAGE_RUNTIMES:  # the image carries all of doinfer's code
+    if issubclass(runtime, ImageRuntime):  # the image carries all of doinfer's code
         inputs |= {"image": image_id(server.processor), "engine_code": package_digest()}
-    return inputs
+    return inputs | runtime.pack_inputs(spec, server)
 
 
 @functools.cache
@@ -289,12 +274,6 @@ def package_digest() -> str:
         if relative.parts[0] != "images":
             digest.update(f"{relative}\0".encode() + path.read_bytes())
     return digest.hexdigest()[:16]
-
-
-def _default_threads(total_replicas: int) -> int:
-    """Intra-op threads per replica: share the cores this process may use (its affinity,
-    not the machine's count) among the host's replicas."""
-    return max(1, len(os.sched_getaffinity(0)) // max(1, total_replicas))
 
 
 def _library_versions() -> dict[str, str]:

@@ -159,6 +159,8 @@ class Executor:
         request = ApplyRequest(step, change.action, record, upstream)
 
         def work(log: Callable[[str], None]) -> None:
+            if change.forced and record is not None:  # --replace: nothing changed, start anew
+                kind.destroy(record, self.ctx, log)
             outputs = kind.apply(request, self.ctx, log)
             self.store.record(
                 self.state,

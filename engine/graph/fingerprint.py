@@ -28,13 +28,13 @@ def diff_inputs(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = ""
     for key in sorted(set(old) | set(new)):
         path = f"{prefix}{key}"
         if key not in old:
-            lines.append(f"{path}: (none) -> {_show(new[key])}")
+            lines.append(f"{path}: (none) -> {show_value(new[key])}")
         elif key not in new:
-            lines.append(f"{path}: {_show(old[key])} -> (none)")
+            lines.append(f"{path}: {show_value(old[key])} -> (none)")
         elif isinstance(old[key], Mapping) and isinstance(new[key], Mapping):
             lines.extend(diff_inputs(old[key], new[key], f"{path}."))
         elif old[key] != new[key]:
-            lines.append(f"{path}: {_show(old[key])} -> {_show(new[key])}")
+            lines.append(f"{path}: {show_value(old[key])} -> {show_value(new[key])}")
     return lines
 
 
@@ -43,7 +43,7 @@ def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> set[str]:
     return {k for k in set(old) | set(new) if old.get(k) != new.get(k)}
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
     """A value short enough for one line; a long list of lists (a scenario's corpus of
     texts) as its length and digest, since its first characters rarely show what changed."""
     text = canonical_json(value)

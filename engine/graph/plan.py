@@ -6,14 +6,20 @@ data. A Plan is data: the CLI renders it, `apply` executes it, `plan --out` save
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import dataclasses
+import hashlib
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from graphlib import TopologicalSorter
 from typing import Any
 
-from engine.graph.fingerprint import changed_keys, diff_inputs
+from engine.errors import DoinferError
+from engine.graph import attributes
+from engine.graph.attributes import Attribute
+from engine.graph.fingerprint import canonical_json, changed_keys, diff_inputs
 from engine.graph.step import Action, Observation, Step
 from engine.remote.hosts import RemoteHost
+from engine.runtimes import runtime_rollout
 from engine.state import State
 
 PLAN_FORMAT = "doinfer-plan/1"
@@ -32,6 +38,11 @@ class Change:
     previous: str | None  # recorded; None for a create
     runs_on: str | None = None  # "host gpu-a (ec2-user@10.0.0.7:22)"; None: on this machine
     values: dict[str, str] = field(default_factory=dict)  # outputs: recorded, or "known after"
+    attributes: tuple[Attribute, ...] = ()  # what it is made of: created, or old -> new
+    unchanged: int = 0  # attributes that stayed the same (folded away)
+    why: tuple[str, ...] = ()  # the reasons that are not an attribute's change (upstream, drift)
+    effect: str | None = None  # what happens to running servers ("2 replica(s) restart ...")
+    forced: bool = False  # replaced because the user asked (--replace), not because it changed
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -44,6 +55,11 @@ class Change:
             "previous": self.previous,
             "runs_on": self.runs_on,
             "values": self.values,
+            "attributes": [a.to_dict() for a in self.attributes],
+            "unchanged": self.unchanged,
+            "why": list(self.why),
+            "effect": self.effect,
+            "forced": self.forced,
         }
 
     @classmethod
@@ -58,6 +74,11 @@ class Change:
             data["previous"],
             data.get("runs_on"),
             dict(data.get("values", {})),
+            tuple(Attribute.from_dict(a) for a in data.get("attributes", ())),
+            int(data.get("unchanged", 0)),
+            tuple(data.get("why", data["reasons"])),
+            data.get("effect"),
+            bool(data.get("forced", False)),
         )
 
 
@@ -72,17 +93,46 @@ def output_values(step: Step, record: Mapping[str, Any] | None, action: Action) 
     return dict.fromkeys(step.after_apply, KNOWN_AFTER_APPLY)
 
 
+@dataclass(frozen=True)
+class Cost:
+    """What the priced part of a fleet costs per hour before and after the plan.
+
+    The renderers show it when a plan carries one; the fleet's packing fills it in (a
+    spec whose servers have no price carries none).
+    """
+
+    before: float | None  # per hour; None: nothing priced ran before
+    after: float | None  # per hour; None: nothing priced runs after
+    currency: str = "USD"
+    lines: tuple[str, ...] = ()  # how it adds up, e.g. "2 x inf1.6xlarge at 1.18/h"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "before": self.before,
+            "after": self.after,
+            "currency": self.currency,
+            "lines": list(self.lines),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Cost:
+        return cls(data["before"], data["after"], data["currency"], tuple(data["lines"]))
+
+
 @dataclass
 class Plan:
     spec: str
     environment: str
     runtime: str
-    spec_path: str
+    spec_path: str  # the spec file's name (its path in the repository for --base-ref): a
+    # plan does not say where it was made
     lineage: str  # of the state the plan was made against
     serial: int
     steps: list[Step]  # desired, in topological order
     changes: list[Change]  # one per desired step (no-op included), then the deletes
     document: dict[str, Any] = field(default_factory=dict)
+    cost: Cost | None = None  # per hour before and after, where the fleet is priced
+    base: str | None = None  # the revision this plan compares with (plan --base-ref), if any
 
     @property
     def has_changes(self) -> bool:
@@ -107,6 +157,9 @@ class Plan:
             "changes": [c.to_dict() for c in self.changes],
             "steps": [s.to_dict() for s in self.steps],
             "document": self.document,
+            "cost": self.cost.to_dict() if self.cost else None,
+            "base": self.base,
+            "hash": plan_hash(self),
         }
 
     @classmethod
@@ -123,7 +176,21 @@ class Plan:
             steps=[Step.from_dict(s) for s in data["steps"]],
             changes=[Change.from_dict(c) for c in data["changes"]],
             document=data.get("document", {}),
+            cost=Cost.from_dict(data["cost"]) if data.get("cost") else None,
+            base=data.get("base"),
         )
+
+
+def plan_hash(plan: Plan) -> str:
+    """What a reviewer approved: every step's action and fingerprints, desired and recorded.
+
+    The same for a plan of a pull request (`plan --base-ref`, against the base revision)
+    and for the plan `apply --plan-hash` makes against the environment's state, as long as
+    that state was applied from the base revision and has not moved since.
+    """
+    changes = [[c.step_id, str(c.action), c.fingerprint, c.previous] for c in plan.changes]
+    payload = {"spec": plan.spec, "environment": plan.environment, "changes": changes}
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:16]
 
 
 def decide(
@@ -150,7 +217,10 @@ def decide(
             if n in old_upstream and (n in upstream_changing or old_upstream[n] != upstream[n])
         ]
         new_needs = sorted(set(step.needs) ^ set(old_upstream))
-        reasons += upstream_moved + [f"depends now on {', '.join(new_needs)}"] * bool(new_needs)
+        added = [n for n in new_needs if n in step.needs]
+        dropped = [n for n in new_needs if n not in step.needs]
+        reasons += upstream_moved + [f"depends now on {', '.join(added)}"] * bool(added)
+        reasons += [f"no longer depends on {', '.join(dropped)}"] * bool(dropped)
         in_place = (
             not upstream_moved
             and not new_needs
@@ -176,12 +246,20 @@ def make_plan(
     runtime: str,
     spec_path: str,
     document: dict[str, Any],
+    replace: Collection[str] = (),
+    targets: Collection[str] = (),
 ) -> Plan:
-    """Diff desired steps against the state (and, with `observe`, against reality)."""
+    """Diff desired steps against the state (and, with `observe`, against reality).
+
+    `replace` names steps to replace although nothing changed (`--replace`); `targets`
+    limits the plan to those steps and what they need (`--target`).
+    """
+    check_step_ids([*replace, *targets], [s.id for s in steps], state)
     changes: list[Change] = []
     changing: set[str] = set()
     desired = {s.id for s in steps}
     fingerprints = {s.id: s.fingerprint for s in steps}
+    rollout = runtime_rollout(runtime)
     for step in steps:  # topological order: upstream decisions are known
         record = state.steps.get(step.id)
         observation = None
@@ -194,21 +272,12 @@ def make_plan(
         upstream_changing = [n for n in step.needs if n in changing]
         upstream = {n: fingerprints[n] for n in step.needs}
         action, reasons = decide(step, record, observation, upstream, upstream_changing)
+        forced = step.id in replace and record is not None and action is not Action.REPLACE
+        if forced:
+            action, reasons = Action.REPLACE, (*reasons, "replacement requested (--replace)")
         if action is not Action.NOOP:
             changing.add(step.id)
-        changes.append(
-            Change(
-                step.id,
-                step.kind,
-                action,
-                reasons,
-                step.summary,
-                step.fingerprint,
-                record.get("fingerprint") if record else None,
-                where(step.runs_on),
-                output_values(step, record, action),
-            )
-        )
+        changes.append(_change(step, record, action, reasons, rollout, forced))
     for step_id in _reverse_order(state, set(state.steps) - desired):
         record = state.steps[step_id]
         changes.append(
@@ -220,11 +289,105 @@ def make_plan(
                 record.get("summary", step_id),
                 None,
                 record.get("fingerprint"),
+                attributes=attributes.deleted(record.get("kind", ""), record.get("inputs", {})),
+                why=("no longer in the spec",),
+                effect=_server_effect(record.get("kind", ""), Action.DELETE, {}, (), rollout),
             )
         )
+    if targets:
+        wanted = needed_by(targets, {s.id: s.needs for s in steps})
+        changes = [c for c in changes if c.step_id in wanted]
     return Plan(
         spec, environment, runtime, spec_path, state.lineage, state.serial, steps, changes, document
     )
+
+
+def _change(
+    step: Step,
+    record: Mapping[str, Any] | None,
+    action: Action,
+    reasons: tuple[str, ...],
+    rollout: str | None,
+    forced: bool,
+) -> Change:
+    """A desired step's change, with its attributes: created, or old -> new."""
+    if record is None:  # what is decided at apply shows once, among the values
+        created = attributes.created(step.kind, step.inputs)
+        attrs = tuple(a for a in created if a.name not in step.after_apply)
+        unchanged, why = 0, ()
+    else:
+        old_inputs = record.get("inputs", {})
+        attrs, unchanged = attributes.changed(old_inputs, step.inputs, step.updatable)
+        if action is not Action.REPLACE or forced:
+            attrs = tuple(dataclasses.replace(a, forces=False) for a in attrs)
+        input_reasons = set(diff_inputs(old_inputs, step.inputs))
+        why = tuple(r for r in reasons if r not in input_reasons)
+    return Change(
+        step.id,
+        step.kind,
+        action,
+        reasons,
+        step.summary,
+        step.fingerprint,
+        record.get("fingerprint") if record else None,
+        where(step.runs_on),
+        output_values(step, record, action),
+        attrs,
+        unchanged,
+        why,
+        _server_effect(step.kind, action, step.inputs, attrs, rollout),
+        forced,
+    )
+
+
+def _server_effect(
+    kind: str,
+    action: Action,
+    inputs: Mapping[str, Any],
+    attrs: tuple[Attribute, ...],
+    rollout: str | None,
+) -> str | None:
+    """What a deploy's change does to running servers: start, scale, restart, roll, stop."""
+    if kind != "deploy" or action is Action.NOOP:
+        return None
+    replicas = inputs.get("replicas")
+    if action is Action.CREATE:
+        return f"{replicas} replica(s) start"
+    if action is Action.DELETE:
+        return "every replica stops"
+    if action is Action.UPDATE:
+        if attrs and all(a.name == "replicas" for a in attrs):
+            scaled = attrs[0]
+            return f"scale {scaled.old} -> {scaled.new} replica(s); running replicas keep serving"
+        return "replicas that drifted restart"
+    if rollout == "roll":
+        return f"{replicas} replica(s) roll: each new replica is ready before an old one stops"
+    if rollout == "restart":
+        return f"{replicas} replica(s) restart: each stops serving until it has started again"
+    return f"{replicas} replica(s) are replaced"
+
+
+def needed_by(targets: Collection[str], needs: Mapping[str, Sequence[str]]) -> set[str]:
+    """The targets and every step they need, directly or not."""
+    wanted: set[str] = set()
+    todo = list(targets)
+    while todo:
+        step_id = todo.pop()
+        if step_id not in wanted:
+            wanted.add(step_id)
+            todo.extend(needs.get(step_id, ()))
+    return wanted
+
+
+def check_step_ids(names: Collection[str], desired: Sequence[str], state: State) -> None:
+    """Every step named on the command line exists (in the spec or the state)."""
+    known = [*desired, *(i for i in state.steps if i not in desired)]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise DoinferError(
+            f"no step {', '.join(unknown)} in {state.spec}/{state.environment} "
+            f"(steps: {', '.join(known)})"
+        )
 
 
 def where(runs_on: dict[str, Any] | None) -> str | None:
@@ -234,6 +397,7 @@ def where(runs_on: dict[str, Any] | None) -> str | None:
 
 def destroy_plan(state: State, *, runtime: str, spec_path: str) -> Plan:
     """Delete every recorded step, dependents first."""
+    rollout = runtime_rollout(runtime)
     changes = [
         Change(
             i,
@@ -243,6 +407,11 @@ def destroy_plan(state: State, *, runtime: str, spec_path: str) -> Plan:
             state.steps[i].get("summary", i),
             None,
             state.steps[i].get("fingerprint"),
+            attributes=attributes.deleted(
+                state.steps[i].get("kind", ""), state.steps[i].get("inputs", {})
+            ),
+            why=("destroy",),
+            effect=_server_effect(state.steps[i].get("kind", ""), Action.DELETE, {}, (), rollout),
         )
         for i in _reverse_order(state, set(state.steps))
     ]

@@ -1,10 +1,22 @@
-"""Plan renderers: text (optionally coloured) for terminals, markdown for pull requests, JSON."""
+"""Plan renderers: text (optionally coloured) for terminals, markdown for pull requests, JSON.
+
+Both text and markdown show every change attribute by attribute, Terraform style: a create
+lists what matters, an update `old -> new`, a replace marks what forces it, and unchanged
+attributes fold away with a count. Markdown fits one GitHub comment (65,536 characters):
+sections fold in `<details>`, and when a plan is too long, items are cut and the comment
+says how many.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
-from engine.graph.plan import Change, Plan
+from engine.envs import spec_argument
+from engine.graph.attributes import Attribute
+from engine.graph.plan import Change, Cost, Plan, plan_hash
+from engine.graph.refresh import Refresh
 from engine.graph.step import Action
 
 SYMBOL = {
@@ -23,6 +35,9 @@ COLOUR = {
 }
 RESET = "\033[0m"
 BOLD = "\033[1m"
+FORCES = "# forces replacement"
+COMMENT_LIMIT = 65_536  # characters a GitHub comment holds
+MARKER = "<!-- doinfer-plan -->"  # how a CI job finds its comment again to update it
 
 
 def summary_line(plan: Plan) -> str:
@@ -45,7 +60,10 @@ def render_text(plan: Plan, colour: bool = False, show_noop: bool = False) -> st
         return f"{COLOUR[action]}{text}{RESET}" if colour else text
 
     header = f"{plan.spec} (environment {plan.environment}, runtime {plan.runtime})"
-    lines = [f"{BOLD}{header}{RESET}" if colour else header, ""]
+    lines = [f"{BOLD}{header}{RESET}" if colour else header]
+    if plan.base:
+        lines.append(f"compared with {plan.base}")
+    lines.append("")
     shown = [c for c in plan.changes if show_noop or c.action is not Action.NOOP]
     width = max((len(c.step_id) for c in shown), default=0)
     for change in shown:
@@ -54,12 +72,36 @@ def render_text(plan: Plan, colour: bool = False, show_noop: bool = False) -> st
             paint(change.action, f"{symbol} {change.step_id.ljust(width)}  {change.action}")
             + f"  {described(change)}"
         )
-        lines.extend(f"        {reason}" for reason in change.reasons)
-        lines.extend(f"        {name}: {value}" for name, value in change.values.items())
+        lines.extend(f"        {line}" for line in detail_lines(change))
     if shown:
         lines.append("")
+    if plan.cost is not None:
+        lines += [cost_line(plan.cost), *(f"  {line}" for line in plan.cost.lines), ""]
     lines.append(summary_line(plan))
     return "\n".join(lines)
+
+
+def detail_lines(change: Change) -> list[str]:
+    """Why, attribute by attribute, what is known only after apply, what servers do."""
+    lines = list(change.why)
+    if change.action is not Action.NOOP:
+        lines += [_attribute_line(change, a) for a in change.attributes]
+    lines += [f"{name}: {value}" for name, value in change.values.items()]
+    if change.unchanged and change.action is not Action.NOOP:
+        lines.append(f"# ({change.unchanged} unchanged attribute(s) hidden)")
+    if change.effect:
+        lines.append(f"# servers: {change.effect}")
+    return lines
+
+
+def _attribute_line(change: Change, attribute: Attribute) -> str:
+    if attribute.old is None:
+        text = f"{attribute.name}: {attribute.new}"
+    elif attribute.new is None and change.action is Action.DELETE:
+        text = f"{attribute.name}: {attribute.old}"
+    else:
+        text = f"{attribute.name}: {attribute.old or '(none)'} -> {attribute.new or '(none)'}"
+    return f"{text}  {FORCES}" if attribute.forces else text
 
 
 def described(change: Change) -> str:
@@ -67,38 +109,173 @@ def described(change: Change) -> str:
     return f"{change.summary}, on {change.runs_on}" if change.runs_on else change.summary
 
 
-def render_markdown(plan: Plan) -> str:
-    lines = [
-        f"### doinfer plan: `{plan.spec}` ({plan.environment}, {plan.runtime})",
-        "",
-        f"**{summary_line(plan)}**",
-    ]
+def cost_line(cost: Cost) -> str:
+    def money(value: float | None) -> str:
+        return "nothing priced" if value is None else f"{value:,.2f} {cost.currency}/h"
+
+    line = f"Cost per hour: {money(cost.before)} -> {money(cost.after)}"
+    if cost.before is not None and cost.after is not None:
+        line += f" ({cost.after - cost.before:+,.2f})"
+    return line
+
+
+# -- markdown ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Section:
+    """Lines around a list of items that may be cut to fit a comment."""
+
+    head: list[str]
+    items: list[str]
+    tail: list[str] = field(default_factory=list)
+    what: str = "items"  # what the items are, for the note saying how many were cut
+    cut: int = 0
+
+    def note(self) -> str:
+        return (
+            f"_… {self.cut} more {self.what} cut to fit one comment "
+            f"({COMMENT_LIMIT:,} characters): run `doinfer plan` to see them all._"
+        )
+
+    def render(self) -> str:
+        note = [self.note()] if self.cut else []
+        return "\n".join([*self.head, *self.items, *note, *self.tail])
+
+
+def render_markdown(plan: Plan, limit: int = COMMENT_LIMIT) -> str:
+    return render_markdown_plans([plan], limit)
+
+
+def render_markdown_plans(plans: Sequence[Plan], limit: int = COMMENT_LIMIT) -> str:
+    """One review comment for the plans of one or more environments, under `limit`."""
+    sections: list[_Section] = []
+    if len(plans) > 1:
+        changing = [p for p in plans if p.has_changes]
+        sections.append(
+            _Section(
+                [
+                    f"## doinfer plan: {len(changing)} of {len(plans)} environment(s) change",
+                    "",
+                    *[f"- `{p.spec}/{p.environment}`: {summary_line(p)}" for p in plans],
+                    "",
+                ],
+                [],
+            )
+        )
+    for plan in plans:
+        if plan.has_changes or len(plans) == 1:  # the others are listed in the summary
+            sections += _plan_sections(plan)
+    sections.append(_Section([MARKER], []))
+    _fit(sections, limit)
+    return "\n".join(s.render() for s in sections)
+
+
+def _plan_sections(plan: Plan) -> list[_Section]:
     changed = [c for c in plan.changes if c.action is not Action.NOOP]
+    head = [f"### doinfer plan: `{plan.spec}` ({plan.environment}, {plan.runtime})", ""]
+    if plan.base:
+        head += [f"Compared with `{plan.base}`, with no state and no runtime.", ""]
+    head.append(f"**{summary_line(plan)}**")
+    sections = [_Section(head, [])]
     if changed:
-        lines += ["", "| | step | action | why |", "|---|---|---|---|"]
-        lines += [_markdown_row(c) for c in changed]
+        sections.append(
+            _Section(
+                ["", "| | step | action | why |", "|---|---|---|---|"],
+                [_markdown_row(c) for c in changed],
+                what="steps",
+            )
+        )
+    servers = [f"- `{c.step_id}`: {_escape(c.effect)}" for c in changed if c.effect]
+    images = [
+        f"- `{c.step_id}`: {_escape(c.summary)}"
+        for c in changed
+        if c.action is not Action.DELETE and "image_id" in c.values
+    ]
+    for title, items, what in (
+        ("Servers", servers, "servers"),
+        ("Images to rebuild", images, "images"),
+    ):
+        if items:
+            sections.append(_Section(["", f"**{title}:**", ""], items, what=what))
+    if plan.cost is not None:
+        lines = ["", f"**{cost_line(plan.cost)}**"]
+        if plan.cost.lines:
+            lines += ["", *[f"- {_escape(line)}" for line in plan.cost.lines]]
+        sections.append(_Section(lines, []))
+    if changed:
+        sections.append(
+            _Section(
+                [
+                    "",
+                    f"<details><summary>Changes, attribute by attribute ({len(changed)})</summary>",
+                    "",
+                    "```diff",
+                ],
+                ["\n".join(_diff_block(c)) for c in changed],
+                ["```", "", "</details>"],
+                what="steps",
+            )
+        )
     unchanged = [c.step_id for c in plan.changes if c.action is Action.NOOP]
     if unchanged:
-        lines += [
-            "",
-            "<details><summary>Unchanged steps</summary>",
-            "",
-            *[f"- `{i}`" for i in unchanged],
-            "",
-            "</details>",
-        ]
-    return "\n".join(lines)
+        sections.append(
+            _Section(
+                ["", f"<details><summary>Unchanged steps ({len(unchanged)})</summary>", ""],
+                [f"- `{i}`" for i in unchanged],
+                ["", "</details>"],
+                what="unchanged steps",
+            )
+        )
+    spec = spec_argument(plan.spec_path) if plan.base else "SPEC"
+    apply = f"doinfer apply {spec} --env {plan.environment} --plan-hash {plan_hash(plan)}"
+    sections.append(
+        _Section(
+            [
+                "",
+                f"Plan hash: `{plan_hash(plan)}`. {'Once merged, ' if plan.base else ''}"
+                f"`{apply}` applies exactly this plan, and refuses if the environment's "
+                "state moved.",
+                "",
+            ],
+            [],
+        )
+    )
+    return sections
+
+
+def _diff_block(change: Change) -> list[str]:
+    """A change in a ```diff block: GitHub colours lines starting with + and -."""
+    sign = {Action.CREATE: "+", Action.DELETE: "-"}.get(change.action, "!")
+    lines = [f"{SYMBOL[change.action]} {change.step_id}  {change.action}  {described(change)}"]
+    lines += [f"{sign}     {line}" for line in detail_lines(change)]
+    return lines
+
+
+def _fit(sections: list[_Section], limit: int) -> None:
+    """Cut items, from the longest list first, until the comment fits `limit`."""
+    total = sum(len(s.render()) + 1 for s in sections)
+    sizes = {id(s): sum(len(i) + 1 for i in s.items) for s in sections}
+    while total > limit:
+        section = max(sections, key=lambda s: sizes[id(s)])
+        if not section.items:
+            break
+        removed = len(section.items.pop()) + 1
+        sizes[id(section)] -= removed
+        note_before = len(section.note()) + 1 if section.cut else 0
+        section.cut += 1
+        total += len(section.note()) + 1 - note_before - removed
 
 
 def _markdown_row(change: Change) -> str:
-    why = "<br>".join(
-        [_escape(r) for r in change.reasons]
-        + [f"{k}: {_escape(v)}" for k, v in change.values.items()]
-    )
-    return (
-        f"| `{SYMBOL[change.action]}` | `{change.step_id}` | {change.action} | "
-        f"{_escape(described(change))}<br>{why} |"
-    )
+    """One line of the overview: why, and each changed attribute (a create's or delete's
+    attributes are in the details below)."""
+    lines = list(change.why)
+    if change.action in (Action.UPDATE, Action.REPLACE):
+        lines += [_attribute_line(change, a) for a in change.attributes]
+    lines += [f"{k}: {v}" for k, v in change.values.items()]
+    cell = "<br>".join(_escape(line) for line in [described(change), *lines])
+    return f"| `{SYMBOL[change.action]}` | `{change.step_id}` | {change.action} | {cell} |"
 
 
 def _escape(text: str) -> str:
@@ -106,10 +283,35 @@ def _escape(text: str) -> str:
 
 
 def render_json(plan: Plan) -> str:
+    return json.dumps(_json_form(plan), indent=2)
+
+
+def render_json_plans(plans: Sequence[Plan]) -> str:
+    """Several environments' plans: one JSON document, {"plans": [...]}."""
+    return json.dumps({"plans": [_json_form(p) for p in plans]}, indent=2)
+
+
+def _json_form(plan: Plan) -> dict[str, object]:
     data = plan.to_dict()
     data.pop("document")
     data.pop("steps")
-    return json.dumps(data, indent=2)
+    return data
+
+
+def render_refresh(refresh: Refresh) -> str:
+    """What a refresh saw of every recorded step: drifted ones with why."""
+    lines = [f"{refresh.spec} (environment {refresh.environment}): refresh only", ""]
+    width = max((len(step_id) for step_id, _ in refresh.observed), default=0)
+    for step_id, drift in refresh.observed:
+        lines.append(f"  {step_id.ljust(width)}  {'drifted' if drift else 'as recorded'}")
+        lines.extend(f"        {d}" for d in drift)
+    if refresh.observed:
+        lines.append("")
+    lines.append(
+        f"Refresh: {len(refresh.drifted)} of {len(refresh.observed)} recorded step(s) drifted. "
+        f"Applying it records this in the state and changes nothing that runs."
+    )
+    return "\n".join(lines)
 
 
 RENDERERS = {"text": render_text, "markdown": render_markdown, "json": render_json}

@@ -1,24 +1,48 @@
 """One interface for every place servers run: local processes, Docker, Kubernetes.
 
-The pack and deploy steps call only these methods; what a bundle or a replica is
-(a directory and a process, an image and a container, a Deployment) is the runtime's
-business. Runtimes label what they create so that `observe` finds it again after the
-CLI restarts, without trusting the state file alone.
+A runtime is one class with two faces:
+
+- What it needs of a plan, asked of the class at plan time (no instance, no engine
+  connection): class attributes `kind`, `registry_use`, `serves_here`; classmethods
+  `pack_inputs`, `deploy_inputs` (and `image_inputs` for an ImageRuntime). Subclassing
+  ImageRuntime says "my replicas run images": the graph then adds an image step per
+  processor and a push step per server when the spec names a registry.
+- What it does at apply: the pack and deploy steps (and image and push for an
+  ImageRuntime) call only the instance methods below. What a bundle or a replica is
+  (a directory and a process, an image and a container, a Deployment) is the runtime's
+  business. Runtimes label what they create so that `observe` finds it again after the
+  CLI restarts, without trusting the state file alone.
+
+Values decided where the servers run (threads "auto") are resolved by the instance at
+apply, never by the class at plan time: a plan does not depend on the machine making it.
+Register a new runtime with one line in engine/runtimes/__init__.py.
 """
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
     from engine.bench.plan import ClientPlan, ClientResult
+    from engine.spec.model import Server, Spec
 
 from engine.errors import DoinferError
+from engine.runtimes.contracts import (
+    DeployInput,
+    DeployResult,
+    ImageResult,
+    PackResult,
+    PushResult,
+)
 
 Log = Callable[[str], None]
+RegistryUse = Literal["none", "optional", "required"]
+AUTO = "auto"  # a deploy input the runtime resolves at apply (threads)
 
 
 @dataclass(frozen=True)
@@ -41,7 +65,40 @@ class ReplicaStatus:
 
 
 class Runtime(ABC):
-    kind: str
+    kind: ClassVar[str]  # the spec's runtime.kind, as registered in RUNTIMES
+    # Whether runtime.registry is unused (an error to give), optional (push when given)
+    # or required (replicas pull their image from it).
+    registry_use: ClassVar[RegistryUse] = "none"
+    # Replicas run on this machine: its devices must serve the servers' processors.
+    serves_here: ClassVar[bool] = False
+    # How a deploy replaces running replicas, as a plan tells reviewers: "restart" stops
+    # each and starts it again (it serves nothing meanwhile), "roll" starts each successor
+    # and waits until it is ready before stopping its predecessor.
+    rollout: ClassVar[Literal["restart", "roll"]] = "restart"
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+
+    def resolve_threads(self, inputs: dict[str, Any]) -> int:
+        """A replica's intra-op threads: the spec's number, or for "auto" the cores this
+        process may use (its affinity, not the machine's count) shared among the spec's
+        replicas (`cores_shared_by`). A runtime whose replicas run elsewhere overrides it
+        (kubernetes: from the CPU request)."""
+        threads = inputs["threads"]
+        if threads != AUTO:
+            return int(threads)
+        return max(1, len(os.sched_getaffinity(0)) // max(1, inputs.get("cores_shared_by", 1)))
+
+    @classmethod
+    def pack_inputs(cls, spec: Spec, server: Server) -> dict[str, Any]:
+        """Inputs this runtime adds to a server's pack step (beyond models and code)."""
+        return {}
+
+    @classmethod
+    def deploy_inputs(cls, spec: Spec, server: Server) -> dict[str, Any]:
+        """Inputs this runtime adds to a server's deploy step: where the server listens
+        inside a replica, restart policy, namespace, node selector, resources..."""
+        return {}
 
     def check(self) -> None:  # noqa: B027 (most runtimes have nothing to check)
         """Raise a DoinferError when the runtime cannot be reached (before any change)."""
@@ -54,22 +111,25 @@ class Runtime(ABC):
         fingerprint: str,
         log: Log,
         cancelled: Callable[[], bool] = lambda: False,
-    ) -> dict[str, Any]:
-        """Assemble a server's models into what a replica runs (a bundle, an image)."""
+    ) -> PackResult:
+        """Assemble a server's models into what a replica runs (a bundle, an image).
+        `inputs` are the pack step's (with `base_image`, the image step's tag, for an
+        ImageRuntime); `artifacts` the traced model directories by model name."""
 
     @abstractmethod
-    def pack_drift(self, outputs: dict[str, Any]) -> list[str]:
+    def pack_drift(self, pack: PackResult) -> list[str]:
         """Why a recorded pack no longer exists as recorded ([] when it does)."""
 
     @abstractmethod
-    def unpack(self, outputs: dict[str, Any], log: Log) -> None:
+    def unpack(self, pack: PackResult, log: Log) -> None:
         """Remove what `pack` made."""
 
     @abstractmethod
     def deploy(
-        self, inputs: dict[str, Any], pack: dict[str, Any], log: Log, cancelled: Callable[[], bool]
-    ) -> dict[str, Any]:
-        """Make the replicas run the pack, keeping those already right; wait until ready."""
+        self, inputs: dict[str, Any], source: DeployInput, log: Log, cancelled: Callable[[], bool]
+    ) -> DeployResult:
+        """Make the replicas run the pack (or its pushed image), keeping those already
+        right; wait until ready. Resolve "auto" inputs here (`resolve_threads`)."""
 
     @abstractmethod
     def replicas(self, spec: str, environment: str, server: str) -> list[ReplicaStatus]:
@@ -104,48 +164,63 @@ class Runtime(ABC):
 
         return await run_local_clients(plans, on_progress)
 
-    def deploy_drift(self, inputs: dict[str, Any], outputs: dict[str, Any]) -> list[str]:
+    def deploy_drift(self, inputs: dict[str, Any], deployed: DeployResult) -> list[str]:
         """Replicas missing, dead, changed or extra compared with the recorded deploy."""
         found = {
             r.index: r
             for r in self.replicas(inputs["spec"], inputs["environment"], inputs["server"])
         }
         drift = []
-        for recorded in outputs.get("replicas", []):
-            index = recorded["index"]
+        for recorded in deployed.replicas:
+            index = recorded.index
             status = found.pop(index, None)
             if status is None:
                 drift.append(f"replica {index} is gone")
             elif status.state != "running":
                 drift.append(f"replica {index} ({status.detail}) is {status.state}")
-            elif status.key != recorded.get("key"):
+            elif status.key != recorded.key:
                 drift.append(f"replica {index} ({status.detail}) runs something else")
         drift += [f"replica {i} ({r.detail}) is not in the spec" for i, r in sorted(found.items())]
         return drift
 
 
-class ImageRuntime(ABC):
-    """The ability to build and push images (docker, kubernetes): the image and push steps
-    need a runtime with it."""
+class ImageRuntime(Runtime):
+    """A runtime whose replicas run server images (docker, kubernetes): the image and push
+    steps need it. Its pack builds a server image on the processor's base image."""
+
+    @classmethod
+    def image_inputs(cls, spec: Spec, processor: str) -> dict[str, Any]:
+        """What a base image is made of: its Dockerfile, the image it starts from, and the
+        pinned requirements of its wheelhouse. Names nothing of the spec: specs share it."""
+        from engine.runtimes import image_names, wheelhouse
+
+        return {
+            "processor": processor,
+            "base_image": spec.runtime.base_images.get(processor)
+            or image_names.DEFAULT_BASE_IMAGES[processor],
+            "dockerfile": image_names.dockerfile_digest(processor),
+            "requirements": wheelhouse.server_requirements(processor),
+            "pip_index": wheelhouse.pip_index_args(processor),
+        }
 
     @abstractmethod
     def build_base(
         self, inputs: dict[str, Any], fingerprint: str, log: Log, cancelled: Callable[[], bool]
-    ) -> dict[str, Any]:
+    ) -> ImageResult:
         """Build (or find) the base image of a processor, named after its fingerprint."""
 
     @abstractmethod
-    def image_drift(self, outputs: dict[str, Any]) -> list[str]:
+    def image_drift(self, image: ImageResult) -> list[str]:
         """Why a recorded image no longer exists as recorded ([] when it does)."""
 
     @abstractmethod
-    def push(self, inputs: dict[str, Any], pack: dict[str, Any], log: Log) -> dict[str, Any]:
+    def push(self, inputs: dict[str, Any], pack: PackResult, log: Log) -> PushResult:
         """Push a server image to the registry; its reference and digest."""
 
     @abstractmethod
-    def push_drift(self, outputs: dict[str, Any]) -> list[str]:
+    def push_drift(self, pushed: PushResult) -> list[str]:
         """Why a pushed image is no longer in the registry ([] when it is)."""
 
     @abstractmethod
-    def unpush(self, outputs: dict[str, Any], log: Log) -> None:
+    def unpush(self, pushed: PushResult, log: Log) -> None:
         """Undo what `push` left on this machine."""

@@ -30,7 +30,16 @@ from python_on_whales.exceptions import DockerException, NoSuchContainer
 
 from engine.errors import Cancelled, DoinferError, StepFailed
 from engine.runtimes import docker_images as images
-from engine.runtimes.base import ImageRuntime, Log, ReplicaStatus, Runtime
+from engine.runtimes.base import ImageRuntime, Log, ReplicaStatus
+from engine.runtimes.contracts import (
+    DeployInput,
+    DeployResult,
+    ImageResult,
+    PackResult,
+    PushResult,
+    ReplicaRecord,
+    served_models,
+)
 from engine.runtimes.docker_engine import (
     ENVIRONMENT,
     FINGERPRINT,
@@ -49,6 +58,7 @@ from engine.runtimes.docker_engine import (
 
 if TYPE_CHECKING:
     from engine.bench.plan import ClientPlan, ClientResult
+    from engine.spec.model import Server, Spec
 
 READY_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 10
@@ -134,12 +144,23 @@ class Route:
     labels: dict[str, str]  # spec and environment, for the client containers too
 
 
-class DockerRuntime(Runtime, ImageRuntime):
+class DockerRuntime(ImageRuntime):
     kind = "docker"
+    registry_use = "optional"  # without one, containers run the image built here
 
     def __init__(self, state_dir: Path, docker: DockerClient | None = None) -> None:
-        self.state_dir = state_dir
+        super().__init__(state_dir)
         self.docker = docker or client()
+
+    @classmethod
+    def deploy_inputs(cls, spec: Spec, server: Server) -> dict[str, Any]:
+        """The server listens on runtime.port inside its container; servers[].port is
+        the host port it is published on."""
+        return {
+            "processor": server.processor,
+            "container_port": spec.runtime.port,
+            "restart": spec.runtime.restart,
+        }
 
     def check(self) -> None:
         check_daemon(self.docker)
@@ -148,7 +169,7 @@ class DockerRuntime(Runtime, ImageRuntime):
 
     def build_base(
         self, inputs: dict[str, Any], fingerprint: str, log: Log, cancelled: Callable[[], bool]
-    ) -> dict[str, Any]:
+    ) -> ImageResult:
         return images.build_base(
             self.docker,
             inputs,
@@ -159,8 +180,8 @@ class DockerRuntime(Runtime, ImageRuntime):
             cancelled,
         )
 
-    def image_drift(self, outputs: dict[str, Any]) -> list[str]:
-        return images.image_drift(self.docker, outputs)
+    def image_drift(self, image: ImageResult) -> list[str]:
+        return images.image_drift(self.docker, image.image, image.image_id)
 
     def pack(
         self,
@@ -169,8 +190,8 @@ class DockerRuntime(Runtime, ImageRuntime):
         fingerprint: str,
         log: Log,
         cancelled: Callable[[], bool] = lambda: False,
-    ) -> dict[str, Any]:
-        outputs = images.build_server(
+    ) -> PackResult:
+        pack = images.build_server(
             self.docker, inputs, artifacts, fingerprint, self._work_dir(), log, cancelled
         )
         images.prune_server_images(
@@ -178,37 +199,39 @@ class DockerRuntime(Runtime, ImageRuntime):
             inputs["spec"],
             inputs["environment"],
             inputs["server"],
-            {outputs["image_id"]},
+            {_image_id(pack)},
             log,
         )
-        return outputs
+        return pack
 
-    def pack_drift(self, outputs: dict[str, Any]) -> list[str]:
-        return images.image_drift(self.docker, outputs)
+    def pack_drift(self, pack: PackResult) -> list[str]:
+        return images.image_drift(self.docker, _image_tag(pack), _image_id(pack))
 
-    def unpack(self, outputs: dict[str, Any], log: Log) -> None:
-        images.remove_image(self.docker, outputs["image"], log)
+    def unpack(self, pack: PackResult, log: Log) -> None:
+        images.remove_image(self.docker, _image_tag(pack), log)
 
-    def push(self, inputs: dict[str, Any], pack: dict[str, Any], log: Log) -> dict[str, Any]:
-        return images.push(self.docker, inputs, pack["image"], log)
+    def push(self, inputs: dict[str, Any], pack: PackResult, log: Log) -> PushResult:
+        return images.push(self.docker, inputs, _image_tag(pack), log)
 
-    def push_drift(self, outputs: dict[str, Any]) -> list[str]:
-        return images.push_drift(self.docker, outputs)
+    def push_drift(self, pushed: PushResult) -> list[str]:
+        return images.push_drift(self.docker, pushed.reference)
 
-    def unpush(self, outputs: dict[str, Any], log: Log) -> None:
+    def unpush(self, pushed: PushResult, log: Log) -> None:
         """Drop the local registry tag; the registry keeps what was pushed (as registries do)."""
-        images.remove_image(self.docker, outputs["reference"], log)
-        log(f"kept {outputs['digest']} in the registry")
+        images.remove_image(self.docker, pushed.reference, log)
+        log(f"kept {pushed.digest} in the registry")
 
     # -- replicas -----------------------------------------------------------------------
 
     def deploy(
-        self, inputs: dict[str, Any], pack: dict[str, Any], log: Log, cancelled: Callable[[], bool]
-    ) -> dict[str, Any]:
+        self, inputs: dict[str, Any], source: DeployInput, log: Log, cancelled: Callable[[], bool]
+    ) -> DeployResult:
+        inputs = {**inputs, "threads": self.resolve_threads(inputs)}  # "auto" decided here
         spec, env, server = inputs["spec"], inputs["environment"], inputs["server"]
-        image = pack.get("reference") or pack["image"]
+        image = source.image or _image_tag(source.pack)
+        image_id = _image_id(source.pack)
         existing = dict(self._containers(spec, env, server))
-        keys = [replica_key(inputs, pack["image_id"], i) for i in range(inputs["replicas"])]
+        keys = [replica_key(inputs, image_id, i) for i in range(inputs["replicas"])]
         kept = {
             i
             for i, key in enumerate(keys)
@@ -242,19 +265,19 @@ class DockerRuntime(Runtime, ImageRuntime):
                 with contextlib.suppress(DockerException):
                     self.docker.container.remove(container, force=True)
             raise
-        images.prune_server_images(self.docker, spec, env, server, {pack["image_id"]}, log)
-        return {
-            "spec": spec,
-            "environment": env,
-            "image": image,
-            "image_id": pack["image_id"],
-            "network": network,
-            "replicas": records,
-            "models": [
-                {"name": m["name"], "task": m["task"], "instances": m["instances"]}
-                for m in inputs["models"]
-            ],
-        }
+        images.prune_server_images(self.docker, spec, env, server, {image_id}, log)
+        return DeployResult(
+            tuple(records),
+            served_models(inputs),
+            inputs["threads"],
+            {
+                "spec": spec,
+                "environment": env,
+                "image": image,
+                "image_id": image_id,
+                "network": network,
+            },
+        )
 
     def replicas(self, spec: str, environment: str, server: str) -> list[ReplicaStatus]:
         statuses = []
@@ -512,7 +535,7 @@ class DockerRuntime(Runtime, ImageRuntime):
 
     def _wait_ready(
         self, container: Container, inputs: dict[str, Any], log: Log, cancelled: Callable[[], bool]
-    ) -> dict[str, Any]:
+    ) -> ReplicaRecord:
         deadline = time.monotonic() + READY_TIMEOUT_S
         index = int(container.config.labels[REPLICA])
         while time.monotonic() < deadline:
@@ -530,14 +553,13 @@ class DockerRuntime(Runtime, ImageRuntime):
             url = _host_url(container)
             if url and _ready(url):
                 log(f"replica {index} ready on {url}")
-                return {
-                    "index": index,
-                    "container": container.name,
-                    "id": container.id,
-                    "url": url,
-                    "internal_url": f"http://{inputs['server']}-{index}:{inputs['container_port']}",
-                    "key": container.config.labels[FINGERPRINT],
-                }
+                internal_url = f"http://{inputs['server']}-{index}:{inputs['container_port']}"
+                return ReplicaRecord(
+                    index,
+                    url,
+                    container.config.labels[FINGERPRINT],
+                    {"container": container.name, "id": container.id, "internal_url": internal_url},
+                )
             time.sleep(0.3)
         raise StepFailed(
             f"container {container.name} not ready after {READY_TIMEOUT_S:.0f} s; its log ends:",
@@ -549,6 +571,18 @@ class DockerRuntime(Runtime, ImageRuntime):
             return str(self.docker.container.logs(container, tail=LOG_TAIL_LINES))
         except DockerException:
             return "(no log)"
+
+
+def _image_tag(pack: PackResult) -> str:
+    if pack.image is None:
+        raise DoinferError("this pack holds no image: it was made by a runtime without images")
+    return pack.image
+
+
+def _image_id(pack: PackResult) -> str:
+    if pack.image_id is None:
+        raise DoinferError("this pack holds no image: it was made by a runtime without images")
+    return pack.image_id
 
 
 def _host_url(container: Container) -> str | None:

@@ -25,6 +25,7 @@ from python_on_whales.utils import run as run_docker
 import engine
 from engine.bundles import link_tree, write_bundle
 from engine.errors import StepFailed
+from engine.runtimes.contracts import ImageResult, PackResult, PushResult
 from engine.runtimes.docker_engine import (
     ENVIRONMENT,
     FINGERPRINT,
@@ -69,14 +70,14 @@ def build_base(
     cache_dir: Path,
     log: Log,
     cancelled: Cancelled,
-) -> dict[str, Any]:
+) -> ImageResult:
     """Build the base image of a processor, unless an image of that name exists."""
     processor, base = inputs["processor"], inputs["base_image"]
     tag = base_tag(processor, fingerprint)
     existing = _image(docker, tag)
     if existing is not None:
         log(f"base image {tag} exists")
-        return {"image": tag, "image_id": existing.id}
+        return ImageResult(tag, existing.id)
     context = Path(tempfile.mkdtemp(prefix="image-", dir=work_dir))
     stages = [f"{tag}-python", f"{tag}-install"]
     try:
@@ -109,15 +110,15 @@ def build_base(
     with docker_errors(f"inspecting {tag}"):
         image = docker.image.inspect(tag)
     log(f"built {tag} ({image.id[:19]})")
-    return {"image": tag, "image_id": image.id, "python": platform.python}
+    return ImageResult(tag, image.id, platform.python)
 
 
-def image_drift(docker: DockerClient, outputs: dict[str, Any]) -> list[str]:
-    image = _image(docker, outputs["image"])
+def image_drift(docker: DockerClient, tag: str, image_id: str) -> list[str]:
+    image = _image(docker, tag)
     if image is None:
-        return [f"image {outputs['image']} is gone"]
-    if image.id != outputs["image_id"]:
-        return [f"image {outputs['image']} was rebuilt outside doinfer ({image.id[:19]})"]
+        return [f"image {tag} is gone"]
+    if image.id != image_id:
+        return [f"image {tag} was rebuilt outside doinfer ({image.id[:19]})"]
     return []
 
 
@@ -149,7 +150,7 @@ def build_server(
     work_dir: Path,
     log: Log,
     cancelled: Cancelled,
-) -> dict[str, Any]:
+) -> PackResult:
     """The server image: base + doinfer's code + the bundle, tagged by the pack fingerprint.
 
     `inputs["base_image"]` is the base image's tag, from the image step.
@@ -158,7 +159,7 @@ def build_server(
     existing = _image(docker, tag)
     if existing is not None and existing.config.labels.get(FINGERPRINT) == fingerprint:
         log(f"server image {tag} exists")
-        return {"image": tag, "image_id": existing.id}
+        return PackResult(image=tag, image_id=existing.id)
     context = Path(tempfile.mkdtemp(prefix="pack-", dir=work_dir))
     try:
         shutil.copy(dockerfile("server"), context / "Dockerfile")
@@ -184,7 +185,7 @@ def build_server(
     with docker_errors(f"inspecting {tag}"):
         image = docker.image.inspect(tag)
     log(f"built {tag} ({image.id[:19]})")
-    return {"image": tag, "image_id": image.id}
+    return PackResult(image=tag, image_id=image.id)
 
 
 def remove_image(docker: DockerClient, reference: str, log: Log) -> None:
@@ -217,7 +218,7 @@ def prune_server_images(
 # -- registry ---------------------------------------------------------------------------
 
 
-def push(docker: DockerClient, inputs: dict[str, Any], image: str, log: Log) -> dict[str, Any]:
+def push(docker: DockerClient, inputs: dict[str, Any], image: str, log: Log) -> PushResult:
     """Tag the server image for the registry, log in where doinfer knows how, push."""
     reference = registry_reference(inputs["registry"], image)
     _login(docker, registry_host(reference), log)
@@ -231,12 +232,11 @@ def push(docker: DockerClient, inputs: dict[str, Any], image: str, log: Log) -> 
     if digest is None:
         raise StepFailed(f"pushed {reference}, but the registry returned no digest for it")
     log(f"pushed {digest}")
-    return {"reference": reference, "digest": digest, "image_id": pushed.id}
+    return PushResult(reference, digest, pushed.id)
 
 
-def push_drift(docker: DockerClient, outputs: dict[str, Any]) -> list[str]:
+def push_drift(docker: DockerClient, reference: str) -> list[str]:
     """Ask the registry whether the pushed manifest is still there."""
-    reference = outputs["reference"]
     command = [*docker_command(docker), "manifest", "inspect"]
     if is_loopback(registry_host(reference)):
         command.append("--insecure")  # the engine, too, speaks plain HTTP to loopback

@@ -28,8 +28,15 @@ from typing import Any
 import engine
 from engine.artifacts import BUNDLE_CONFIG_FILE
 from engine.bundles import write_bundle
-from engine.errors import Cancelled, StepFailed
+from engine.errors import Cancelled, DoinferError, StepFailed
 from engine.runtimes.base import Log, ReplicaStatus, Runtime
+from engine.runtimes.contracts import (
+    DeployInput,
+    DeployResult,
+    PackResult,
+    ReplicaRecord,
+    served_models,
+)
 
 READY_TIMEOUT_S = 180.0
 # sh -c: wait for the engine's "go" on stdin (EOF: the engine died before recording this
@@ -41,9 +48,7 @@ LOG_TAIL_LINES = 30
 
 class LocalRuntime(Runtime):
     kind = "local"
-
-    def __init__(self, state_dir: Path) -> None:
-        self.state_dir = state_dir
+    serves_here = True  # replicas are processes here, on this machine's devices
 
     # -- pack ---------------------------------------------------------------------------
 
@@ -54,26 +59,26 @@ class LocalRuntime(Runtime):
         fingerprint: str,
         log: Log,
         cancelled: Callable[[], bool] = lambda: False,
-    ) -> dict[str, Any]:
+    ) -> PackResult:
         server_dir = self._bundles_dir(inputs["spec"], inputs["environment"], inputs["server"])
         bundle = server_dir / fingerprint[:16]
         if (bundle / BUNDLE_CONFIG_FILE).is_file():
             log(f"bundle {bundle} exists")
-            return {"bundle": str(bundle)}
+            return PackResult(bundle=str(bundle))
         tmp = server_dir / f".tmp-{fingerprint[:16]}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         write_bundle(tmp, inputs, artifacts)
         os.replace(tmp, bundle)
         log(f"packed {bundle}")
         self._prune_bundles(inputs["spec"], inputs["environment"], inputs["server"], log)
-        return {"bundle": str(bundle)}
+        return PackResult(bundle=str(bundle))
 
-    def pack_drift(self, outputs: dict[str, Any]) -> list[str]:
-        bundle = Path(outputs["bundle"])
+    def pack_drift(self, pack: PackResult) -> list[str]:
+        bundle = _bundle(pack)
         return [] if (bundle / BUNDLE_CONFIG_FILE).is_file() else [f"bundle {bundle} is missing"]
 
-    def unpack(self, outputs: dict[str, Any], log: Log) -> None:
-        bundle = Path(outputs["bundle"])
+    def unpack(self, pack: PackResult, log: Log) -> None:
+        bundle = _bundle(pack)
         if bundle.exists():
             shutil.rmtree(bundle)
             log(f"removed {bundle}")
@@ -82,15 +87,17 @@ class LocalRuntime(Runtime):
     # -- deploy -------------------------------------------------------------------------
 
     def deploy(
-        self, inputs: dict[str, Any], pack: dict[str, Any], log: Log, cancelled: Callable[[], bool]
-    ) -> dict[str, Any]:
+        self, inputs: dict[str, Any], source: DeployInput, log: Log, cancelled: Callable[[], bool]
+    ) -> DeployResult:
+        inputs = {**inputs, "threads": self.resolve_threads(inputs)}  # "auto" decided here
+        bundle = str(_bundle(source.pack))
         spec, env, server = inputs["spec"], inputs["environment"], inputs["server"]
         run_dir = self._run_dir(spec, env, server)
         run_dir.mkdir(parents=True, exist_ok=True)
         existing = {r["index"]: r for r in self._pid_records(run_dir)}
         replicas: list[tuple[dict[str, Any], subprocess.Popen[bytes] | None]] = []
         for index in range(inputs["replicas"]):
-            key = _replica_key(inputs, pack, index)
+            key = _replica_key(inputs, bundle, index)
             record = existing.pop(index, None)
             if record and record.get("key") == key and _alive(record):
                 log(f"replica {index} (pid {record['pid']}) already runs this bundle: kept")
@@ -98,22 +105,21 @@ class LocalRuntime(Runtime):
                 continue
             if record:
                 self._stop(record, log)
-            replicas.append(self._start(inputs, pack, index, key, run_dir, log))
+            replicas.append(self._start(inputs, bundle, index, key, run_dir, log))
         for record in existing.values():
             self._stop(record, log)
         for record, proc in replicas:  # kept ones too: an adopted replica may still be loading
             self._wait_ready(record, proc, log, cancelled)
         self._prune_bundles(spec, env, server, log)
-        return {
-            "bundle": pack["bundle"],
-            "replicas": [
-                {k: r[k] for k in ("index", "pid", "port", "url", "key")} for r, _ in replicas
-            ],
-            "models": [
-                {"name": m["name"], "task": m["task"], "instances": m["instances"]}
-                for m in inputs["models"]
-            ],
-        }
+        return DeployResult(
+            tuple(
+                ReplicaRecord(r["index"], r["url"], r["key"], {"pid": r["pid"], "port": r["port"]})
+                for r, _ in replicas
+            ),
+            served_models(inputs),
+            inputs["threads"],
+            {"bundle": bundle},
+        )
 
     def replicas(self, spec: str, environment: str, server: str) -> list[ReplicaStatus]:
         return [
@@ -160,7 +166,7 @@ class LocalRuntime(Runtime):
     def _start(
         self,
         inputs: dict[str, Any],
-        pack: dict[str, Any],
+        bundle: str,
         index: int,
         key: str,
         run_dir: Path,
@@ -186,7 +192,7 @@ class LocalRuntime(Runtime):
             "-m",
             "engine.serving",
             "--bundle",
-            pack["bundle"],
+            bundle,
             "--fd",
             str(sock.fileno()),
             "--threads",
@@ -223,7 +229,7 @@ class LocalRuntime(Runtime):
                 "port": port,
                 "url": f"http://{host}:{port}",
                 "key": key,
-                "bundle": pack["bundle"],
+                "bundle": bundle,
                 "log": str(log_path),
                 "started_at": time.time(),
             }
@@ -298,10 +304,16 @@ class LocalRuntime(Runtime):
                 log(f"pruned old bundle {bundle}")
 
 
-def _replica_key(inputs: dict[str, Any], pack: dict[str, Any], index: int) -> str:
+def _bundle(pack: PackResult) -> Path:
+    if pack.bundle is None:
+        raise DoinferError("this pack holds no bundle: it was made by a runtime with images")
+    return Path(pack.bundle)
+
+
+def _replica_key(inputs: dict[str, Any], bundle: str, index: int) -> str:
     """What a replica runs: if this is unchanged, a running replica is kept as it is."""
     port = inputs["port"] + index if inputs["port"] else None
-    text = json.dumps([pack["bundle"], inputs["threads"], inputs["bind_address"], port])
+    text = json.dumps([bundle, inputs["threads"], inputs["bind_address"], port])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

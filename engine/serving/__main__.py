@@ -2,6 +2,8 @@
 
 Models are loaded before the server accepts requests: connections that arrive meanwhile
 wait in the listening socket's backlog, and readiness is simply "the server answers".
+SIGTERM drains it (engine.serving.http) and it exits 0. The limits flags bound what one
+HTTP client can take of it (docs/SECURITY.md).
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ import os
 import resource
 import socket
 import sys
+from dataclasses import fields
 from pathlib import Path
+
+from engine.serving.limits import ServerLimits
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,7 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fd", type=int, help="serve on this inherited, bound socket")
     parser.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
     parser.add_argument("--log-level", default="info")
+    _add_limits(parser)
     args = parser.parse_args(argv)
+    limits = ServerLimits(**{f.name: getattr(args, f.name) for f in fields(ServerLimits)})
     logging.basicConfig(
         level=args.log_level.upper(),
         stream=sys.stderr,
@@ -35,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     from engine.serving.app import create_app
+    from engine.serving.http import DrainingServer, guarded_protocol
     from engine.serving.models import BundleError, load_bundle
 
     torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
@@ -52,20 +60,47 @@ def main(argv: list[str] | None = None) -> int:
         torch.get_num_threads(),
         rss_mb,
     )
+    app = create_app(bundle, limits)
     config = uvicorn.Config(
-        create_app(bundle),
+        app,
         host=args.host,
         port=args.port,
         log_level=args.log_level,
         access_log=False,
         lifespan="on",
+        http=guarded_protocol(limits),
+        ws="none",
+        limit_concurrency=limits.max_connections,
+        timeout_graceful_shutdown=limits.drain_timeout_s,
     )
     # An inherited socket is wrapped here rather than by uvicorn's `fd`, which declares it
     # AF_UNIX: asyncio then skips TCP_NODELAY, and Nagle's algorithm meets delayed ACKs to
     # add ~40 ms to every keep-alive response.
     sockets = [socket.socket(fileno=args.fd)] if args.fd is not None else None
-    uvicorn.Server(config).run(sockets=sockets)
+    DrainingServer(config, app, limits.drain_delay_s).run(sockets=sockets)
     return 0
+
+
+def _add_limits(parser: argparse.ArgumentParser) -> None:
+    """One flag per ServerLimits field, its default the field's."""
+    defaults = ServerLimits()
+    helps = {
+        "max_body_bytes": "largest request body; larger is a 413",
+        "max_inputs": "most texts in one v2 request; more is a 413",
+        "max_header_bytes": "largest request line and headers together; larger is a 431",
+        "read_timeout_s": "seconds a client may take to send a request; then a 408",
+        "max_connections": "most open connections; past it requests answer 503",
+        "drain_delay_s": "seconds to serve on after SIGTERM, not ready, before closing",
+        "drain_timeout_s": "seconds in-flight requests may take to finish after SIGTERM",
+    }
+    for field in fields(ServerLimits):
+        default = getattr(defaults, field.name)
+        parser.add_argument(
+            "--" + field.name.replace("_", "-"),
+            type=type(default),
+            default=default,
+            help=f"{helps[field.name]} (default {default})",
+        )
 
 
 if __name__ == "__main__":

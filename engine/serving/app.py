@@ -1,8 +1,11 @@
 """The model server's HTTP routes (litestar): the old contract, OIP v2, health, metrics.
 
 Every inference request goes through its model's Batcher. A full queue is a 503 with
-Retry-After at once; a client that disconnects while its request waits takes the request
-out of the queue (the answer would go nowhere).
+Retry-After at once; a request larger than the server ever takes is a 413; a client that
+disconnects while its request waits takes the request out of the queue (the answer would
+go nowhere). While the server drains (it got SIGTERM: engine.serving.__main__), readiness
+answers 503 so that load balancers send no more. Error messages never carry a client's
+raw control characters (a log or terminal showing them would obey them).
 """
 
 from __future__ import annotations
@@ -10,16 +13,27 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TypeVar
 
 from litestar import Litestar, Request, Response, get, post
+from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.params import FromPath
 
 from engine.serving.batching import Batcher, BatchPolicy, Overloaded
+from engine.serving.limits import ServerLimits
 from engine.serving.metrics import CONTENT_TYPE, ServerMetrics
 from engine.serving.models import InvalidInput, LoadedBundle, ModelRunner
-from engine.serving.protocol import BadRequest, from_query, from_v2, v2_metadata, v2_outputs
+from engine.serving.protocol import (
+    BadRequest,
+    Parsed,
+    TooLarge,
+    from_query,
+    from_v2,
+    v2_metadata,
+    v2_outputs,
+)
 
 T = TypeVar("T")
 CLIENT_CLOSED_REQUEST = 499  # nginx's code, for metrics only: nobody receives it
@@ -36,7 +50,9 @@ class UnknownModel(Exception):
         self.known = known
 
 
-def create_app(bundle: LoadedBundle) -> Litestar:
+def create_app(bundle: LoadedBundle, limits: ServerLimits | None = None) -> Litestar:
+    """The server's app; `app.state.draining = True` makes it report not ready."""
+    limits = limits or ServerLimits()
     runners = bundle.runners
     metrics = ServerMetrics()
     batchers: dict[int, Batcher] = {}
@@ -62,21 +78,24 @@ def create_app(bundle: LoadedBundle) -> Litestar:
         return runner
 
     async def answer(
-        name: str, request: Request, parse: Callable[[ModelRunner], Any]
-    ) -> tuple[ModelRunner, list[dict[str, Any]], Any]:
+        name: str, request: Request, parse: Callable[[ModelRunner], Awaitable[Parsed]]
+    ) -> tuple[ModelRunner, list[dict[str, Any]], Parsed]:
         """Parse, queue, wait: the common path of both inference routes, counted."""
         runner = runner_for(name)
         started = time.perf_counter()
         code = 500
         try:
-            requests, request_id = await parse(runner)
+            parsed = await parse(runner)
             results = await _unless_disconnected(
-                batchers[id(runner)].submit(requests), request.receive
+                batchers[id(runner)].submit(parsed.requests), request.receive
             )
             code = 200
-            return runner, results, request_id
+            return runner, results, parsed
         except (BadRequest, InvalidInput):
             code = 400
+            raise
+        except TooLarge:
+            code = 413
             raise
         except Overloaded:
             code = 503
@@ -95,9 +114,16 @@ def create_app(bundle: LoadedBundle) -> Litestar:
     def live() -> dict[str, bool]:
         return {"live": True}
 
+    @get("/v2", sync_to_thread=False)
+    def server_metadata() -> dict[str, Any]:
+        return {"name": "doinfer", "version": _version(), "extensions": []}
+
     @get("/v2/health/ready", sync_to_thread=False)
-    def ready() -> dict[str, bool]:
-        return {"ready": True}  # the process serves only once every model is loaded
+    def ready(state: State) -> Response[dict[str, bool]]:
+        # the process serves only once every model is loaded, until it drains
+        if state.get("draining"):
+            return Response({"ready": False}, status_code=503)
+        return Response({"ready": True})
 
     @get("/v2/models/{name:str}", sync_to_thread=False)
     def metadata(name: FromPath[str]) -> dict[str, Any]:
@@ -110,23 +136,23 @@ def create_app(bundle: LoadedBundle) -> Litestar:
 
     @post("/v2/models/{name:str}/infer", status_code=200)
     async def infer(name: FromPath[str], request: Request) -> dict[str, Any]:
-        async def parse(runner: ModelRunner) -> tuple[list[Any], Any]:
-            return from_v2(runner, await request.body())
+        async def parse(runner: ModelRunner) -> Parsed:
+            return from_v2(runner, await request.body(), limits.max_inputs)
 
-        runner, results, request_id = await answer(name, request, parse)
+        runner, results, parsed = await answer(name, request, parse)
         body: dict[str, Any] = {
             "model_name": name,
             "model_version": "1",
-            "outputs": v2_outputs(runner.task, results),
+            "outputs": v2_outputs(runner.task, results, parsed.outputs),
         }
-        if request_id is not None:
-            body["id"] = request_id
+        if parsed.id is not None:
+            body["id"] = parsed.id
         return body
 
     @get("/predictions/{name:str}")
     async def predictions(name: FromPath[str], request: Request) -> dict[str, Any]:
-        async def parse(runner: ModelRunner) -> tuple[list[Any], None]:
-            return [from_query(runner, dict(request.query_params))], None
+        async def parse(runner: ModelRunner) -> Parsed:
+            return from_query(runner, request.scope["query_string"])
 
         _, (result,), _ = await answer(name, request, parse)
         return {"model": name, **result}
@@ -143,17 +169,30 @@ def create_app(bundle: LoadedBundle) -> Litestar:
         await asyncio.gather(*(b.stop() for b in batchers.values()))
 
     return Litestar(
-        route_handlers=[root, live, ready, metadata, model_ready, infer, predictions, prometheus],
+        route_handlers=[
+            root,
+            server_metadata,
+            live,
+            ready,
+            metadata,
+            model_ready,
+            infer,
+            predictions,
+            prometheus,
+        ],
         on_startup=[start_batchers],
         on_shutdown=[stop_batchers],
         exception_handlers={
             BadRequest: _bad_request,
             InvalidInput: _bad_request,
+            TooLarge: _too_large,
             UnknownModel: _unknown_model,
             Overloaded: _overloaded,
             ClientGone: _client_gone,
             HTTPException: _http_error,
         },
+        request_max_body_size=limits.max_body_bytes,
+        state=State({"draining": False}),
         debug=False,
     )
 
@@ -183,19 +222,39 @@ async def _unless_disconnected(
     return task.result()
 
 
+def _version() -> str:
+    try:
+        return version("doinfer")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+def _escaped(message: str) -> str:
+    """The message with every non-printable character (ESC, CR, bidi controls) written as
+    its escape: messages quote what clients sent, and logs and terminals show them."""
+    if message.isprintable():
+        return message
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+
+
 def _bad_request(_: Request, exc: BadRequest | InvalidInput) -> Response[dict[str, str]]:
-    return Response({"error": str(exc)}, status_code=400)
+    return Response({"error": _escaped(str(exc))}, status_code=400)
+
+
+def _too_large(_: Request, exc: TooLarge) -> Response[dict[str, str]]:
+    return Response({"error": _escaped(str(exc))}, status_code=413)
 
 
 def _unknown_model(_: Request, exc: UnknownModel) -> Response[dict[str, Any]]:
     return Response(
-        {"error": f"no model {exc.name!r} on this server", "models": exc.known}, status_code=404
+        {"error": _escaped(f"no model {exc.name!r} on this server"), "models": exc.known},
+        status_code=404,
     )
 
 
 def _overloaded(_: Request, exc: Overloaded) -> Response[dict[str, str]]:
     return Response(
-        {"error": str(exc)},
+        {"error": _escaped(str(exc))},
         status_code=503,
         headers={"Retry-After": str(exc.retry_after_s)},
     )
@@ -206,4 +265,4 @@ def _client_gone(_: Request, exc: ClientGone) -> Response[dict[str, str]]:
 
 
 def _http_error(_: Request, exc: HTTPException) -> Response[dict[str, Any]]:
-    return Response({"error": exc.detail}, status_code=exc.status_code)
+    return Response({"error": _escaped(str(exc.detail))}, status_code=exc.status_code)

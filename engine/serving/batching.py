@@ -11,8 +11,9 @@ make it pad past `max_padding` times its real length: padding one long passage i
 batch of short questions costs more than running it alone next (a closed loop of 8
 clients on MiniLM: ~95 requests/s without the limit, ~150 with 1.25). Past `max_queue`
 waiting requests, `submit` refuses at once (the server answers 503) rather than letting
-latency grow without end. A request whose client went away is dropped from the queue
-before it costs any computation.
+latency grow without end, and a request of more texts than `max_queue` is refused as
+TooLarge (a 413: it could never be queued). A request whose client went away is dropped
+from the queue before it costs any computation.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from engine.serving.models import Request
+from engine.serving.protocol import TooLarge
 
 log = logging.getLogger("doinfer.serving")
 
@@ -116,6 +118,11 @@ class Batcher:
 
     async def submit(self, requests: list[Request]) -> list[Any]:
         """Queue the requests and wait for their answers; cancelling the wait drops them."""
+        if len(requests) > self.policy.max_queue:
+            raise TooLarge(
+                f"{len(requests)} texts in one request, where model {self.runner.name} queues "
+                f"at most {self.policy.max_queue}"
+            )
         if len(self._queue) + len(requests) > self.policy.max_queue:
             self._drop_cancelled()
             if len(self._queue) + len(requests) > self.policy.max_queue:
@@ -143,16 +150,15 @@ class Batcher:
                 continue
             started = time.perf_counter()
             result, computed = await loop.run_in_executor(
-                self.runner.executor, _timed, self.runner.infer, [p.request for p in batch]
+                self.runner.executor,
+                _timed,
+                self.runner.name,
+                self.runner.infer,
+                [p.request for p in batch],
             )
-            if isinstance(result, Exception):  # the model failed: each request says so
-                log.error(
-                    "model %s failed on a batch of %d",
-                    self.runner.name,
-                    len(batch),
-                    exc_info=result,
-                )
-                answers: list[Any] = [result] * len(batch)
+            if isinstance(result, Exception):  # the model failed on a lone request
+                log.error("model %s failed on a request", self.runner.name, exc_info=result)
+                answers: list[Any] = [result]
             else:
                 answers = result
             self._free_since = time.perf_counter()
@@ -212,16 +218,39 @@ class Batcher:
 
 
 def _timed(
-    infer: Callable[[list[Request]], list[Any]], requests: list[Request]
+    name: str, infer: Callable[[list[Request]], list[Any]], requests: list[Request]
 ) -> tuple[list[Any] | Exception, float]:
     """Run a batch on the compute thread and time it there: the model's own time, without
-    the wait for a thread that other models share. A failure is returned, timed too."""
+    the wait for a thread that other models share. A failure is returned, timed too.
+
+    Requests are checked before they queue (engine.serving.protocol), but should a batch
+    still fail, its requests run again one by one, so that only those that fail alone fail:
+    one client's request must not fail the others'."""
     started = time.perf_counter()
     try:
         result: list[Any] | Exception = infer(requests)
     except Exception as exc:
-        result = exc
+        if len(requests) == 1:
+            result = exc
+        else:
+            log.warning(
+                "model %s failed on a batch of %d (%s: %s): running its requests one by one",
+                name,
+                len(requests),
+                type(exc).__name__,
+                exc,
+            )
+            result = [_alone(name, infer, request) for request in requests]
     return result, time.perf_counter() - started
+
+
+def _alone(name: str, infer: Callable[[list[Request]], list[Any]], request: Request) -> Any:
+    """The request's answer, run alone, or the exception it fails with (logged)."""
+    try:
+        return infer([request])[0]
+    except Exception as exc:
+        log.error("model %s failed on a request", name, exc_info=exc)
+        return exc
 
 
 def choose_batch(sizes: list[int], limit: int, max_padding: float = 1.25) -> list[int]:

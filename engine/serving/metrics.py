@@ -3,6 +3,8 @@
 Requests, their status codes and latencies are counted per served name (`minilm-0`); batch
 sizes, batch compute time, queue depth and requests dropped because their client left are
 counted per queue (one per loaded module: instances that share weights share a queue).
+The standard `process_*` metrics (resident memory, CPU seconds, open fds, start time) come
+along, so that memory per replica can be watched.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     disable_created_metrics,
     generate_latest,
 )
@@ -31,6 +34,7 @@ class ServerMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
         self.requests = Counter(
             "doinfer_requests",
             "Inference requests answered, by served model name and HTTP status code.",

@@ -9,17 +9,23 @@ from pathlib import Path
 
 from engine.spec.build import build_spec
 from engine.spec.errors import Diagnostic, SpecError
-from engine.spec.model import Spec
-from engine.spec.overlay import load_resolved
+from engine.spec.model import Mark, Spec
+from engine.spec.overlay import Files, load_resolved
 from engine.spec.semantic import semantic_errors
 from engine.spec.validate import schema_errors
+from engine.spec.yaml_nodes import Node
 
 __all__ = ["Diagnostic", "Spec", "SpecError", "load_spec"]
 
 
-def load_spec(path: str | Path) -> Spec:
+def load_spec(path: str | Path, environment: str | None = None, files: Files | None = None) -> Spec:
+    """The spec at `path`, validated; `environment` (`--env`) names its environment when
+    the spec does not, and must match the one it names. `files` reads it from elsewhere
+    than the working tree (a git revision)."""
     shown = str(path)
-    node = load_resolved(Path(path), shown)
+    node = load_resolved(Path(path), shown, files)
+    if environment is not None:
+        _name_environment(node, environment, shown)
     document = node.plain()
     marks = node.marks()
     errors = schema_errors(document, marks)
@@ -29,3 +35,21 @@ def load_spec(path: str | Path) -> Spec:
     if errors:
         raise SpecError(errors)
     return build_spec(document, Path(path).resolve())
+
+
+def _name_environment(node: Node, environment: str, shown: str) -> None:
+    """Set `environment` from --env, or check that the spec names the same one."""
+    assert isinstance(node.value, dict)  # load_resolved returns a mapping
+    named = node.value.get("environment")
+    if named is None:
+        node.value["environment"] = Node(environment, Mark(shown, 1, 1))
+    elif named.value != environment:
+        raise SpecError(
+            [
+                Diagnostic(
+                    named.mark,
+                    f"environment: the spec names {named.value!r} but --env asks for "
+                    f"{environment!r}",
+                )
+            ]
+        )

@@ -10,20 +10,41 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal, Protocol
 
 from engine.spec.errors import Diagnostic, SpecError
 from engine.spec.model import Mark
 from engine.spec.yaml_nodes import Node, parse
 
 
-def load_resolved(path: Path, shown: str) -> Node:
+class Files(Protocol):
+    """Where spec files are read from: the working tree, or a git revision."""
+
+    def read(self, path: Path) -> bytes:
+        """The file's bytes; FileNotFoundError, IsADirectoryError or OSError otherwise."""
+        ...
+
+    def kind(self, path: Path) -> Literal["file", "dir"] | None: ...
+
+
+class WorkingTree:
+    """Spec files as they are on disk."""
+
+    def read(self, path: Path) -> bytes:
+        return path.read_bytes()
+
+    def kind(self, path: Path) -> Literal["file", "dir"] | None:
+        return "dir" if path.is_dir() else "file" if path.is_file() else None
+
+
+def load_resolved(path: Path, shown: str, files: Files | None = None) -> Node:
     """The document at `path` with its `extends` chain applied (and `extends` removed)."""
-    return _load(path.resolve(), shown, ())
+    return _load(path.resolve(), shown, (), files or WorkingTree())
 
 
-def _load(path: Path, shown: str, chain: tuple[Path, ...]) -> Node:
+def _load(path: Path, shown: str, chain: tuple[Path, ...], files: Files) -> Node:
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = files.read(path).decode("utf-8")
     except FileNotFoundError:
         raise SpecError([Diagnostic(Mark(shown, 1, 1), "no such file")]) from None
     except IsADirectoryError:
@@ -75,12 +96,13 @@ def _load(path: Path, shown: str, chain: tuple[Path, ...]) -> Node:
             cycle = " -> ".join(p.name for p in (*chain, path, base_path))
             errors.append(Diagnostic(base.mark, f"extends: cycle {cycle}"))
             continue
-        if base_path.is_dir():
+        base_kind = files.kind(base_path)
+        if base_kind == "dir":
             errors.append(
                 Diagnostic(base.mark, f"extends: {base.value} is a directory, not a spec file")
             )
             continue
-        if not base_path.is_file():
+        if base_kind is None:
             errors.append(
                 Diagnostic(
                     base.mark, f"extends: base spec {base.value} not found (looked for {base_path})"
@@ -88,7 +110,7 @@ def _load(path: Path, shown: str, chain: tuple[Path, ...]) -> Node:
             )
             continue
         try:
-            loaded = _load(base_path, base_shown, (*chain, path))
+            loaded = _load(base_path, base_shown, (*chain, path), files)
         except SpecError as exc:
             errors.extend(exc.diagnostics)
             continue

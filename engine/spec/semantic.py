@@ -6,6 +6,8 @@ import difflib
 from typing import Any
 
 from engine.devices import LOCAL_DEVICES, has_local_device
+from engine.runtimes import RUNTIMES, runtime_class, unknown_runtime
+from engine.runtimes.base import RegistryUse
 from engine.spec.errors import Diagnostic
 from engine.spec.validate import Marks, mark_of
 
@@ -16,7 +18,13 @@ def semantic_errors(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
         errors += _unique_names(doc, marks, section)
     models = {m["name"]: m for m in doc.get("models", [])}
     host_processors = {h["processor"] for h in doc.get("hosts", [])}
-    runtime = doc.get("runtime", {}).get("kind", "local")
+    kind = doc.get("runtime", {}).get("kind", "local")
+    runtime = runtime_class(kind) if kind in RUNTIMES else None
+    if runtime is None:  # validate and plan agree on what this version can do
+        errors.append(Diagnostic(mark_of(marks, ("runtime", "kind")), unknown_runtime(kind)))
+    else:
+        errors += _registry_errors(doc, marks, kind, runtime.registry_use)
+    others = " or ".join(k for k in RUNTIMES if k != kind)
     for i, server in enumerate(doc.get("servers", [])):
         seen: set[str] = set()
         for j, packed in enumerate(server["models"]):
@@ -57,14 +65,14 @@ def semantic_errors(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
             seen.add(name)
         processor = server["processor"]
         where = mark_of(marks, ("servers", i, "processor"))
-        if runtime == "local" and not has_local_device(processor):
-            # A host can trace for this processor, but the local runtime serves here.
+        if runtime is not None and runtime.serves_here and not has_local_device(processor):
+            # A host can trace for this processor, but this runtime serves here.
             errors.append(
                 Diagnostic(
                     where,
-                    f"servers[{i}].processor: the local runtime serves on this machine, which "
+                    f"servers[{i}].processor: the {kind} runtime serves on this machine, which "
                     f"has no {processor} device ({LOCAL_DEVICES[processor]}); use processor: cpu, "
-                    f"or a docker or kubernetes runtime on {processor} nodes",
+                    f"or a runtime on {processor} nodes (runtime.kind: {others})",
                 )
             )
         elif processor not in host_processors and not has_local_device(processor):
@@ -100,6 +108,32 @@ def semantic_errors(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
 
 def _precision(model: dict[str, Any]) -> str:
     return str(model.get("trace", {}).get("precision", "fp32"))
+
+
+def _registry_errors(
+    doc: dict[str, Any], marks: Marks, kind: str, use: RegistryUse
+) -> list[Diagnostic]:
+    """runtime.registry must be given where replicas pull from it, and not where unused."""
+    given = "registry" in doc.get("runtime", {})
+    if use == "required" and not given:
+        where = mark_of(marks, ("runtime", "kind"))
+        return [
+            Diagnostic(
+                where,
+                f"runtime.registry: the {kind} runtime runs images from a registry; "
+                f"name one (e.g. 123456789012.dkr.ecr.us-west-2.amazonaws.com/team/)",
+            )
+        ]
+    if use == "none" and given:
+        where = mark_of(marks, ("runtime", "registry"), key=True)
+        return [
+            Diagnostic(
+                where,
+                f"runtime.registry: the {kind} runtime runs no images; remove the registry "
+                f"or use a runtime that pushes images",
+            )
+        ]
+    return []
 
 
 def _weight_errors(doc: dict[str, Any], marks: Marks, i: int) -> list[Diagnostic]:

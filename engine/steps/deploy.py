@@ -5,19 +5,30 @@ from __future__ import annotations
 from typing import Any
 
 from engine.graph.step import Observation, Step
+from engine.runtimes.contracts import DeployInput, DeployResult, PackResult, PushResult
 from engine.steps.base import ApplyRequest, Context, Log
+
+
+def deploy_input(upstream: dict[str, dict[str, Any]]) -> DeployInput:
+    """The pack a deploy runs and, when there is a registry, its push (what then runs),
+    told apart by their step ids (`pack/<server>`, `push/<server>`)."""
+    by_kind = {step_id.split("/", 1)[0]: outputs for step_id, outputs in upstream.items()}
+    push = by_kind.get("push")
+    return DeployInput(
+        PackResult.from_json(by_kind["pack"]), PushResult.from_json(push) if push else None
+    )
 
 
 class DeployStep:
     def observe(self, step: Step, record: dict[str, Any], ctx: Context) -> Observation:
-        return Observation(drift=tuple(ctx.runtime.deploy_drift(step.inputs, record["outputs"])))
+        deployed = DeployResult.from_json(record["outputs"])
+        return Observation(drift=tuple(ctx.runtime.deploy_drift(step.inputs, deployed)))
 
     def apply(self, request: ApplyRequest, ctx: Context, log: Log) -> dict[str, Any]:
-        # pack, and push when there is a registry: the pushed reference is what runs
-        pack = {k: v for outputs in request.upstream.values() for k, v in outputs.items()}
-        outputs = ctx.runtime.deploy(request.step.inputs, pack, log, ctx.cancel.is_set)
+        source = deploy_input(request.upstream)
+        result = ctx.runtime.deploy(request.step.inputs, source, log, ctx.cancel.is_set)
         ctx.check_cancelled()
-        return outputs
+        return result.to_json()
 
     def destroy(self, record: dict[str, Any], ctx: Context, log: Log) -> None:
         inputs = record["inputs"]

@@ -7,20 +7,22 @@ from __future__ import annotations
 from typing import Any
 
 from engine.graph.step import Observation, Step
+from engine.runtimes.contracts import ImageResult
 from engine.steps.base import ApplyRequest, Context, Log, image_runtime
 
 
 class ImageStep:
     def observe(self, step: Step, record: dict[str, Any], ctx: Context) -> Observation:
-        return Observation(drift=tuple(image_runtime(ctx, step.id).image_drift(record["outputs"])))
+        image = ImageResult.from_json(record["outputs"])
+        return Observation(drift=tuple(image_runtime(ctx, step.id).image_drift(image)))
 
     def apply(self, request: ApplyRequest, ctx: Context, log: Log) -> dict[str, Any]:
         step = request.step
-        outputs = image_runtime(ctx, step.id).build_base(
+        image = image_runtime(ctx, step.id).build_base(
             step.inputs, step.fingerprint, log, ctx.cancel.is_set
         )
         ctx.check_cancelled()
-        return outputs
+        return image.to_json()
 
     def destroy(self, record: dict[str, Any], ctx: Context, log: Log) -> None:
         image = record.get("outputs", {}).get("image")

@@ -5,25 +5,27 @@ from __future__ import annotations
 from typing import Any
 
 from engine.graph.step import Observation, Step
+from engine.runtimes.contracts import ImageResult, PackResult
 from engine.steps.base import ApplyRequest, Context, Log
 
 
 class PackStep:
     def observe(self, step: Step, record: dict[str, Any], ctx: Context) -> Observation:
-        return Observation(drift=tuple(ctx.runtime.pack_drift(record["outputs"])))
+        return Observation(
+            drift=tuple(ctx.runtime.pack_drift(PackResult.from_json(record["outputs"])))
+        )
 
     def apply(self, request: ApplyRequest, ctx: Context, log: Log) -> dict[str, Any]:
         inputs = request.step.inputs
         artifacts = {m["name"]: request.upstream[m["trace"]]["artifact"] for m in inputs["models"]}
         if "image" in inputs:  # an image runtime builds on the base image of the image step
-            inputs = {**inputs, "base_image": request.upstream[inputs["image"]]["image"]}
+            base = ImageResult.from_json(request.upstream[inputs["image"]])
+            inputs = {**inputs, "base_image": base.image}
         # A replaced pack's predecessor may still be serving; the runtime prunes it once
         # no replica uses it.
-        outputs = ctx.runtime.pack(
-            inputs, artifacts, request.step.fingerprint, log, ctx.cancel.is_set
-        )
+        pack = ctx.runtime.pack(inputs, artifacts, request.step.fingerprint, log, ctx.cancel.is_set)
         ctx.check_cancelled()
-        return outputs
+        return pack.to_json()
 
     def destroy(self, record: dict[str, Any], ctx: Context, log: Log) -> None:
-        ctx.runtime.unpack(record["outputs"], log)
+        ctx.runtime.unpack(PackResult.from_json(record["outputs"]), log)

@@ -25,6 +25,7 @@ from engine.errors import Cancelled, StepFailed
 from engine.graph.fingerprint import fingerprint
 from engine.graph.step import Observation, Step
 from engine.runtimes.streams import run_streaming
+from engine.sources import source_for_job
 from engine.steps.base import ApplyRequest, Context, Log
 
 TRACE_JOB = Path(__file__).with_name("trace_job.py")
@@ -106,7 +107,7 @@ class TraceStep:
                 f"add one under hosts"
             )
         compiler_dir = compiler_logs_dir(ctx, inputs)
-        job = trace_job(inputs, inputs["job_source"], str(out), str(compiler_dir))
+        job = trace_job(inputs, source_for_job(inputs["job_source"]), str(out), str(compiler_dir))
         with tempfile.NamedTemporaryFile("w", suffix=".json", dir=out.parent, delete=False) as f:
             json.dump(job, f)
             job_file = f.name

@@ -31,6 +31,7 @@ from engine.remote import files
 from engine.remote.connect import connect, describe
 from engine.remote.hosts import RemoteHost
 from engine.remote.process import Finished, run_streaming
+from engine.sources import source_for_job
 from engine.steps.base import Context, Log
 from engine.steps.trace import TRACE_JOB, compiler_logs_dir, trace_job
 
@@ -98,7 +99,7 @@ class RemoteTrace:
     ) -> None:
         started = time.monotonic()
         await files.upload(sftp, TRACE_JOB, f"{work}/trace_job.py")
-        source = self.inputs["job_source"]
+        source = source_for_job(self.inputs["job_source"])
         if not source.startswith("hf:"):  # a directory here: the host gets a copy
             await files.upload(sftp, Path(source), f"{work}/model")
             source = f"{work}/model"

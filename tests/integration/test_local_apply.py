@@ -266,13 +266,19 @@ def load_clients(parent: int) -> list[int]:
     return found
 
 
-def test_a_dead_server_is_drift_and_apply_restarts_only_it(state_dir: Path) -> None:
-    before = {r["replica"]: r for r in status(state_dir)}
-    pid = int(before[1]["detail"].split()[1])
+def kill_replica(state_dir: Path, replica: dict) -> int:
+    """SIGKILL a local replica and wait until it is gone; its pid."""
+    pid = int(replica["detail"].split()[1])
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
     while pid in server_pids(state_dir) and time.monotonic() < deadline:
         time.sleep(0.05)
+    return pid
+
+
+def test_a_dead_server_is_drift_and_apply_restarts_only_it(state_dir: Path) -> None:
+    before = {r["replica"]: r for r in status(state_dir)}
+    pid = kill_replica(state_dir, before[1])
 
     plan = doinfer(state_dir, "plan", str(SPEC), "--detailed-exitcode", check=False)
     assert plan.returncode == 2, plan.stdout + plan.stderr
@@ -290,6 +296,41 @@ def test_a_dead_server_is_drift_and_apply_restarts_only_it(state_dir: Path) -> N
     after = {r["replica"]: r for r in status(state_dir)}
     assert after[0]["detail"] == before[0]["detail"]  # untouched
     assert after[1]["detail"] != before[1]["detail"] and after[1]["state"] == "running"
+    assert doinfer(state_dir, "plan", str(SPEC), "--detailed-exitcode").returncode == 0
+
+
+def test_refresh_only_records_drift_and_replace_restarts_a_server(state_dir: Path) -> None:
+    before = {r["replica"]: r for r in status(state_dir)}
+    pid = kill_replica(state_dir, before[0])
+
+    refresh = doinfer(
+        state_dir, "plan", str(SPEC), "--refresh-only", "--detailed-exitcode", check=False
+    )
+    assert refresh.returncode == 2, refresh.stdout + refresh.stderr
+    assert f"replica 0 (pid {pid}) is dead" in refresh.stdout
+    doinfer(state_dir, "apply", str(SPEC), "--refresh-only", "--yes")
+    state = json.loads((state_dir / "state" / "minilm-local" / "default.json").read_text())
+    observed = state["steps"]["deploy/minilm"]["observed"]["drift"]
+    assert observed == [f"replica 0 (pid {pid}) is dead"]
+    assert {r["replica"]: r["state"] for r in status(state_dir)}[0] != "running"  # untouched
+
+    applied = doinfer(
+        state_dir,
+        "apply",
+        str(SPEC),
+        "--replace",
+        "deploy/minilm",
+        "--target",
+        "deploy/minilm",
+        "--lock-timeout",
+        "10s",
+        "--yes",
+    )
+    assert "replacement requested (--replace)" in applied.stdout
+    assert "scenario/" not in applied.stdout  # --target: the deploy and what it needs only
+    after = {r["replica"]: r for r in status(state_dir)}
+    assert [after[i]["state"] for i in (0, 1)] == ["running", "running"]
+    assert after[1]["detail"] != before[1]["detail"]  # a running replica restarted too
     assert doinfer(state_dir, "plan", str(SPEC), "--detailed-exitcode").returncode == 0
 
 

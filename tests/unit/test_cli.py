@@ -243,3 +243,40 @@ def test_bench_compare_of_two_runs(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     p50 = next(line for line in result.stdout.splitlines() if "p50 ms" in line)
     assert p50.split() == ["p50", "ms", "20.0", "25.0", "+25.0%"]
+
+
+def test_apply_refuses_a_plan_hash_once_the_state_moved(spec_dir: Path) -> None:
+    spec = str(spec_dir / "spec.yaml")
+    state_dir = spec_dir / "st"
+    planned = json.loads(
+        run("plan", spec, "--state-dir", str(state_dir), "--format", "json").stdout
+    )
+    store = StateStore(state_dir, "clidemo", "default")
+    store.record(store.load(), "trace/other@cpu", {"kind": "trace", "fingerprint": "x"})
+    result = run("apply", spec, "--state-dir", str(state_dir), "--plan-hash", planned["hash"], "-y")
+    assert result.returncode == 1
+    assert f"not {planned['hash']}" in result.stderr and "is not the one reviewed" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert set(store.load().steps) == {"trace/other@cpu"}  # nothing was applied
+
+
+def test_plan_target_and_replace_on_the_command_line(spec_dir: Path) -> None:
+    spec = str(spec_dir / "spec.yaml")
+    state = ["--state-dir", str(spec_dir / "st")]
+    data = json.loads(run("plan", spec, *state, "--format", "json", "--target", "pack/tiny").stdout)
+    assert [c["step"] for c in data["changes"]] == ["trace/tiny@cpu", "pack/tiny"]
+    unknown = run("plan", spec, *state, "--replace", "deploy/nope")
+    assert unknown.returncode == 1 and "no step deploy/nope in clidemo/default" in unknown.stderr
+
+
+def test_refresh_only_and_lock_timeout_on_the_command_line(spec_dir: Path) -> None:
+    spec = str(spec_dir / "spec.yaml")
+    state = ["--state-dir", str(spec_dir / "st")]
+    refresh = run("plan", spec, *state, "--refresh-only")
+    assert refresh.returncode == 0, refresh.stderr
+    assert "Refresh: 0 of 0 recorded step(s) drifted." in refresh.stdout
+    bad = run("apply", spec, *state, "--lock-timeout", "soon")
+    assert bad.returncode == 2 and "not a duration: 'soon'" in bad.stderr
+    applied = run("apply", spec, *state, "--refresh-only", "--lock-timeout", "2s", "-y")
+    assert applied.returncode == 0, applied.stderr
+    assert "nothing that runs changed" in applied.stdout

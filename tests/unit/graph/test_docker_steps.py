@@ -116,3 +116,15 @@ def test_a_saved_plan_keeps_what_is_known_after_apply(make_spec, tmp_path: Path)
     again = Plan.from_dict(plan.to_dict())
     assert [s.after_apply for s in again.steps] == [s.after_apply for s in plan.steps]
     assert [c.values for c in again.changes] == [c.values for c in plan.changes]
+
+
+def test_markdown_lists_the_images_to_rebuild(make_spec, tmp_path: Path) -> None:
+    from engine.graph.render import render_markdown
+
+    steps = build_steps(docker_spec(make_spec), tmp_path / "cache")
+    text = render_markdown(plan_of(steps, applied_state([])))
+    section = text.split("**Images to rebuild:**\n\n")[1].split("\n\n")[0].splitlines()
+    assert [line.split("`")[1] for line in section] == ["image/cpu", "pack/tiny"]
+    assert "- `deploy/tiny`: 2 replica(s) start" in text  # under Servers
+    unchanged = plan_of(steps, applied_state(steps))
+    assert "Images to rebuild" not in render_markdown(unchanged)

@@ -9,11 +9,12 @@ from typing import Any
 
 from engine.errors import StepFailed
 from engine.graph.executor import Event, Executor
+from engine.graph.plan import make_plan
 from engine.graph.step import Observation, Step
 from engine.state import StateStore
 from engine.steps.base import ApplyRequest, Context
 
-from .test_plan import plan_of
+from .test_plan import PLAN_ARGS, plan_of
 
 
 class FakeKind:
@@ -197,3 +198,16 @@ def test_a_pool_limits_its_steps_while_others_run(tmp_path: Path) -> None:
     assert all(o.status == "ok" for o in outcomes)
     assert peaks == {"a": 1, "b": 1}
     assert overlapped_b.is_set()  # a full pool does not hold back a step of another pool
+
+
+def test_a_requested_replace_destroys_then_applies_that_step_only(tmp_path: Path) -> None:
+    kind = FakeKind()
+    run(tmp_path, kind)  # everything applied and recorded
+    kind.applied.clear()
+    store = StateStore(tmp_path, "demo", "default")
+    state = store.load()
+    plan = make_plan(STEPS, state, None, **PLAN_ARGS, replace=["pack/a"])
+    ctx = Context(state_dir=tmp_path, runtime=None)  # type: ignore[arg-type]
+    outcomes = Executor({"fake": kind}, ctx, store, state, Recorder()).run(plan)
+    assert [(o.step_id, o.status) for o in outcomes] == [("pack/a", "ok")]
+    assert kind.destroyed == ["pack/a"] and kind.applied == ["pack/a"]

@@ -47,6 +47,15 @@ def plan_of(steps: list[Step], state: State, observe=None, environment: str = "d
     )
 
 
+PLAN_ARGS = {
+    "spec": "demo",
+    "environment": "default",
+    "runtime": "local",
+    "spec_path": "spec.yaml",
+    "document": {},
+}
+
+
 def actions(plan: Plan) -> dict[str, Action]:
     return {c.step_id: c.action for c in plan.changes}
 
@@ -285,3 +294,38 @@ def test_a_reduced_precision_is_measured_on_the_specs_corpus_fp32_on_the_default
         == build_steps(make_spec(), tmp_path / "c")[0].inputs["calibration"]
     )
     assert ["where is the state kept", None] not in fp32.inputs["calibration"]
+
+
+def test_target_keeps_the_step_and_what_it_needs(make_spec, tmp_path: Path) -> None:
+    before = build_steps(make_spec(sequence_length=128), tmp_path / "cache")
+    after = build_steps(make_spec(sequence_length=64), tmp_path / "cache")
+    state = applied_state(before)
+    state.steps["deploy/old"] = {"kind": "deploy", "fingerprint": "f", "needs": []}
+    full = make_plan(after, state, None, **PLAN_ARGS)
+    assert "scenario/smoke" in actions(full) and "deploy/old" in actions(full)
+    targeted = make_plan(after, state, None, **PLAN_ARGS, targets=["pack/tiny"])
+    assert actions(targeted) == {"trace/tiny@cpu": Action.REPLACE, "pack/tiny": Action.REPLACE}
+    deleted = make_plan(after, state, None, **PLAN_ARGS, targets=["deploy/old"])
+    assert actions(deleted) == {"deploy/old": Action.DELETE}
+
+
+def test_replace_forces_an_unchanged_step_and_what_follows_it(make_spec, tmp_path) -> None:
+    steps = build_steps(make_spec(), tmp_path / "cache")
+    plan = make_plan(steps, applied_state(steps), None, **PLAN_ARGS, replace=["deploy/tiny"])
+    assert actions(plan) == {
+        "trace/tiny@cpu": Action.NOOP,
+        "pack/tiny": Action.NOOP,
+        "deploy/tiny": Action.REPLACE,
+        "scenario/smoke": Action.REPLACE,  # a scenario proves what it follows again
+    }
+    deploy = next(c for c in plan.changes if c.step_id == "deploy/tiny")
+    assert deploy.forced and deploy.why == ("replacement requested (--replace)",)
+    assert not next(c for c in plan.changes if c.step_id == "scenario/smoke").forced
+
+
+def test_unknown_target_or_replace_names_the_steps(make_spec, tmp_path: Path) -> None:
+    steps = build_steps(make_spec(), tmp_path / "cache")
+    with pytest.raises(DoinferError, match=r"no step deploy/nope in demo/default \(steps: trace"):
+        make_plan(steps, applied_state(steps), None, **PLAN_ARGS, targets=["deploy/nope"])
+    with pytest.raises(DoinferError, match="no step pack/x"):
+        make_plan(steps, applied_state(steps), None, **PLAN_ARGS, replace=["pack/x"])

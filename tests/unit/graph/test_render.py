@@ -1,10 +1,20 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from engine.graph.build import build_steps
-from engine.graph.render import render_json, render_markdown, render_text
+from engine.graph.plan import Change, Cost, Plan, plan_hash
+from engine.graph.render import (
+    COMMENT_LIMIT,
+    MARKER,
+    render_json,
+    render_markdown,
+    render_markdown_plans,
+    render_text,
+)
+from engine.graph.step import Action
 from engine.state import State
 
 from .test_plan import applied_state, plan_of
@@ -58,7 +68,7 @@ def test_markdown_is_a_table_for_pull_requests(make_spec, tmp_path: Path) -> Non
         "| `~` | `deploy/tiny` | update | deploy tiny: 3 replica(s) on local<br>replicas: 2 -> 3 |"
         in text
     )
-    assert "<details><summary>Unchanged steps</summary>" in text
+    assert "<details><summary>Unchanged steps (2)</summary>" in text
     assert "- `trace/tiny@cpu`" in text
 
 
@@ -75,3 +85,48 @@ def test_empty_state_renders_creates(make_spec, tmp_path: Path) -> None:
     steps = build_steps(make_spec(), tmp_path / "cache")
     plan = plan_of(steps, State("demo", "default"))
     assert "Plan: 4 to create" in render_text(plan)
+
+
+def test_a_long_markdown_plan_is_cut_to_fit_and_says_so(make_spec, tmp_path: Path) -> None:
+    plan = sample_plan(make_spec, tmp_path)
+    extra = [
+        Change(
+            f"deploy/s{i:04}", "deploy", Action.CREATE, (), f"deploy s{i}: 1 replica(s)", "f", None
+        )
+        for i in range(2000)
+    ]
+    plan.changes = [*plan.changes, *extra]
+    full = render_markdown(plan, limit=10**9)
+    assert len(full) > COMMENT_LIMIT
+    text = render_markdown(plan)
+    assert len(text) <= COMMENT_LIMIT
+    assert "cut to fit one comment (65,536 characters)" in text
+    assert re.search(r"_… \d+ more steps cut to fit", text)
+    assert text.rstrip().endswith(MARKER)  # the marker a CI job finds the comment by survives
+    assert f"Plan hash: `{plan_hash(plan)}`" in text
+
+
+def test_cost_per_hour_shows_only_when_the_fleet_is_priced(make_spec, tmp_path: Path) -> None:
+    plan = sample_plan(make_spec, tmp_path)
+    assert "Cost per hour" not in render_text(plan) + render_markdown(plan)
+    plan.cost = Cost(before=1.5, after=4.25, lines=("2 x inf1.xlarge at 2.125/h",))
+    assert "Cost per hour: 1.50 USD/h -> 4.25 USD/h (+2.75)" in render_text(plan)
+    assert "**Cost per hour: 1.50 USD/h -> 4.25 USD/h (+2.75)**" in render_markdown(plan)
+    assert Plan.from_dict(plan.to_dict()).cost == plan.cost
+
+
+def test_attributes_survive_a_saved_plan(make_spec, tmp_path: Path) -> None:
+    plan = sample_plan(make_spec, tmp_path)
+    again = Plan.from_dict(json.loads(json.dumps(plan.to_dict())))
+    assert again.changes == plan.changes
+    assert render_text(again) == render_text(plan)
+    assert plan_hash(again) == plan_hash(plan)
+
+
+def test_plans_of_several_environments_share_one_comment(make_spec, tmp_path: Path) -> None:
+    steps = build_steps(make_spec(), tmp_path / "cache")
+    quiet = plan_of(steps, applied_state(steps), environment="staging")
+    text = render_markdown_plans([sample_plan(make_spec, tmp_path), quiet])
+    assert text.startswith("## doinfer plan: 1 of 2 environment(s) change")
+    assert "- `demo/staging`: No changes." in text
+    assert text.count(MARKER) == 1

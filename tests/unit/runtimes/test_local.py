@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import StepFailed
+from engine.runtimes.contracts import DeployResult, ReplicaRecord
 from engine.runtimes.local import HOLD_UNTIL_RECORDED, LocalRuntime, _alive
 
 INPUTS = {
@@ -82,7 +83,8 @@ def write_pidfile(runtime: LocalRuntime, index: int, pid: int, bundle: str, key:
 def test_pack_links_artifacts_and_writes_the_bundle_config(tmp_path: Path, artifact: Path) -> None:
     runtime = LocalRuntime(tmp_path)
     outputs = runtime.pack(INPUTS, {"tiny": str(artifact)}, "f" * 64, lambda line: None)
-    bundle = Path(outputs["bundle"])
+    assert outputs.bundle is not None
+    bundle = Path(outputs.bundle)
     assert bundle == tmp_path / "bundles" / "demo" / "default" / "web" / ("f" * 16)
     model = bundle / "models" / "tiny" / "model.pt"
     assert model.read_bytes() == b"weights"
@@ -110,8 +112,8 @@ def test_a_new_pack_prunes_the_old_bundle_nobody_serves(tmp_path: Path, artifact
     first = runtime.pack(INPUTS, {"tiny": str(artifact)}, "a" * 64, lambda line: None)
     time.sleep(0.01)
     second = runtime.pack(INPUTS, {"tiny": str(artifact)}, "b" * 64, lambda line: None)
-    assert not Path(first["bundle"]).exists()
-    assert Path(second["bundle"]).exists()
+    assert not Path(str(first.bundle)).exists()
+    assert Path(str(second.bundle)).exists()
 
 
 def test_observe_finds_dead_changed_and_extra_replicas(tmp_path: Path) -> None:
@@ -128,7 +130,9 @@ def test_observe_finds_dead_changed_and_extra_replicas(tmp_path: Path) -> None:
         write_pidfile(runtime, 1, dead.pid, bundle, "k1")
         write_pidfile(runtime, 2, changed.pid, bundle, "other")
         write_pidfile(runtime, 3, extra.pid, bundle, "k3")
-        outputs = {"replicas": [{"index": i, "key": f"k{i}"} for i in range(3)]}
+        outputs = DeployResult(
+            tuple(ReplicaRecord(i, f"http://127.0.0.1:{9000 + i}", f"k{i}") for i in range(3)), ()
+        )
         assert runtime.deploy_drift(INPUTS, outputs) == [
             f"replica 1 (pid {dead.pid}) is dead",
             f"replica 2 (pid {changed.pid}) runs something else",

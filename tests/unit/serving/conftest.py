@@ -73,7 +73,7 @@ def pack(
     outputs = LocalRuntime(state_dir).pack(
         inputs, {names[t]: str(p) for t, p in artifacts.items()}, "0" * 64, lambda line: None
     )
-    return Path(outputs["bundle"])
+    return Path(str(outputs.bundle))
 
 
 @pytest.fixture(scope="session")

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import importlib.metadata
 import json
+import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
-from litestar.testing import TestClient
+from litestar.testing import AsyncTestClient, TestClient
 
 from engine.serving.app import create_app
+from engine.serving.limits import ServerLimits
 from engine.serving.models import BundleError, Request, load_bundle
 
 from .conftest import pack, trace
@@ -308,3 +313,155 @@ def test_a_bf16_artifact_is_served_on_the_same_routes_in_fp32_json(
     assert output["datatype"] == "FP32" and output["shape"] == [2, len(alone)]
     assert cosine(output["data"][len(alone) :], alone) > 0.9999  # batched as alone
     assert answer["answer"] in CONTEXT and 0 < answer["score"] <= 1
+
+
+def v2_body(*texts: str, shape: list[int] | None = None, **extra: Any) -> str:
+    """A v2 infer body as JSON text (escaped: a lone surrogate survives as `\\ud800`)."""
+    tensor = {"name": "seq_0", "datatype": "BYTES", "shape": shape or [len(texts)]}
+    return json.dumps({"inputs": [{**tensor, "data": list(texts)}], **extra})
+
+
+def test_a_text_the_model_cannot_read_fails_alone_and_logs_no_traceback(
+    bundle: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A lone surrogate cannot be encoded: the tokenizer failed the whole batch on it, so
+    every request batched with it answered 500 (and each logged a traceback)."""
+
+    async def scenario() -> list[int]:
+        async with AsyncTestClient(create_app(load_bundle(bundle))) as client:
+            bodies = [v2_body(f"text number {i}") for i in range(8)]
+            bodies.insert(3, v2_body("fine", "bad \ud800 text"))
+            responses = await asyncio.gather(
+                *(client.post("/v2/models/fe-0/infer", content=b) for b in bodies)
+            )
+            assert "lone surrogate, U+D800" in responses[3].json()["error"]
+            return [r.status_code for r in responses]
+
+    with caplog.at_level(logging.INFO):
+        codes = asyncio.run(scenario())
+    assert codes == [200, 200, 200, 400, 200, 200, 200, 200, 200]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        (v2_body(""), "element 0: seq_0 is empty"),
+        (v2_body("a", "\udfff"), "element 1: seq_0 is not valid Unicode"),
+        (v2_body("a", shape=[2, 1]), "shape [2, 1] does not match 1 data element"),
+        (v2_body("a", outputs=[{"name": "label"}]), "no output 'label' (it has embedding)"),
+        (v2_body("a", outputs=["embedding"]), "outputs must be a list of objects"),
+    ],
+)
+def test_v2_bodies_the_model_cannot_take_are_a_400(
+    client: TestClient, body: str, message: str
+) -> None:
+    response = client.post("/v2/models/fe-0/infer", content=body)
+    assert response.status_code == 400, response.text
+    assert message in response.json()["error"]
+
+
+def test_the_question_answering_context_is_checked_too(client: TestClient) -> None:
+    body = json.loads(v2_body(QUESTION))
+    body["inputs"].append({"name": "seq_1", "datatype": "BYTES", "shape": [1], "data": [""]})
+    response = client.post("/v2/models/qa-0/infer", json=body)
+    assert response.status_code == 400
+    assert "seq_1 is empty" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "query", ["seq_0=", "seq_0=%FF%FEtext", "seq_0=question&seq_1=%C3%28"], ids=str
+)
+def test_the_old_route_takes_the_same_texts(client: TestClient, query: str) -> None:
+    """An empty text and bytes that are not UTF-8 (which litestar's parser turns into
+    U+FFFD, text the client never sent) are a 400 on the old route as on v2."""
+    response = client.get(f"/predictions/qa-0?{query}")
+    assert response.status_code == 400, response.text
+    assert ("not UTF-8" in response.text) == ("%" in query)
+
+
+def test_non_ascii_text_is_read_whole(client: TestClient) -> None:
+    assert client.get("/predictions/cls-0?seq_0=caf%C3%A9+%F0%9F%98%80").status_code == 200
+    assert client.post("/v2/models/cls-0/infer", content=v2_body("café 😀")).status_code == 200
+
+
+@pytest.mark.parametrize("shape", [[1, 2], [2, 1], [1, 1, 2]])
+def test_v2_takes_any_shape_that_holds_its_texts(client: TestClient, shape: list[int]) -> None:
+    response = client.post("/v2/models/cls-0/infer", content=v2_body("a", "b", shape=shape))
+    assert response.status_code == 200, response.text
+    assert response.json()["outputs"][0]["shape"] == [2]
+
+
+def test_v2_answers_the_outputs_asked_for_in_their_order(client: TestClient) -> None:
+    ask = [{"name": "score"}, {"name": "label"}]
+    body = client.post("/v2/models/cls-0/infer", content=v2_body("a", outputs=ask)).json()
+    assert [o["name"] for o in body["outputs"]] == ["score", "label"]
+    ask = [{"name": "score"}]
+    body = client.post("/v2/models/cls-0/infer", content=v2_body("a", outputs=ask)).json()
+    assert [o["name"] for o in body["outputs"]] == ["score"]
+
+
+def test_v2_server_metadata(client: TestClient) -> None:
+    response = client.get("/v2")
+    assert response.status_code == 200
+    assert response.json() == {
+        "name": "doinfer",
+        "version": importlib.metadata.version("doinfer"),
+        "extensions": [],
+    }
+
+
+def test_requests_larger_than_the_server_takes_are_a_413(bundle: Path) -> None:
+    limits = ServerLimits(max_body_bytes=4096, max_inputs=100)
+    with TestClient(create_app(load_bundle(bundle), limits)) as client:
+        big = client.post("/v2/models/fe-0/infer", content=v2_body("x" * 5000))
+        assert big.status_code == 413
+        many = client.post("/v2/models/fe-0/infer", content=v2_body(*["x"] * 101))
+        assert many.status_code == 413
+        assert "101 texts, where this server takes at most 100" in many.json()["error"]
+        # the bundle's max_queue is 64: 65 texts can never be queued, retrying cannot help
+        unqueueable = client.post("/v2/models/fe-0/infer", content=v2_body(*["x"] * 65))
+        assert unqueueable.status_code == 413 and "Retry-After" not in unqueueable.headers
+        assert "queues at most 64" in unqueueable.json()["error"]
+        assert client.post("/v2/models/fe-0/infer", content=v2_body(*["x"] * 64)).is_success
+        counted = _samples(client.get("/metrics").text)
+        assert counted['doinfer_requests_total{code="413",model="fe-0"}'] == 2
+
+
+def test_a_draining_server_is_not_ready(bundle: Path) -> None:
+    app = create_app(load_bundle(bundle))
+    with TestClient(app) as client:
+        assert client.get("/v2/health/ready").status_code == 200
+        app.state.draining = True
+        response = client.get("/v2/health/ready")
+        assert (response.status_code, response.json()) == (503, {"ready": False})
+        assert client.get("/v2/health/live").status_code == 200
+
+
+def test_metrics_include_the_process_metrics(client: TestClient) -> None:
+    samples = _samples(client.get("/metrics").text)
+    assert samples["process_resident_memory_bytes"] > 50e6  # torch alone is more
+    assert samples["process_open_fds"] > 0
+    assert samples["process_cpu_seconds_total"] > 0
+    assert samples["process_start_time_seconds"] > 1.7e9
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        ("get", "/predictions/no%1B%5B31mpe", None),
+        ("get", "/v2/models/x%1B%5D0;title%07", None),
+        ("post", "/v2/models/fe-0/infer", '{"inputs": [{"name": "\\u001b[2J"}]}'),
+        ("post", "/v2/models/fe-0/infer", v2_body("a", shape=["\u001b[2J"])),
+        ("post", "/v2/models/fe-0/infer", v2_body("a", outputs=[{"name": "\u202eevil\r\n"}])),
+    ],
+)
+def test_errors_never_carry_raw_control_characters(
+    client: TestClient, request_: tuple[str, str, str | None]
+) -> None:
+    method, url, body = request_
+    response = client.request(method, url, content=body)
+    assert 400 <= response.status_code < 500
+    error = response.json()["error"]
+    assert error.isprintable() and ("\\x1b" in error or "\\u202e" in error), error

@@ -13,6 +13,7 @@ import pytest
 
 from engine.serving.batching import Batcher, BatchPolicy, Overloaded, choose_batch
 from engine.serving.models import InvalidInput, Request
+from engine.serving.protocol import TooLarge
 
 
 class HeldRunner:
@@ -213,6 +214,58 @@ def test_an_invalid_request_fails_alone_and_a_failing_model_fails_its_batch() ->
         with pytest.raises(RuntimeError, match="exploded"):
             await broken.submit([Request("x")])
         await broken.stop()
+
+    run(scenario())
+
+
+def test_a_batch_that_fails_runs_again_one_by_one_so_only_the_bad_request_fails(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A tokenizer fails a whole batch on one text it cannot encode: the requests batched
+    with it still get their answers."""
+
+    class Picky(HeldRunner):
+        def infer(self, requests: list[Request]) -> list[Any]:
+            self.started.set()
+            self.release.wait(10)
+            self.batches.append([r.seq_0 for r in requests])
+            if any(r.seq_0 == "poison" for r in requests):
+                raise TypeError("cannot encode")
+            return [{"echo": r.seq_0} for r in requests]
+
+    async def scenario() -> tuple[list[Any], list[list[str]]]:
+        runner = Picky(hold=True)
+        batcher = await started(Batcher(runner, policy()))
+        busy = asyncio.create_task(batcher.submit([Request("busy")]))
+        await until(runner.started.is_set)
+        clients = [
+            asyncio.create_task(batcher.submit([Request(t)])) for t in ("good", "poison", "fine")
+        ]
+        await until(lambda: batcher.depth == 3)
+        runner.release.set()
+        answers = await asyncio.gather(busy, *clients, return_exceptions=True)
+        await batcher.stop()
+        return answers, runner.batches
+
+    answers, batches = run(scenario())
+    assert batches == [["busy"], ["good", "poison", "fine"], ["good"], ["poison"], ["fine"]]
+    assert [r.getMessage() for r in caplog.records] == [
+        "model held failed on a batch of 3 (TypeError: cannot encode): running its requests "
+        "one by one",
+        "model held failed on a request",
+    ]
+    assert answers[0] == [{"echo": "busy"}] and answers[1] == [{"echo": "good"}]
+    assert isinstance(answers[2], TypeError)
+    assert answers[3] == [{"echo": "fine"}]
+
+
+def test_a_request_of_more_texts_than_the_queue_holds_is_too_large_not_overloaded() -> None:
+    async def scenario() -> None:
+        batcher = await started(Batcher(HeldRunner(), policy(queue=4)))
+        with pytest.raises(TooLarge, match="5 texts in one request, where model held queues at"):
+            await batcher.submit([Request(str(i)) for i in range(5)])
+        assert len(await batcher.submit([Request(str(i)) for i in range(4)])) == 4
+        await batcher.stop()
 
     run(scenario())
 

@@ -165,8 +165,8 @@ def test_gpu_server_on_the_local_runtime_needs_a_gpu_here(write, no_gpu_here: st
     path = write("s.yaml", text)
     assert errors_of(path) == [
         f"{path}:9:16: error: servers[0].processor: the local runtime serves on this machine, "
-        f"which has no gpu device ({no_gpu_here}); use processor: cpu, or a docker or "
-        f"kubernetes runtime on gpu nodes"
+        f"which has no gpu device ({no_gpu_here}); use processor: cpu, or a runtime on "
+        f"gpu nodes (runtime.kind: docker)"
     ]
 
 

@@ -10,8 +10,10 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from engine.spec import load_spec
+from engine.runtimes import RUNTIMES, unknown_runtime
+from engine.spec import SpecError, load_spec
 from engine.spec.model import Batching, TraceParams
+from engine.spec.overlay import load_resolved
 
 from .conftest import VALID
 
@@ -65,6 +67,12 @@ def test_every_example_spec_validates(path: Path) -> None:
     if path.name == "qa-local.yaml":  # its model directory is the user's to provide
         spec = load_spec(path)
         assert spec.models[0].source == "path:models/qa"
+        return
+    kind = load_resolved(path, str(path)).plain().get("runtime", {}).get("kind", "local")
+    if kind not in RUNTIMES:  # the schema knows it, this version cannot run it: only that
+        with pytest.raises(SpecError) as error:
+            load_spec(path)
+        assert [d.message for d in error.value.diagnostics] == [unknown_runtime(kind)]
         return
     spec = load_spec(path)
     assert spec.servers and spec.models
