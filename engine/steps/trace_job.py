@@ -58,7 +58,8 @@ DEFAULT_FLOOR = {"feature-extraction": 0.999, "text-classification": 0.99,
                  "question-answering": 0.99}  # fmt: skip
 CPU_FLAGS = {"bf16": ("avx512_bf16", "amx_bf16"), "fp16": ("avx512_fp16", "amx_fp16")}
 # torch.jit.freeze: weights become constants, which oneDNN folds into its kernels; measured
-# on MiniLM bf16 +12% texts/s on cpu (docs/BENCHMARKS.md). A Neuron module is compiled.
+# on MiniLM bf16 +12% and +21% median texts/s on cpu (docs/BENCHMARKS.md). A Neuron
+# module is compiled.
 FREEZE_ON = ("cpu", "cuda")
 EXAMPLE_TEXT = (
     "What does the engine compare before it applies a plan?",
