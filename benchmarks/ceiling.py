@@ -5,11 +5,10 @@ drift hits them alike.
 
     python benchmarks/ceiling.py [--seconds 6] [--rounds 3] [--threads 2] [--compile]
 
-Variants: fp32 and bf16 traced and left unfrozen; frozen (torch.jit.freeze), as the trace
-job writes them; after torch.jit.optimize_for_inference (freezing plus oneDNN layout
-conversions); bf16 at max_batch_size 16 and 32; bf16 on 1 intra-op thread; with
---compile, torch.compile of the eager bf16 model (dynamic shapes). Prints texts/s per
-round and the median.
+Variants: the traced fp32 and bf16 artifacts as the trace step writes them; each after
+torch.jit.freeze, and after torch.jit.optimize_for_inference (oneDNN fusion); bf16 at
+max_batch_size 16 and 32; bf16 on 1 intra-op thread; with --compile, torch.compile of the
+eager bf16 model (dynamic shapes). Prints texts/s per round and the median.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ from engine.sources import resolve_source  # noqa: E402
 from engine.steps.trace import TRACE_JOB  # noqa: E402
 
 
-def trace(source: Path, out: Path, precision: str, freeze: bool = True) -> Path:
+def trace(source: Path, out: Path, precision: str) -> Path:
     """MiniLM traced by doinfer's trace job, at sequence length 128, into `out`."""
     job = out.with_suffix(".json")
     job.write_text(
@@ -46,7 +45,6 @@ def trace(source: Path, out: Path, precision: str, freeze: bool = True) -> Path:
                 "processor": "cpu",
                 "trace": {"sequence_length": 128, "batch_size": 1, "precision": precision},
                 "out_dir": str(out),
-                "freeze": freeze,
             }
         )
     )
@@ -114,32 +112,27 @@ def main() -> None:
         print("tracing fp32 and bf16 ...", flush=True)
         loaded = runners(
             root,
-            {
-                "fp32": trace(source, root / "fp32", "fp32"),
-                "bf16": trace(source, root / "bf16", "bf16"),
-                "fp32-unfrozen": trace(source, root / "fp32-unfrozen", "fp32", freeze=False),
-                "bf16-unfrozen": trace(source, root / "bf16-unfrozen", "bf16", freeze=False),
-            },
+            {p: trace(source, root / p, p) for p in ("fp32", "bf16")},
         )
         fp32, bf16 = loaded["fp32"], loaded["bf16"]
         variants: dict[str, tuple[ModelRunner, int, int]] = {  # runner, batch, threads
-            "fp32 traced, unfrozen": (loaded["fp32-unfrozen"], 8, args.threads),
-            "fp32 traced and frozen (the trace job's artifact)": (fp32, 8, args.threads),
+            "fp32 traced": (fp32, 8, args.threads),
+            "fp32 + freeze": (swapped(fp32, torch.jit.freeze), 8, args.threads),
             "fp32 + optimize_for_inference": (
-                swapped(loaded["fp32-unfrozen"], torch.jit.optimize_for_inference),
+                swapped(fp32, torch.jit.optimize_for_inference),
                 8,
                 args.threads,
             ),
-            "bf16 traced, unfrozen": (loaded["bf16-unfrozen"], 8, args.threads),
-            "bf16 traced and frozen (the trace job's artifact)": (bf16, 8, args.threads),
+            "bf16 traced": (bf16, 8, args.threads),
+            "bf16 + freeze": (swapped(bf16, torch.jit.freeze), 8, args.threads),
             "bf16 + optimize_for_inference": (
-                swapped(loaded["bf16-unfrozen"], torch.jit.optimize_for_inference),
+                swapped(bf16, torch.jit.optimize_for_inference),
                 8,
                 args.threads,
             ),
-            "bf16 frozen, max_batch_size 16": (bf16, 16, args.threads),
-            "bf16 frozen, max_batch_size 32": (bf16, 32, args.threads),
-            "bf16 frozen, 1 thread": (bf16, 8, 1),
+            "bf16, max_batch_size 16": (bf16, 16, args.threads),
+            "bf16, max_batch_size 32": (bf16, 32, args.threads),
+            "bf16, 1 thread": (bf16, 8, 1),
         }
         if args.compile:
             variants["bf16 torch.compile (eager model)"] = (
@@ -154,8 +147,8 @@ def main() -> None:
                 ceiling = measure_ceiling(runner, batch, 1.25, 32, args.seconds, round_)
                 rates[name].append(ceiling.throughput)
                 print(f"round {round_ + 1} {name}: {ceiling.throughput:.1f} texts/s", flush=True)
-    base = statistics.median(rates["fp32 traced, unfrozen"])
-    print("\n| variant | texts/s per round | median | vs fp32 unfrozen |")
+    base = statistics.median(rates["fp32 traced"])
+    print("\n| variant | texts/s per round | median | vs fp32 traced |")
     print("|---|---|---|---|")
     for name, values in rates.items():
         median = statistics.median(values)

@@ -12,11 +12,9 @@ JOB.json: {"model": name, "source": "<dir>" | "hf:<id>", "task": ..., "processor
 "out_dir": path, and optionally "sequence_lengths": [...] (a fixed-shape processor's
 padded lengths: one module is compiled per length), "compiler_workdir": path (where
 the Neuron compiler keeps its work and log), "calibration": [[seq_0, seq_1 | null], ...]
-(the texts on which the traced module is compared with the fp32 model) and "freeze":
-false (benchmarks/ceiling.py only: leave a cpu/cuda module unfrozen, to measure what
-freezing gains)}. The artifact (model.pt, model-<len>.pt, tokenizer/, config.json,
-doinfer-trace.json) is written to a temporary sibling and renamed into out_dir, so it
-appears whole or not at all.
+(the texts on which the traced module is compared with the fp32 model)}. The artifact
+(model.pt, model-<len>.pt, tokenizer/, config.json, doinfer-trace.json) is written to a
+temporary sibling and renamed into out_dir, so it appears whole or not at all.
 
 Precision: the traced module is measured against the fp32 model on the calibration texts
 (cosine of the pooled embeddings; top-1 agreement and the largest probability difference of
@@ -57,10 +55,6 @@ MAX_ABS_DIFF = 1e-4
 DEFAULT_FLOOR = {"feature-extraction": 0.999, "text-classification": 0.99,
                  "question-answering": 0.99}  # fmt: skip
 CPU_FLAGS = {"bf16": ("avx512_bf16", "amx_bf16"), "fp16": ("avx512_fp16", "amx_fp16")}
-# torch.jit.freeze: weights become constants, which oneDNN folds into its kernels; measured
-# on MiniLM bf16 +12% and +21% median texts/s on cpu (docs/BENCHMARKS.md). A Neuron
-# module is compiled.
-FREEZE_ON = ("cpu", "cuda")
 EXAMPLE_TEXT = (
     "What does the engine compare before it applies a plan?",
     "It compares fingerprints with the recorded state and what it observes.",
@@ -482,8 +476,6 @@ def trace_one(
             if diff > MAX_ABS_DIFF:
                 raise JobError(f"traced module differs from the model by {diff:.2e}")
             say(f"traced in {time.monotonic() - started:.1f}s, max abs diff {diff:.1e}")
-        if device in FREEZE_ON and job.get("freeze", True):
-            traced = torch.jit.freeze(traced)
     return traced, device, names
 
 

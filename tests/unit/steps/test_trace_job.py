@@ -103,7 +103,6 @@ def test_traces_match_the_untraced_model(tmp_path: Path, tiny: dict[str, Path], 
         ["where does the engine keep state"], ["state is under doinfer"], return_tensors="pt"
     )
     traced = torch.jit.load(str(out / "model.pt"))
-    assert not list(traced.parameters())  # frozen: the weights are constants oneDNN folds in
     with torch.no_grad():
         expected = model(**encoded, return_dict=False)
         got = traced(encoded["input_ids"], encoded["attention_mask"], encoded["token_type_ids"])
