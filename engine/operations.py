@@ -184,6 +184,24 @@ class Workspace:
             statuses += extra
         return statuses
 
+    def traces(self) -> list[dict[str, Any]]:
+        """Every traced model the state records: its processor, the precision it computes
+        in and the agreement with fp32 its trace measured."""
+        traces = []
+        for step_id, record in sorted(self.store.load().steps.items()):
+            if record.get("kind") != "trace":
+                continue
+            inputs, outputs = record.get("inputs", {}), record.get("outputs", {})
+            traces.append(
+                {
+                    "model": inputs.get("model", step_id),
+                    "processor": inputs.get("processor"),
+                    "precision": outputs.get("precision", "fp32"),
+                    "accuracy": outputs.get("accuracy", "not measured"),
+                }
+            )
+        return traces
+
     def logs(self, server: str, replica: int, tail: int) -> str:
         self._check_server(server)
         return self.ctx.runtime.logs(self.spec.name, self.spec.environment, server, replica, tail)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import engine
+from engine.calibration import calibration_texts
 from engine.graph.fingerprint import fingerprint
 from engine.graph.fleets import PackedFleet, expand, instance_name, packing_id
 from engine.graph.step import Step
@@ -102,11 +103,13 @@ def build_steps(
                     "task": model.task,
                     "processor": server.processor,
                     "trace": trace,
+                    "calibration": calibration_texts(spec, model.task, trace["precision"]),
                     "versions": versions,
                 },
                 [],
                 f"trace {model.name} ({model.source}, {model.task}) on {server.processor}, "
-                f"{trace['batch_size']}x{trace['sequence_length']}",
+                f"{trace['batch_size']}x{trace['sequence_length']}, {trace['precision']}",
+                after_apply=("precision", "accuracy"),
                 host=place(server.processor),
             )
 

@@ -168,7 +168,8 @@ class ModelRunner:
         tensors = self._padded(encoded, len(requests))
         module = self.module_for(tensors["input_ids"].shape[1])
         with torch.inference_mode():
-            outputs = module(*(tensors[n] for n in self.input_names))
+            # a bf16/fp16 module answers in its precision: fp32 from here on (pooling, JSON)
+            outputs = [o.float() for o in module(*(tensors[n] for n in self.input_names))]
         rows = len(requests)
         if self.task == "feature-extraction":
             return self._embeddings(outputs[0][:rows], tensors["attention_mask"][:rows])
@@ -303,10 +304,11 @@ def load_bundle(bundle: Path) -> LoadedBundle:
                 executor.submit(shared.warm_up).result()  # on the thread that will compute
             runners[name] = shared
         log.info(
-            "loaded %s x%d (%s) in %.1fs",
+            "loaded %s x%d (%s, %s) in %.1fs",
             model["name"],
             model["instances"],
             model["task"],
+            meta.get("precision", "fp32"),
             time.monotonic() - started,
         )
     return LoadedBundle(config["server"], runners, config["models"])

@@ -24,6 +24,7 @@ Processor = Literal["cpu", "gpu", "inf"]
 Task = Literal["question-answering", "feature-extraction", "text-classification"]
 RuntimeKind = Literal["local", "docker", "kubernetes"]
 ScenarioKind = Literal["sequential", "random", "benchmark"]
+Precision = Literal["fp32", "bf16", "fp16", "int8", "auto"]
 
 
 class Mark(NamedTuple):
@@ -40,11 +41,14 @@ class Mark(NamedTuple):
 
 @dataclass(frozen=True)
 class TraceParams:
-    """Example-input shape used to trace (and, on inf, to compile) the model."""
+    """Example-input shape used to trace (and, on inf, to compile) the model, the number
+    format it computes in, and the agreement with fp32 it must reach."""
 
     sequence_length: int = 128
     batch_size: int = 1
     pipeline_cores: int = 1
+    precision: Precision = "fp32"
+    accuracy_floor: float | None = None  # None: the task's default (engine/steps/trace_job.py)
 
 
 @dataclass(frozen=True)

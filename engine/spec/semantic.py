@@ -59,6 +59,15 @@ def semantic_errors(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
                         f"twice; raise its instances instead",
                     )
                 )
+            elif server.get("processor", "cpu") != "cpu" and _precision(models[name]) == "int8":
+                errors.append(
+                    Diagnostic(
+                        mark_of(marks, path),
+                        f"servers[{i}].models[{j}].model: '{name}' is traced at precision "
+                        f"int8 (dynamic quantization), which only cpu servers run; use bf16 or "
+                        f"fp16 on {server['processor']}",
+                    )
+                )
             seen.add(name)
         if server.get("packing") == "auto":
             errors += _fleet_errors(doc, marks, i, models, host_processors, kind, runtime)
@@ -262,6 +271,10 @@ def _fleet_errors(
                 )
             )
     return errors
+
+
+def _precision(model: dict[str, Any]) -> str:
+    return str(model["trace"]["precision"])  # the schema's default is filled in
 
 
 def _registry_errors(

@@ -1,11 +1,11 @@
 """The trace step: turn a model source into a traced artifact in the content-addressed cache.
 
 The cache key covers what determines the traced module (source identity, task, processor,
-trace shape, library versions), not the model's name in a spec nor the host that traces
-it, so the same inputs never trace twice, whichever spec asks: steps that share an
-artifact (many models of one source) take its lock in turn, and all but the first find it
-cached. The work itself runs in
-`trace_job.py`, a self-contained script: here in a child process (the CLI never imports
+trace shape and precision, library versions) and the texts its accuracy is measured on,
+not the model's name in a spec nor the host that traces it, so the same inputs never
+trace twice, whichever spec asks: steps that share an artifact (many models of one
+source) take its lock in turn, and all but the first find it cached. The work itself runs
+in `trace_job.py`, a self-contained script: here in a child process (the CLI never imports
 torch, a crash cannot take the engine down), or, when the step was placed on a gpu or inf
 host, on that host over SSH (trace_remote.py).
 """
@@ -35,7 +35,7 @@ from engine.sources import hash_directory, source_for_job
 from engine.steps.base import ApplyRequest, Context, Log
 from engine.steps.trace_request import TRACE_JOB, compiler_logs_dir, trace_job
 
-CACHE_KEY_INPUTS = ("source", "task", "processor", "trace", "versions")
+CACHE_KEY_INPUTS = ("source", "task", "processor", "trace", "calibration", "versions")
 LOCK_POLL_S = 0.2
 
 
@@ -123,7 +123,13 @@ class TraceStep:
                     )
                 share_tree(out)  # servers (a container's user, too) read it whatever our umask
         meta = json.loads((out / TRACE_META_FILE).read_text())
-        return {"artifact": str(out), "sha256": meta["sha256"], "device": meta.get("device")}
+        return {
+            "artifact": str(out),
+            "sha256": meta["sha256"],
+            "device": meta.get("device"),
+            "precision": meta.get("precision", "fp32"),
+            "accuracy": meta.get("accuracy", {}).get("summary", "not measured"),
+        }
 
     def destroy(self, record: dict[str, Any], ctx: Context, log: Log) -> None:
         # Traced artifacts are content-addressed and shared between specs: keep them.

@@ -29,6 +29,7 @@ def trace_job(
         "task": inputs["task"],
         "processor": inputs["processor"],
         "trace": inputs["trace"],
+        "calibration": inputs["calibration"],
         "out_dir": out_dir,
     }
     if inputs["processor"] == "inf":

@@ -26,7 +26,14 @@ def test_linux_only_apis_live_in_one_module() -> None:
         for number, line in enumerate(path.read_text().splitlines(), 1)
         if LINUX_ONLY.search(line) and not line.lstrip().startswith("#")
     ]
-    allowed = [line for line in found if "bench/load.py" in line]  # guarded: hasattr/getattr
+    allowed = [
+        line
+        for line in found
+        # bench/load.py is guarded (hasattr/getattr); steps/trace_job.py is a self-contained
+        # script that runs on trace hosts, so it cannot import engine.system: its read of
+        # /proc/cpuinfo falls back to "no flags" (fp32 and int8 only) where there is none
+        if "bench/load.py" in line or "steps/trace_job.py" in line
+    ]
     assert found == allowed, "\n".join(found)
 
 

@@ -17,7 +17,7 @@ from engine.steps.trace import TraceStep
 from tests import sshd
 from tests.tiny_models import build_tiny_model
 
-TRACE = {"sequence_length": 32, "batch_size": 1, "pipeline_cores": 1}
+TRACE = {"sequence_length": 32, "batch_size": 1, "pipeline_cores": 1, "precision": "fp32"}
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +48,7 @@ def trace_inputs(model: str, job_source: str, processor: str = "gpu") -> dict[st
         "task": "feature-extraction",
         "processor": processor,
         "trace": TRACE,
+        "calibration": [["where does the engine keep state", None]],
         "versions": {"torch": "test", "transformers": "test"},
     }
 

@@ -216,20 +216,23 @@ def test_an_inf_trace_brings_back_one_module_per_padded_length(
     python, calls = fake_inferentia_python(tmp_path / "host", fail=False)
     inputs = {
         **trace_inputs("tiny", str(tiny), "inf"),
-        "trace": {"sequence_length": 32, "batch_size": 2, "pipeline_cores": 1},
+        "trace": {"sequence_length": 32, "batch_size": 2, "pipeline_cores": 1, "precision": "bf16"},
     }
     log = Lines()
     step = trace_step(inputs, server.host_settings("inf-a", "inf", python=str(python)))
     outputs = apply_trace(step, tmp_path / "state", log)
     workdir = log.workdir()
     compiled = [json.loads(line) for line in calls.read_text().splitlines()]
+    bf16 = {"compiler_args": ["--auto-cast", "all", "--auto-cast-type", "bf16"]}
     assert compiled == [
-        {"shapes": [[2, 16]] * 3, "workdir": f"{workdir}/compiler/16"},
-        {"shapes": [[2, 32]] * 3, "workdir": f"{workdir}/compiler/32"},
+        {"shapes": [[2, 16]] * 3, "workdir": f"{workdir}/compiler/16", **bf16},
+        {"shapes": [[2, 32]] * 3, "workdir": f"{workdir}/compiler/32", **bf16},
     ]
     artifact = Path(outputs["artifact"])
     meta = json.loads((artifact / "doinfer-trace.json").read_text())
     assert (meta["processor"], meta["device"]) == ("inf", "neuronx")
+    # measured on the host, at the traced batch of 2, on the step's one calibration text
+    assert meta["precision"] == "bf16" and meta["accuracy"]["texts"] == 1
     assert {k: v["file"] for k, v in meta["modules"].items()} == {
         "16": "model-16.pt",
         "32": "model.pt",

@@ -247,6 +247,55 @@ def test_a_plan_saved_by_an_older_doinfer_with_a_digest_for_texts_is_a_clear_err
         scenario_from_inputs({"name": "mix", "kind": "benchmark", "texts": "2 texts, sha256 ab"})
 
 
+def with_precision(spec, precision: str):
+    model = spec.models[0]
+    trace = dataclasses.replace(model.trace, precision=precision)
+    return dataclasses.replace(spec, models=(dataclasses.replace(model, trace=trace),))
+
+
+def test_precision_is_in_the_trace_fingerprint_and_replaces_what_follows(
+    make_spec, tmp_path
+) -> None:
+    before = build_steps(make_spec(), tmp_path / "cache")
+    after = build_steps(with_precision(make_spec(), "bf16"), tmp_path / "cache")
+    assert before[0].fingerprint != after[0].fingerprint
+    plan = plan_of(after, applied_state(before))
+    assert actions(plan) == {
+        "trace/tiny@cpu": Action.REPLACE,
+        "pack/tiny": Action.REPLACE,
+        "deploy/tiny": Action.REPLACE,
+        "scenario/smoke": Action.REPLACE,
+    }
+    trace = plan.changes[0]
+    assert trace.reasons == ('trace.precision: "fp32" -> "bf16"',)
+    assert trace.summary.endswith(", bf16")
+    assert trace.values == {"precision": "(known after apply)", "accuracy": "(known after apply)"}
+
+
+def test_the_plan_shows_the_recorded_precision_and_accuracy(make_spec, tmp_path) -> None:
+    steps = build_steps(with_precision(make_spec(), "auto"), tmp_path / "cache")
+    state = applied_state(steps)
+    measured = "cosine to fp32 min 0.99995, mean 0.99996 on 36 texts (floor 0.999)"
+    state.steps["trace/tiny@cpu"]["outputs"] = {"precision": "bf16", "accuracy": measured}
+    plan = plan_of(steps, state)
+    assert plan.changes[0].values == {"precision": "bf16", "accuracy": measured}
+
+
+def test_a_reduced_precision_is_measured_on_the_specs_corpus_fp32_on_the_default(
+    make_spec, tmp_path
+) -> None:
+    """Editing a benchmark's corpus must not re-trace an fp32 model; a bf16 model's
+    agreement is measured on what users send, so it is re-measured."""
+    fp32 = build_steps(with_corpus(make_spec()), tmp_path / "cache")[0]
+    bf16 = build_steps(with_corpus(with_precision(make_spec(), "bf16")), tmp_path / "cache")[0]
+    assert [t for t, _ in bf16.inputs["calibration"]] == [t for t, _ in CORPUS]
+    assert (
+        fp32.inputs["calibration"]
+        == build_steps(make_spec(), tmp_path / "c")[0].inputs["calibration"]
+    )
+    assert ["where is the state kept", None] not in fp32.inputs["calibration"]
+
+
 def test_target_keeps_the_step_and_what_it_needs(make_spec, tmp_path: Path) -> None:
     before = build_steps(make_spec(sequence_length=128), tmp_path / "cache")
     after = build_steps(make_spec(sequence_length=64), tmp_path / "cache")

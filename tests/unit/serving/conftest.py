@@ -14,7 +14,9 @@ from tests.tiny_models import build_tiny_model
 TASKS = ("question-answering", "text-classification", "feature-extraction")
 
 
-def trace(source: Path, task: str, out: Path, sequence_length: int = 32) -> Path:
+def trace(
+    source: Path, task: str, out: Path, sequence_length: int = 32, precision: str = "fp32"
+) -> Path:
     job = out.with_suffix(".json")
     job.write_text(
         json.dumps(
@@ -23,7 +25,12 @@ def trace(source: Path, task: str, out: Path, sequence_length: int = 32) -> Path
                 "source": str(source),
                 "task": task,
                 "processor": "cpu",
-                "trace": {"sequence_length": sequence_length, "batch_size": 1, "pipeline_cores": 1},
+                "trace": {
+                    "sequence_length": sequence_length,
+                    "batch_size": 1,
+                    "pipeline_cores": 1,
+                    "precision": precision,
+                },
                 "out_dir": str(out),
             }
         )

@@ -15,9 +15,9 @@ from litestar.testing import AsyncTestClient, TestClient
 
 from engine.serving.app import create_app
 from engine.serving.limits import ServerLimits
-from engine.serving.models import BundleError, load_bundle
+from engine.serving.models import BundleError, Request, load_bundle
 
-from .conftest import pack
+from .conftest import pack, trace
 
 QUESTION = "where does doinfer keep state"
 CONTEXT = "doinfer keeps the state of every environment in a json file under doinfer"
@@ -272,6 +272,47 @@ def test_metrics_count_requests_by_model_and_status_in_prometheus_text(
     lines = response.text.splitlines()
     assert "# TYPE doinfer_batch_duration_seconds histogram" in lines
     assert "# TYPE doinfer_dropped_requests_total counter" in lines
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    return float(torch.nn.functional.cosine_similarity(torch.tensor(a), torch.tensor(b), dim=0))
+
+
+def test_a_bf16_artifact_is_served_on_the_same_routes_in_fp32_json(
+    tiny_artifacts, tmp_path: Path
+) -> None:
+    """The module computes in bf16; the answers leave as fp32 JSON, as an fp32 module's do."""
+    if not {"avx512_bf16", "amx_bf16"} & set(Path("/proc/cpuinfo").read_text().split()):
+        pytest.skip("this CPU has neither AVX-512 BF16 nor AMX: bf16 is refused here")
+    artifacts = {
+        task: trace(tiny_artifacts[task][0], task, tmp_path / f"bf16-{task}", precision="bf16")
+        for task in ("feature-extraction", "question-answering")
+    }
+    bundle = pack(tmp_path / "state", artifacts)
+    loaded = load_bundle(bundle)
+    assert {r.meta["precision"] for r in loaded.runners.values()} == {"bf16"}
+    fp32_artifact = tiny_artifacts["feature-extraction"][1]
+    fp32 = load_bundle(pack(tmp_path / "fp32", {"feature-extraction": fp32_artifact}))
+    text = "the model is packed densely on few machines"
+    reference = fp32.runners["fe-0"].infer([Request(text)])[0]["embedding"]
+    with TestClient(create_app(loaded)) as client:
+        alone = client.get("/predictions/fe-1", params={"seq_0": text}).json()["embedding"]
+        batch = client.post(
+            "/v2/models/fe-0/infer",
+            json={
+                "inputs": [
+                    {"name": "seq_0", "shape": [2], "datatype": "BYTES", "data": ["the", text]}
+                ]
+            },
+        ).json()
+        answer = client.get(
+            "/predictions/qa-0", params={"seq_0": QUESTION, "seq_1": CONTEXT}
+        ).json()
+    assert len(alone) == len(reference) and cosine(alone, reference) > 0.999
+    (output,) = batch["outputs"]
+    assert output["datatype"] == "FP32" and output["shape"] == [2, len(alone)]
+    assert cosine(output["data"][len(alone) :], alone) > 0.9999  # batched as alone
+    assert answer["answer"] in CONTEXT and 0 < answer["score"] <= 1
 
 
 def v2_body(*texts: str, shape: list[int] | None = None, **extra: Any) -> str:

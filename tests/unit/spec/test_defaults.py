@@ -75,6 +75,7 @@ def test_a_document_is_filled_in_depth_first() -> None:
         "sequence_length": 128,
         "batch_size": 1,
         "pipeline_cores": 1,
+        "precision": "fp32",
     }
     server = filled["servers"][0]
     assert server["replicas"] == 1 and "instances" not in server["models"][0]

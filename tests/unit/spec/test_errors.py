@@ -143,6 +143,20 @@ def test_gpu_model_without_a_host(write, no_gpu_here: str) -> None:
     assert load_spec(write("h.yaml", with_host)).hosts[0].address == "10.0.0.1"
 
 
+def test_int8_is_for_cpu_servers_only(write) -> None:
+    spec = VALID.replace(
+        "task: feature-extraction", "task: feature-extraction\n    trace: {precision: int8}"
+    )
+    assert load_spec(write("cpu.yaml", spec)).models[0].trace.precision == "int8"
+    gpu = spec.replace("processor: cpu", "processor: gpu").replace("kind: local", "kind: docker")
+    gpu += "hosts:\n  - {name: g, address: 10.0.0.1, processor: gpu}\n"
+    path = write("gpu.yaml", gpu)
+    assert errors_of(path) == [
+        f"{path}:11:22: error: servers[0].models[0].model: 'tiny' is traced at precision int8 "
+        f"(dynamic quantization), which only cpu servers run; use bf16 or fp16 on gpu"
+    ]
+
+
 def test_gpu_server_on_the_local_runtime_needs_a_gpu_here(write, no_gpu_here: str) -> None:
     """A host can trace for gpu, but the local runtime would serve on this GPU-less machine."""
     text = VALID.replace("processor: cpu", "processor: gpu") + (

@@ -22,7 +22,8 @@ INPUTS = {
     "job_source": "/somewhere",
     "task": "feature-extraction",
     "processor": "cpu",
-    "trace": {"sequence_length": 128, "batch_size": 1, "pipeline_cores": 1},
+    "trace": {"sequence_length": 128, "batch_size": 1, "pipeline_cores": 1, "precision": "fp32"},
+    "calibration": [["a text", None]],
     "versions": {"torch": "2.13.0", "transformers": "5"},
 }
 
@@ -32,6 +33,19 @@ def test_cache_key_ignores_the_models_name_but_not_its_shape() -> None:
     longer = {**INPUTS, "trace": {**INPUTS["trace"], "sequence_length": 64}}
     assert cache_key(INPUTS) != cache_key(longer)
     assert cache_key(INPUTS) != cache_key({**INPUTS, "processor": "inf"})
+
+
+def test_cache_key_changes_with_precision_floor_and_calibration_texts() -> None:
+    """A bf16 module is another artifact; so is one measured against another floor or on
+    other texts (its recorded agreement would not hold)."""
+    keys = {
+        cache_key({**INPUTS, "trace": {**INPUTS["trace"], "precision": p}})
+        for p in ("fp32", "bf16", "fp16", "int8", "auto")
+    }
+    assert len(keys) == 5
+    floor = {**INPUTS, "trace": {**INPUTS["trace"], "accuracy_floor": 0.99}}
+    assert cache_key(floor) != cache_key(INPUTS)
+    assert cache_key({**INPUTS, "calibration": [["another", None]]}) != cache_key(INPUTS)
 
 
 def fill_cache(ctx: Context, content: bytes = b"module", sha: str | None = None) -> Path:
