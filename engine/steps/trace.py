@@ -78,7 +78,9 @@ def artifact_lock(out: Path, ctx: Context, log: Log) -> Iterator[None]:
     others that share it wait (in this apply or another), instead of each tracing the same
     module again into the same directory."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    lock = str(out.with_name(f".{out.name}.lock"))
+    locks = ctx.cache_dir / "locks"  # beside the traces, not among them: the cache holds
+    locks.mkdir(parents=True, exist_ok=True)  # only whole artifacts
+    lock = str(locks / f"trace-{out.name}.lock")
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         waiting = False

@@ -67,7 +67,7 @@ def test_apply_traces_on_the_host_serves_the_answer_and_reapplies_nothing(
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert "Apply complete" in applied.stdout
     # the remote job's output, streamed into the apply's progress
-    assert "[trace/tiny@gpu] gpu-builder: tracing on gpu (1x32" in applied.stderr
+    assert "[trace/tiny@gpu] gpu-builder: tracing on gpu at fp32 (1x32" in applied.stderr
     assert "[trace/tiny@gpu] downloaded and verified" in applied.stderr
 
     status = doinfer_with_fake_gpu(state_dir, "status", str(spec), "--format", "json")
