@@ -114,7 +114,7 @@ def build_steps(
             )
 
     images = issubclass(runtime, ImageRuntime)  # its replicas run images
-    if issubclass(runtime, ImageRuntime):
+    if images:
         for processor in sorted({s.processor for s in servers}):
             inputs = runtime.image_inputs(spec, processor)
             add(
