@@ -28,8 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from engine.packing import pack  # noqa: E402
-from engine.packing.servers import fleet_of  # noqa: E402
 from engine.spec import load_spec  # noqa: E402
+from engine.spec.fleet import fleet_of  # noqa: E402
 
 
 def write_spec(directory: Path, count: int, seed: int = 0) -> Path:
