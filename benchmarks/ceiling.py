@@ -65,7 +65,7 @@ def runners(root: Path, artifacts: dict[str, Path]) -> dict[str, ModelRunner]:
               "share_weights": True, "models": models}  # fmt: skip
     paths = {name: str(path) for name, path in artifacts.items()}
     outputs = LocalRuntime(root / "state").pack(inputs, paths, "0" * 64, lambda line: None)
-    loaded = load_bundle(Path(outputs["bundle"]))
+    loaded = load_bundle(Path(str(outputs.bundle)))
     return {name: loaded.runners[f"{name}-0"] for name in artifacts}
 
 

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+LOAD_AT_START = os.getloadavg()[0]  # what else ran on the machine, said beside the numbers
 sys.path.insert(0, str(REPO))
 
 from benchmarks.ceiling import trace  # noqa: E402
@@ -98,7 +99,7 @@ def doinfer_system(root: Path, artifact: Path, args: argparse.Namespace) -> Syst
         outputs = LocalRuntime(root / "state").pack(
             inputs, {"minilm": str(artifact)}, "0" * 64, lambda line: None
         )
-        command = [sys.executable, "-m", "engine.serving", "--bundle", outputs["bundle"],
+        command = [sys.executable, "-m", "engine.serving", "--bundle", str(outputs.bundle),
                    "--port", str(port), "--threads", str(args.threads),
                    "--log-level", "warning"]  # fmt: skip
         return spawn(command), f"http://127.0.0.1:{port}"
@@ -215,8 +216,8 @@ def report(
     cosine: float,
 ) -> str:
     lines = [
-        f"Measured {datetime.date.today()} while other work ran on the machine "
-        f"({os.cpu_count()} cores shared): {versions()}. The MiniLM traced at "
+        f"Measured {datetime.date.today()} on {os.cpu_count()} cores (load average "
+        f"{LOAD_AT_START:.1f} when the run began): {versions()}. The MiniLM traced at "
         f"{args.precision}, sequence length 128, {args.threads} intra-op threads, largest "
         f"batch {args.batch} in every system (doinfer max_delay_ms {DOINFER_DELAY_MS:g}; Ray "
         f"Serve batch_wait_timeout_s {PEER_WAIT_MS / 1000:g}, max_ongoing_requests "
