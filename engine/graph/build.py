@@ -18,6 +18,7 @@ from typing import Any
 
 import engine
 from engine.calibration import calibration_texts
+from engine.gc_pause import gc_paused
 from engine.graph.fingerprint import fingerprint
 from engine.graph.fleets import PackedFleet, expand, instance_name, packing_id
 from engine.graph.step import Step
@@ -38,6 +39,7 @@ def image_id(processor: str) -> str:
     return f"image/{processor}"
 
 
+@gc_paused
 def build_steps(
     spec: Spec, cache_dir: Path, recorded: Mapping[str, Mapping[str, Any]] | None = None
 ) -> list[Step]:
@@ -82,6 +84,8 @@ def build_steps(
         return step
 
     place = trace_placer(spec)
+    # the same texts for every model of a task and precision (thousands in a fleet)
+    calibration = functools.cache(functools.partial(calibration_texts, spec))
 
     for server in servers:
         for packed in server.models:
@@ -103,7 +107,7 @@ def build_steps(
                     "task": model.task,
                     "processor": server.processor,
                     "trace": trace,
-                    "calibration": calibration_texts(spec, model.task, trace["precision"]),
+                    "calibration": calibration(model.task, trace["precision"]),
                     "versions": versions,
                 },
                 [],

@@ -7,12 +7,16 @@ needs, so a change anywhere upstream reaches everything downstream, and nothing 
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
 from engine.canonical import canonical_json
 
 __all__ = ["canonical_json", "diff_inputs", "fingerprint"]
+
+_encode_string = json.encoder.encode_basestring  # what canonical_json does to a str (C)
 
 
 def fingerprint(inputs: Mapping[str, Any], upstream: Mapping[str, str]) -> str:
@@ -44,10 +48,28 @@ def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> set[str]:
 def show_value(value: Any) -> str:
     """A value short enough for one line; a long list of lists (a scenario's corpus of
     texts) as its length and digest, since its first characters rarely show what changed."""
-    text = canonical_json(value)
+    text = _scalar_json(value)
+    if text is None:
+        text = canonical_json(value)
     if len(text) <= 60:
         return text
     if isinstance(value, list) and all(isinstance(item, list) for item in value):
         digest = hashlib.sha256(text.encode()).hexdigest()[:12]
         return f"({len(value)} texts, sha256 {digest})"
     return text[:57] + "..."
+
+
+def _scalar_json(value: Any) -> str | None:
+    """canonical_json of a scalar without json.dumps' set-up (a plan of thousands of steps
+    shows tens of thousands of them); None for anything else."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return float.__repr__(value)
+    if isinstance(value, str):
+        return _encode_string(value)
+    return None

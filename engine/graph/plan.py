@@ -14,6 +14,7 @@ from graphlib import TopologicalSorter
 from typing import Any
 
 from engine.errors import DoinferError
+from engine.gc_pause import gc_paused
 from engine.graph import attributes
 from engine.graph.attributes import Attribute
 from engine.graph.fingerprint import canonical_json, changed_keys, diff_inputs
@@ -246,6 +247,7 @@ def decide(
     return Action.NOOP, ()
 
 
+@gc_paused
 def make_plan(
     steps: list[Step],
     state: State,

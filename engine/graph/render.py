@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from engine.envs import spec_argument
+from engine.gc_pause import gc_paused
 from engine.graph.attributes import Attribute
 from engine.graph.plan import Change, Cost, Plan, plan_hash
 from engine.graph.refresh import Refresh
@@ -292,13 +293,36 @@ def _escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+@gc_paused
 def render_json(plan: Plan) -> str:
-    return json.dumps(_json_form(plan), indent=2)
+    return _plan_json(_json_form(plan))
 
 
+@gc_paused
 def render_json_plans(plans: Sequence[Plan]) -> str:
     """Several environments' plans: one JSON document, {"plans": [...]}."""
-    return json.dumps({"plans": [_json_form(p) for p in plans]}, indent=2)
+    body = ",\n".join(_indent(_plan_json(_json_form(p)), 4) for p in plans)
+    return '{\n  "plans": [\n' + body + "\n  ]\n}" if plans else '{\n  "plans": []\n}'
+
+
+def _plan_json(form: dict[str, object]) -> str:
+    """A plan as indented JSON with each change on one line: json's indenting encoder is
+    pure Python, and a fleet's plan holds thousands of changes (its compact encoder, in C,
+    writes them in a tenth of the time); one line per change also reads well in a diff."""
+    fields = []
+    for key, value in form.items():
+        if key == "changes" and isinstance(value, list) and value:
+            lines = ",\n".join("    " + json.dumps(change) for change in value)
+            text = "[\n" + lines + "\n  ]"
+        else:
+            text = _indent(json.dumps(value, indent=2), 2).lstrip()
+        fields.append(f"  {json.dumps(key)}: {text}")
+    return "{\n" + ",\n".join(fields) + "\n}"
+
+
+def _indent(text: str, spaces: int) -> str:
+    pad = " " * spaces
+    return "\n".join(pad + line for line in text.splitlines())
 
 
 def _json_form(plan: Plan) -> dict[str, object]:

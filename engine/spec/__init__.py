@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from engine.gc_pause import gc_paused
 from engine.spec.build import build_spec
 from engine.spec.corpus import load_corpora
 from engine.spec.defaults import with_defaults
@@ -21,6 +22,7 @@ from engine.spec.yaml_nodes import LazyMarks, Node
 __all__ = ["Diagnostic", "Spec", "SpecError", "load_spec"]
 
 
+@gc_paused
 def load_spec(path: str | Path, environment: str | None = None, files: Files | None = None) -> Spec:
     """The spec at `path`, validated; `environment` (`--env`) names its environment when
     the spec does not, and must match the one it names. `files` reads it from elsewhere

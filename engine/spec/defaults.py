@@ -18,7 +18,7 @@ from engine.spec.validate import validator
 def with_defaults(document: dict[str, Any]) -> dict[str, Any]:
     """A copy of `document` with every schema default it leaves out filled in."""
     root = schema()
-    return _fill(copy.deepcopy(document), root, root)
+    return _fill(_copy(document), root, root)
 
 
 def schema_default(*path: str) -> Any:
@@ -38,6 +38,15 @@ def schema() -> dict[str, Any]:
 @functools.cache
 def _definitions() -> dict[str, Any]:
     return schema().get("$defs", {})
+
+
+def _copy(value: Any) -> Any:
+    """A copy of a JSON document (copy.deepcopy's memo costs a fleet spec a tenth of a second)."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
 
 
 def _resolve(node: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:

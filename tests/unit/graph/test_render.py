@@ -10,6 +10,7 @@ from engine.graph.render import (
     COMMENT_LIMIT,
     MARKER,
     render_json,
+    render_json_plans,
     render_markdown,
     render_markdown_plans,
     render_text,
@@ -79,6 +80,21 @@ def test_json_is_machine_readable(make_spec, tmp_path: Path) -> None:
     deploy = next(c for c in data["changes"] if c["step"] == "deploy/tiny")
     assert deploy["action"] == "update"
     assert deploy["reasons"] == ["replicas: 2 -> 3"]
+
+
+def test_json_holds_the_plan_whole_with_one_line_per_change(make_spec, tmp_path: Path) -> None:
+    """The JSON is written by hand around json's C encoder (fast for thousands of
+    changes): it must still be exactly the plan's JSON form, alone or with others."""
+    plan = sample_plan(make_spec, tmp_path)
+    expected = plan.to_dict()
+    del expected["document"], expected["steps"]
+    text = render_json(plan)
+    assert json.loads(text) == json.loads(json.dumps(expected))
+    change_lines = [line for line in text.splitlines() if line.startswith('    {"step": ')]
+    assert len(change_lines) == len(expected["changes"])
+    both = json.loads(render_json_plans([plan, plan]))
+    assert both == {"plans": [json.loads(text), json.loads(text)]}
+    assert json.loads(render_json_plans([])) == {"plans": []}
 
 
 def test_empty_state_renders_creates(make_spec, tmp_path: Path) -> None:
