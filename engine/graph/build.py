@@ -45,13 +45,36 @@ def build_steps(
 ) -> list[Step]:
     """All desired steps of a spec, each with its fingerprint, in topological order.
     `recorded` (the state's step records) lets a fleet re-pack from its last packing."""
-    runtime = runtime_class(spec.runtime.kind)
     servers, fleets = expand(spec, recorded)
-    versions = library_versions()
-    sources: dict[str, ResolvedSource] = {}
-    steps: dict[str, Step] = {}
+    graph = _Graph(spec, cache_dir)
+    graph.add_traces(servers)
+    graph.add_images(servers)
+    node_types = {name: t for f in fleets for name, t in f.node_types.items()}
+    total_replicas = sum(s.replicas for s in servers)
+    deploys = [graph.add_server(s, node_types.get(s.name), total_replicas) for s in servers]
+    fleet_deploys = {f"deploy/{d.name}" for f in fleets for d in f.devices}
+    scenario_needs = [d for d in deploys if d not in fleet_deploys]
+    for packed_fleet in fleets:
+        scenario_needs += graph.add_fleet(packed_fleet)
+    graph.add_scenarios(scenario_needs)
+    steps = graph.steps
+    order = TopologicalSorter({s.id: s.needs for s in steps.values()}).static_order()
+    return [steps[i] for i in order]
+
+
+class _Graph:
+    """The steps of one spec as they are added, each fingerprinted over its inputs and
+    the fingerprints of the steps it needs (so those are added first)."""
+
+    def __init__(self, spec: Spec, cache_dir: Path) -> None:
+        self.spec = spec
+        self.cache_dir = cache_dir
+        self.runtime = runtime_class(spec.runtime.kind)
+        self.images = issubclass(self.runtime, ImageRuntime)  # its replicas run images
+        self.steps: dict[str, Step] = {}
 
     def add(
+        self,
         step_id: str,
         kind: str,
         inputs: dict[str, Any],
@@ -63,7 +86,7 @@ def build_steps(
         after_apply: tuple[str, ...] = (),
         host: Host | None = None,
     ) -> Step:
-        upstream = {n: steps[n].fingerprint for n in needs}
+        upstream = {n: self.steps[n].fingerprint for n in needs}
         digest = fingerprint(inputs, upstream)
         step = Step(
             step_id,
@@ -76,52 +99,61 @@ def build_steps(
             follows_upstream,
             exclusive,
             after_apply=after_apply,
-            runs_on=host_settings(host, spec.path.parent) if host else None,
+            runs_on=host_settings(host, self.spec.path.parent) if host else None,
             pool=f"host/{host.name}" if host else None,
             pool_limit=host.max_parallel if host else 1,
         )
-        steps[step_id] = step
+        self.steps[step_id] = step
         return step
 
-    place = trace_placer(spec)
-    # the same texts for every model of a task and precision (thousands in a fleet)
-    calibration = functools.cache(functools.partial(calibration_texts, spec))
+    def add_traces(self, servers: list[Server]) -> None:
+        """One trace per (model, processor) the servers hold, placed on a host where the
+        processor is not here."""
+        spec = self.spec
+        place = trace_placer(spec)
+        versions = library_versions()
+        sources: dict[str, ResolvedSource] = {}
+        # the same texts for every model of a task and precision (thousands in a fleet)
+        calibration = functools.cache(functools.partial(calibration_texts, spec))
+        for server in servers:
+            for packed in server.models:
+                tid = trace_id(packed.model, server.processor)
+                if tid in self.steps:
+                    continue
+                model = spec.model(packed.model)
+                if model.source not in sources:
+                    sources[model.source] = resolve_source(
+                        model.source, spec.path.parent, self.cache_dir
+                    )
+                source = sources[model.source]
+                trace = asdict(model.trace)
+                self.add(
+                    tid,
+                    "trace",
+                    {
+                        "model": model.name,
+                        "source": source.identity,
+                        "job_source": source.job_source,
+                        "task": model.task,
+                        "processor": server.processor,
+                        "trace": trace,
+                        "calibration": calibration(model.task, trace["precision"]),
+                        "versions": versions,
+                    },
+                    [],
+                    f"trace {model.name} ({model.source}, {model.task}) on {server.processor}, "
+                    f"{trace['batch_size']}x{trace['sequence_length']}, {trace['precision']}",
+                    after_apply=("precision", "accuracy"),
+                    host=place(server.processor),
+                )
 
-    for server in servers:
-        for packed in server.models:
-            tid = trace_id(packed.model, server.processor)
-            if tid in steps:
-                continue
-            model = spec.model(packed.model)
-            if model.source not in sources:
-                sources[model.source] = resolve_source(model.source, spec.path.parent, cache_dir)
-            source = sources[model.source]
-            trace = asdict(model.trace)
-            add(
-                tid,
-                "trace",
-                {
-                    "model": model.name,
-                    "source": source.identity,
-                    "job_source": source.job_source,
-                    "task": model.task,
-                    "processor": server.processor,
-                    "trace": trace,
-                    "calibration": calibration(model.task, trace["precision"]),
-                    "versions": versions,
-                },
-                [],
-                f"trace {model.name} ({model.source}, {model.task}) on {server.processor}, "
-                f"{trace['batch_size']}x{trace['sequence_length']}, {trace['precision']}",
-                after_apply=("precision", "accuracy"),
-                host=place(server.processor),
-            )
-
-    images = issubclass(runtime, ImageRuntime)  # its replicas run images
-    if images:
+    def add_images(self, servers: list[Server]) -> None:
+        """A base image per processor, where the runtime runs images."""
+        if not self.images:
+            return
         for processor in sorted({s.processor for s in servers}):
-            inputs = runtime.image_inputs(spec, processor)
-            add(
+            inputs = self.runtime.image_inputs(self.spec, processor)
+            self.add(
                 image_id(processor),
                 "image",
                 inputs,
@@ -132,17 +164,17 @@ def build_steps(
                 after_apply=("image_id",),
             )
 
-    total_replicas = sum(s.replicas for s in servers)
-    node_types = {name: t for f in fleets for name, t in f.node_types.items()}
-    deploy_ids: list[str] = []
-    for server in servers:
+    def add_server(self, server: Server, node_type: str | None, total_replicas: int) -> str:
+        """A server's pack, push (to a registry, where the runtime uses one) and deploy;
+        the deploy's id."""
+        spec, runtime, images = self.spec, self.runtime, self.images
         models = ", ".join(f"{m.model} x{m.instances}" for m in server.models[:SHOWN_MODELS])
         if len(server.models) > SHOWN_MODELS:
             models += f", ... ({len(server.models)} models)"
         pack_needs = [trace_id(m.model, server.processor) for m in server.models]
         if images:
             pack_needs.append(image_id(server.processor))
-        pack = add(
+        pack = self.add(
             f"pack/{server.name}",
             "pack",
             _pack_inputs(spec, server, runtime),
@@ -159,7 +191,7 @@ def build_steps(
         )
         deploy_needs = [pack.id]
         if images and runtime.registry_use != "none" and spec.runtime.registry:
-            push = add(
+            push = self.add(
                 f"push/{server.name}",
                 "push",
                 {
@@ -173,43 +205,23 @@ def build_steps(
                 after_apply=("digest",),
             )
             deploy_needs.append(push.id)
-        deploy_inputs = {
-            "spec": spec.name,
-            "environment": spec.environment,
-            "server": server.name,
-            "runtime": spec.runtime.kind,
-            "replicas": server.replicas,
-            "port": server.port,
-            "bind_address": spec.runtime.bind_address,
-            # decided where the servers run (the runtime resolves "auto" at apply):
-            # a plan does not depend on the cores of the machine making it
-            "threads": server.threads or AUTO,
-            "models": pack.inputs["models"],
-        }
-        deploy_inputs |= runtime.deploy_inputs(spec, server)  # it may decide threads itself
-        if deploy_inputs["threads"] == AUTO:
-            deploy_inputs["cores_shared_by"] = total_replicas  # every replica of the spec
-        if server.name in node_types:  # a fleet's device: on a node of the chosen type
-            deploy_inputs["node_type"] = node_types[server.name]
-        if server.limits:  # the server's defaults otherwise
-            deploy_inputs["limits"] = server.limits
-        deploy = add(
+        inputs = _deploy_inputs(spec, server, runtime, pack, node_type, total_replicas)
+        deploy = self.add(
             f"deploy/{server.name}",
             "deploy",
-            deploy_inputs,
+            inputs,
             deploy_needs,
             f"deploy {server.name}: {server.replicas} replica(s) on {spec.runtime.kind}",
             # a replica count changed here or on another server changes cores_shared_by
             # too: running replicas keep their threads, new ones resolve "auto" anew
             updatable=frozenset({"replicas", "cores_shared_by"}),
-            after_apply=("threads",) if deploy_inputs["threads"] == AUTO else (),
+            after_apply=("threads",) if inputs["threads"] == AUTO else (),
         )
-        deploy_ids.append(deploy.id)
+        return deploy.id
 
-    fleet_deploys = {f"deploy/{d.name}" for f in fleets for d in f.devices}
-    scenario_needs = [d for d in deploy_ids if d not in fleet_deploys]
-    for packed_fleet in fleets:
-        add(
+    def add_fleet(self, packed_fleet: PackedFleet) -> list[str]:
+        """A fleet's packing record and its router; the steps its scenarios need."""
+        self.add(
             packing_id(packed_fleet.server.name),
             "packing",
             packing_inputs(packed_fleet),
@@ -218,34 +230,62 @@ def build_steps(
             updatable=frozenset({"packing", "bill"}),  # a record: updated in place
         )
         devices = [f"deploy/{d.name}" for d in packed_fleet.devices]
-        if images:  # an image runtime has no router replica yet: scenarios hit the devices
-            scenario_needs += devices
-            continue
+        if self.images:  # an image runtime has no router replica yet: scenarios hit the devices
+            return devices
         name = packed_fleet.server.name
-        router = add(
+        router = self.add(
             f"router/{name}",
             "router",
-            router_inputs(spec, packed_fleet),
+            router_inputs(self.spec, packed_fleet),
             devices,
             f"route {name}: one address for {len(packed_fleet.fleet.demands)} models on "
             f"{len(devices)} servers",
             follows_upstream=True,  # a device's new address is a new routing table
         )
-        scenario_needs.append(router.id)
+        return [router.id]
 
-    for scenario in spec.scenarios:
-        add(
-            f"scenario/{scenario.name}",
-            "scenario",
-            scenario.to_json(),
-            scenario_needs,
-            f"scenario {scenario.name} ({scenario.kind})",
-            follows_upstream=True,
-            exclusive=True,
-        )
+    def add_scenarios(self, needs: list[str]) -> None:
+        for scenario in self.spec.scenarios:
+            self.add(
+                f"scenario/{scenario.name}",
+                "scenario",
+                scenario.to_json(),
+                needs,
+                f"scenario {scenario.name} ({scenario.kind})",
+                follows_upstream=True,
+                exclusive=True,
+            )
 
-    order = TopologicalSorter({s.id: s.needs for s in steps.values()}).static_order()
-    return [steps[i] for i in order]
+
+def _deploy_inputs(
+    spec: Spec,
+    server: Server,
+    runtime: type[Runtime],
+    pack: Step,
+    node_type: str | None,
+    total_replicas: int,
+) -> dict[str, Any]:
+    inputs = {
+        "spec": spec.name,
+        "environment": spec.environment,
+        "server": server.name,
+        "runtime": spec.runtime.kind,
+        "replicas": server.replicas,
+        "port": server.port,
+        "bind_address": spec.runtime.bind_address,
+        # decided where the servers run (the runtime resolves "auto" at apply):
+        # a plan does not depend on the cores of the machine making it
+        "threads": server.threads or AUTO,
+        "models": pack.inputs["models"],
+    }
+    inputs |= runtime.deploy_inputs(spec, server)  # it may decide threads itself
+    if inputs["threads"] == AUTO:
+        inputs["cores_shared_by"] = total_replicas  # every replica of the spec
+    if node_type is not None:  # a fleet's device: on a node of the chosen type
+        inputs["node_type"] = node_type
+    if server.limits:  # the server's defaults otherwise
+        inputs["limits"] = server.limits
+    return inputs
 
 
 def packing_inputs(packed: PackedFleet) -> dict[str, Any]:
