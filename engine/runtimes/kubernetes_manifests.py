@@ -1,8 +1,8 @@
 """The Kubernetes objects of a spec's servers, as plain data: no cluster, no client.
 
-Per server a Deployment and a Service in the spec's namespace; a fleet's router also a
-ConfigMap holding its routing table, mounted where the router reads it. `doinfer render` prints
-these for GitOps, and the kubernetes runtime applies exactly these, so what a user
+Per server a Deployment and a Service in the spec's namespace (a fleet's router also a
+ConfigMap holding its routing table, mounted where the router reads it). `doinfer render`
+prints these for GitOps, and the kubernetes runtime applies exactly these, so what a user
 commits and what doinfer applies are the same objects. Every object carries the
 recommended `app.kubernetes.io/*` labels and doinfer's own spec, environment and server
 labels: the runtime finds (and only ever touches) what carries them.
