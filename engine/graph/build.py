@@ -20,7 +20,7 @@ import engine
 from engine.calibration import calibration_texts
 from engine.gc_pause import gc_paused
 from engine.graph.fingerprint import fingerprint
-from engine.graph.fleets import PackedFleet, expand, instance_name, packing_id
+from engine.graph.fleets import PackedFleet, expand, fleet_digest, instance_name, packing_id
 from engine.graph.step import Step
 from engine.runtimes import image_names, runtime_class
 from engine.runtimes.base import AUTO, ImageRuntime, Runtime
@@ -227,16 +227,14 @@ class _Graph:
             packing_inputs(packed_fleet),
             [],
             packing_summary(packed_fleet),
-            updatable=frozenset({"packing", "bill"}),  # a record: updated in place
+            updatable=frozenset({"packing", "bill", "fleet"}),  # a record: updated in place
         )
         devices = [f"deploy/{d.name}" for d in packed_fleet.devices]
-        if self.images:  # an image runtime has no router replica yet: scenarios hit the devices
-            return devices
         name = packed_fleet.server.name
         router = self.add(
             f"router/{name}",
             "router",
-            router_inputs(self.spec, packed_fleet),
+            router_inputs(self.spec, packed_fleet, self.runtime),
             devices,
             f"route {name}: one address for {len(packed_fleet.fleet.demands)} models on "
             f"{len(devices)} servers",
@@ -290,17 +288,36 @@ def _deploy_inputs(
 
 def packing_inputs(packed: PackedFleet) -> dict[str, Any]:
     """A fleet's packing as its step records it: the packing (what a re-pack starts
-    from, what `plan --format json` shows), and its bill."""
+    from, what `plan --format json` shows), its bill, and the digest of the fleet it was
+    packed for (while that is the same, the next plan keeps the packing as it is)."""
     return {
         "server": packed.server.name,
         "packing": packed.packing.to_json(),
         "bill": packed.summary.to_json(),
+        "fleet": fleet_digest(packed.fleet),
     }
 
 
-def router_inputs(spec: Spec, packed: PackedFleet) -> dict[str, Any]:
+def router_server(packed: PackedFleet) -> Server:
+    """The router as the runtime sees a server: the fleet's name, port, resources and
+    node selector; one replica with one thread, on any node (it routes, it computes
+    nothing: no accelerator)."""
+    fleet = packed.server
+    return Server(
+        name=fleet.name,
+        processor="cpu",
+        models=(),
+        port=fleet.port,
+        threads=1,
+        resources=fleet.resources,
+        node_selector=fleet.node_selector,
+    )
+
+
+def router_inputs(spec: Spec, packed: PackedFleet, runtime: type[Runtime]) -> dict[str, Any]:
     """The router replica's deploy inputs: it runs under the fleet server's own name (and
-    port, if the spec fixes one), and serves every model of the fleet as `<model>-0`."""
+    port, if the spec fixes one), and serves every model of the fleet as `<model>-0`;
+    with what the runtime adds to any server's (where it listens, its objects)."""
     routes: dict[str, list[dict[str, Any]]] = {}
     for device, rates in sorted(packed.rates.items()):
         for model, rate in sorted(rates.items()):
@@ -321,7 +338,7 @@ def router_inputs(spec: Spec, packed: PackedFleet) -> dict[str, Any]:
             for d in sorted(packed.fleet.demands, key=lambda d: d.model)
         ],
         "routes": dict(sorted(routes.items())),
-    }
+    } | runtime.deploy_inputs(spec, router_server(packed))
 
 
 def packing_summary(packed: PackedFleet) -> str:

@@ -4,15 +4,19 @@ Each device that holds copies becomes a server of its own, `<server>-<node>-<dev
 holding one instance of each of its copies' models, on a node of the chosen type. Node
 names survive a re-pack, so a device whose copies stayed keeps its server, and its steps
 stay unchanged in the plan. A previous packing (recorded by the `packing/<server>` step)
-is re-packed with the fewest moves; without one the fleet is packed afresh.
+is kept as it is while the fleet it was packed for is the same (its digest, recorded
+beside it), re-packed with the fewest moves when the fleet changed, and without one the
+fleet is packed afresh.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from engine.canonical import canonical_json
 from engine.packing.fleet import Fleet, Packing
 from engine.packing.report import Summary, summarize
 from engine.spec.fleet import fleet_of
@@ -37,6 +41,12 @@ class PackedFleet:
     @property
     def summary(self) -> Summary:
         return summarize(self.server.name, self.fleet, self.packing)
+
+
+def fleet_digest(fleet: Fleet) -> str:
+    """What a packing was packed for: its models' demands and profiles, the node types
+    allowed (with their prices) and the cap on cores."""
+    return hashlib.sha256(canonical_json(asdict(fleet)).encode()).hexdigest()[:16]
 
 
 def instance_name(model: str) -> str:
@@ -73,6 +83,8 @@ def expand(
                         threads=server.threads,
                         share_weights=server.share_weights,
                         limits=server.limits,
+                        resources=server.resources,
+                        node_selector=server.node_selector,
                     )
                 )
                 node_types[name] = node.type.name
@@ -86,7 +98,13 @@ def _pack(fleet: Fleet, spec: Spec, record: Mapping[str, Any] | None) -> Packing
     from engine.packing.repack import repack
     from engine.packing.solver import pack
 
-    previous = record.get("inputs", {}).get("packing") if record else None
-    if previous:
-        return repack(fleet, Packing.from_json(previous, spec.catalog))
-    return pack(fleet)
+    def as_recorded(packing: Packing) -> Packing:  # its JSON rounds: plan what is recorded
+        return Packing.from_json(packing.to_json(), spec.catalog)
+
+    inputs = record.get("inputs", {}) if record else {}
+    if not inputs.get("packing"):
+        return as_recorded(pack(fleet))
+    previous = Packing.from_json(inputs["packing"], spec.catalog)
+    if inputs.get("fleet") == fleet_digest(fleet):
+        return previous  # the same fleet: a re-pack would move rates about for nothing
+    return as_recorded(repack(fleet, previous))

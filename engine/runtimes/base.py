@@ -22,7 +22,7 @@ Register a new runtime with one line in engine/runtimes/__init__.py.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -162,6 +162,21 @@ class Runtime(ABC):
     ) -> DeployResult:
         """Make the replicas run the pack (or its pushed image), keeping those already
         right; wait until ready. Resolve "auto" inputs here (`resolve_threads`)."""
+
+    def deploy_router(
+        self,
+        inputs: dict[str, Any],
+        bundle: Path,
+        devices: Sequence[DeployResult],
+        log: Log,
+        cancelled: Callable[[], bool],
+    ) -> DeployResult:
+        """Run a fleet's router: `bundle` is a directory holding its routing table
+        (serving/routing.py, named by the table's digest: while it is the same, keep the
+        replica), `devices` the fleet's deployed servers (the table names them at their
+        `peer_url`). By default the router is one more replica of a bundle, as `deploy`
+        runs any; an image runtime runs it from a device's image, which holds the engine."""
+        return self.deploy(inputs, DeployInput(PackResult(bundle=str(bundle))), log, cancelled)
 
     @abstractmethod
     def replicas(self, spec: str, environment: str, server: str) -> list[ReplicaStatus]:

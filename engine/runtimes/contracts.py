@@ -85,21 +85,38 @@ class DeployInput:
 
 @dataclass(frozen=True)
 class ReplicaRecord:
-    """One replica as deploy left it: its index, URL and the key of what it runs."""
+    """One replica as deploy left it: its index, URL and the key of what it runs.
+
+    `url` is where this machine (and the bench) reaches it; `internal_url`, where the
+    runtime's other replicas (a fleet's router, load-client containers) reach it when that
+    differs (a container's name on its network). `peer_url` is the one to give a peer."""
 
     index: int
     url: str
     key: str | None = None  # changes when what the replica runs changes
     extra: Mapping[str, Any] = field(default_factory=dict)  # pid, port; container, id...
+    internal_url: str | None = None  # None: peers reach it at `url`
+
+    @property
+    def peer_url(self) -> str:
+        return self.internal_url or self.url
 
     def to_json(self) -> dict[str, Any]:
-        return {"index": self.index, **self.extra, "url": self.url, "key": self.key}
+        return {
+            "index": self.index,
+            **self.extra,
+            **_without_none({"internal_url": self.internal_url}),
+            "url": self.url,
+            "key": self.key,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ReplicaRecord:
-        common = ("index", "url", "key")
+        common = ("index", "url", "key", "internal_url")
         extra = {k: v for k, v in data.items() if k not in common}
-        return cls(int(data["index"]), data["url"], data.get("key"), extra)
+        return cls(
+            int(data["index"]), data["url"], data.get("key"), extra, data.get("internal_url")
+        )
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,12 +62,14 @@ from engine.runtimes.docker_engine import (
     reason,
 )
 from engine.serving.limits import limit_flags, stop_timeout_s
+from engine.serving.routing import ROUTER_FILE
 
 if TYPE_CHECKING:
     from engine.bench.plan import ClientPlan, ClientResult
     from engine.spec.model import Server, Spec
 
 READY_TIMEOUT_S = 180.0
+ROUTER_DIR = "/router"  # where a router's container finds its table's file
 LOG_TAIL_LINES = 30
 CLIENT_START_S = 30.0  # a client container's start, on top of its plan's time
 
@@ -80,9 +82,12 @@ def network_name(spec: str, environment: str) -> str:
     return f"doinfer-{spec}-{environment}"
 
 
-def replica_key(inputs: dict[str, Any], image_id: str, index: int) -> str:
+def replica_key(
+    inputs: dict[str, Any], image_id: str, index: int, table: Path | None = None
+) -> str:
     """What a replica runs: while this is unchanged, a running container is kept as it is.
-    Threads as the spec says ("auto" or a number), not as resolved (see local's)."""
+    Threads as the spec says ("auto" or a number), not as resolved (see local's). A
+    router's `table` is its bundle, named by the table's digest."""
     port = inputs["port"] + index if inputs["port"] else None
     what = [
         image_id,
@@ -95,6 +100,8 @@ def replica_key(inputs: dict[str, Any], image_id: str, index: int) -> str:
     ]
     if inputs.get("limits"):  # (a key made before limits existed stays the same)
         what.append(inputs["limits"])
+    if table is not None:
+        what.append(table.name)
     text = json.dumps(what, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -115,11 +122,19 @@ def device_options(processor: str, server: str) -> dict[str, Any]:
 
 
 def run_options(
-    inputs: dict[str, Any], image: str, index: int, key: str, network: str
+    inputs: dict[str, Any],
+    image: str,
+    index: int,
+    key: str,
+    network: str,
+    table: Path | None = None,
 ) -> dict[str, Any]:
-    """The `docker run` of one replica, as python-on-whales keyword arguments."""
+    """The `docker run` of one replica, as python-on-whales keyword arguments. A fleet's
+    router (`table`: its bundle) runs its table's file, mounted read-only, instead of the
+    image's bundle (the last --bundle wins)."""
     spec, env, server = inputs["spec"], inputs["environment"], inputs["server"]
     host_port = str(inputs["port"] + index) if inputs["port"] else ""
+    router = table is not None
     return {
         "image": image,
         "command": [
@@ -128,6 +143,7 @@ def run_options(
             "--threads",
             str(inputs["threads"]),
             *limit_flags(inputs.get("limits", {})),
+            *(["--bundle", ROUTER_DIR] if router else []),
         ],
         "name": container_name(spec, env, server, index),
         "detach": True,
@@ -143,9 +159,14 @@ def run_options(
             ENVIRONMENT: env,
             SERVER: server,
             REPLICA: str(index),
-            STEP: f"deploy/{server}",
+            STEP: f"{'router' if router else 'deploy'}/{server}",
             FINGERPRINT: key,
         },
+        **(
+            {"volumes": [(str(table / ROUTER_FILE), f"{ROUTER_DIR}/{ROUTER_FILE}", "ro")]}
+            if table is not None
+            else {}
+        ),
         **device_options(inputs["processor"], server),
     }
 
@@ -191,12 +212,37 @@ class DockerRuntime(DockerBuilds, ImageRuntime):
     def deploy(
         self, inputs: dict[str, Any], source: DeployInput, log: Log, cancelled: Callable[[], bool]
     ) -> DeployResult:
+        image = source.image or image_tag(source.pack)
+        return self._deploy(inputs, image, image_id(source.pack), None, log, cancelled)
+
+    def deploy_router(
+        self,
+        inputs: dict[str, Any],
+        bundle: Path,
+        devices: Sequence[DeployResult],
+        log: Log,
+        cancelled: Callable[[], bool],
+    ) -> DeployResult:
+        """The router as a container of a device's image (it holds the engine) on the
+        spec's network, where it reaches the devices by their names, its table the
+        bundle's file mounted read-only: no image to build or push."""
+        device = devices[0].extra
+        return self._deploy(inputs, device["image"], device["image_id"], bundle, log, cancelled)
+
+    def _deploy(
+        self,
+        inputs: dict[str, Any],
+        image: str,
+        built: str,
+        table: Path | None,
+        log: Log,
+        cancelled: Callable[[], bool],
+    ) -> DeployResult:
+        """Run `image` (its id `built`) as the server's replicas, keeping the right ones."""
         threads = self.resolve_threads(inputs)  # "auto" decided here, for replicas started now
         spec, env, server = inputs["spec"], inputs["environment"], inputs["server"]
-        image = source.image or image_tag(source.pack)
-        built = image_id(source.pack)
         existing = dict(self._containers(spec, env, server))
-        keys = [replica_key(inputs, built, i) for i in range(inputs["replicas"])]
+        keys = [replica_key(inputs, built, i, table) for i in range(inputs["replicas"])]
         kept = {
             i
             for i, key in enumerate(keys)
@@ -219,7 +265,9 @@ class DockerRuntime(DockerBuilds, ImageRuntime):
                     continue
                 if old is not None:  # its port is free only once it is gone: it drains first
                     self._retire(old, log, drain_s)
-                options = run_options(inputs | {"threads": threads}, image, index, key, network)
+                options = run_options(
+                    inputs | {"threads": threads}, image, index, key, network, table
+                )
                 container = self._start(options, log)
                 started.append(container)
                 replicas.append(container)
@@ -534,7 +582,8 @@ class DockerRuntime(DockerBuilds, ImageRuntime):
                     index,
                     url,
                     container.config.labels[FINGERPRINT],
-                    {"container": container.name, "id": container.id, "internal_url": internal_url},
+                    {"container": container.name, "id": container.id},
+                    internal_url,
                 )
             time.sleep(0.3)
         raise StepFailed(

@@ -23,7 +23,7 @@ import secrets
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
@@ -49,6 +49,7 @@ from engine.runtimes.kubernetes_rollout import (
     unavailable,
     waiting_reasons,
 )
+from engine.serving.routing import ROUTER_FILE, routing_table, table_digest, table_text
 
 if TYPE_CHECKING:  # kr8s and the Docker client load when first used, not to plan
     from python_on_whales import DockerClient
@@ -64,6 +65,7 @@ CLIENT_START_S = 300.0  # a load-client pod's scheduling and image pull, on top 
 # a benchmark's clients start together this long after their Job is created: time for the
 # pods to be scheduled and started (a pod later than that starts at once, and says so)
 CLIENT_SYNC_S = 20.0
+CONFIG_MAP_BYTES = 1024 * 1024  # what one ConfigMap (a router's table) may hold
 
 
 class KubernetesRuntime(DockerBuilds, ImageRuntime):
@@ -124,8 +126,11 @@ class KubernetesRuntime(DockerBuilds, ImageRuntime):
         """The objects apply would send: images already pushed (recorded with the pushed
         step's fingerprint) by digest, the others by the content tag they will have."""
         by_id = {s.id: s for s in steps}
-        workloads = []
+        workloads: list[k8s.Workload] = []
+        servers: dict[str, k8s.Workload] = {}
         for step in steps:
+            if step.kind == "router":  # after its devices (the steps are in order)
+                workloads.append(rendered_router(step.inputs, servers))
             if step.kind != "deploy":
                 continue
             inputs = step.inputs
@@ -138,9 +143,9 @@ class KubernetesRuntime(DockerBuilds, ImageRuntime):
             record = records.get(push.id)
             if record is not None and record.get("fingerprint") == push.fingerprint:
                 image = PushResult.from_json(record["outputs"]).digest
-            workloads.append(
-                k8s.workload(inputs, image, tag.rsplit(":", 1)[1], deploy_key(inputs, image))
-            )
+            workload = k8s.workload(inputs, image, tag.rsplit(":", 1)[1], deploy_key(inputs, image))
+            servers[workload.server] = workload
+            workloads.append(workload)
         return k8s.manifests(workloads)
 
     def check(self) -> None:
@@ -160,6 +165,30 @@ class KubernetesRuntime(DockerBuilds, ImageRuntime):
         workload = k8s.workload(
             inputs, image, source.push.reference.rsplit(":", 1)[-1], deploy_key(inputs, image)
         )
+        return self._roll_out(workload, inputs, log, cancelled)
+
+    def deploy_router(
+        self,
+        inputs: dict[str, Any],
+        bundle: Path,
+        devices: Sequence[DeployResult],
+        log: Log,
+        cancelled: Callable[[], bool],
+    ) -> DeployResult:
+        """The router as a Deployment and Service named after the fleet, running a device's
+        pushed image (it holds the engine) on the table of a ConfigMap of the same name."""
+        image = devices[0].extra["image"]  # REPOSITORY@sha256:..., as the device runs it
+        workload = router_workload(inputs, image, (bundle / ROUTER_FILE).read_text())
+        return self._roll_out(workload, inputs, log, cancelled)
+
+    def _roll_out(
+        self,
+        workload: k8s.Workload,
+        inputs: dict[str, Any],
+        log: Log,
+        cancelled: Callable[[], bool],
+    ) -> DeployResult:
+        """Apply a server's objects, wait for its rollout; its one record is its Service."""
         self._run(self._deploy(workload, inputs["rollout_timeout_s"], log, cancelled))
         record = ReplicaRecord(
             0,
@@ -171,14 +200,14 @@ class KubernetesRuntime(DockerBuilds, ImageRuntime):
             (record,),
             served_models(inputs),
             workload.threads,
-            {"deployment": workload.name, "namespace": workload.namespace, "image": image},
+            {"deployment": workload.name, "namespace": workload.namespace, "image": workload.image},
         )
 
     async def _deploy(
         self, w: k8s.Workload, timeout_s: float, log: Log, cancelled: Callable[[], bool]
     ) -> None:
         await self._ensure_namespace(w, log)
-        for obj in (k8s.deployment(w), k8s.service(w)):
+        for obj in k8s.objects(w):
             await self.client.apply(obj, force=self.options.force_conflicts)
             log(f"applied {obj['kind']} {w.namespace}/{w.name}")
         await self._wait_rollout(w, timeout_s, log, cancelled)
@@ -296,6 +325,8 @@ class KubernetesRuntime(DockerBuilds, ImageRuntime):
                 drift.append(f"Deployment {namespace}/{name}: {problem}")
         if await self.client.get("Service", name, namespace) is None:
             drift.append(f"Service {namespace}/{name} is gone")
+        if "routes" in inputs and await self.client.get("ConfigMap", name, namespace) is None:
+            drift.append(f"ConfigMap {namespace}/{name} (the router's table) is gone")
         return drift
 
     def undeploy(self, spec: str, environment: str, server: str, log: Log) -> None:
@@ -304,7 +335,7 @@ class KubernetesRuntime(DockerBuilds, ImageRuntime):
     async def _undeploy(self, spec: str, environment: str, server: str, log: Log) -> None:
         """Delete the server's objects, found by doinfer's labels: nothing else."""
         labels = k8s.selector(spec, environment, server)
-        for kind in ("Service", "Deployment"):
+        for kind in ("Service", "Deployment", "ConfigMap"):
             for obj in await self.client.list(kind, self.namespace, labels):
                 name = obj["metadata"]["name"]
                 if await self.client.delete(kind, name, self.namespace):
@@ -499,6 +530,28 @@ def deploy_key(inputs: dict[str, Any], image: str) -> str:
     annotation; another value on the cluster means another hand changed it."""
     text = json.dumps([inputs, image], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def router_workload(inputs: dict[str, Any], image: str, table: str) -> k8s.Workload:
+    """A fleet's router: a device's image on its routing table (ConfigMap), labelled with
+    the table's digest, so that a new table rolls its pods and the same one keeps them."""
+    if len(table.encode()) > CONFIG_MAP_BYTES:
+        raise StepFailed(
+            f"the routing table of {inputs['server']} is {len(table.encode()):,} bytes, more "
+            f"than a ConfigMap holds ({CONFIG_MAP_BYTES:,}): split the fleet into smaller ones"
+        )
+    version = table_digest(table)
+    key = deploy_key(inputs | {"table": version}, image)
+    return k8s.workload(inputs, image, version, key, routes=table)
+
+
+def rendered_router(inputs: dict[str, Any], devices: dict[str, k8s.Workload]) -> k8s.Workload:
+    """The router apply would run after its devices (rendered before it): each device is
+    its Service's cluster DNS name, the image the first device's, as deploy_router does."""
+    names = sorted({c["server"] for copies in inputs["routes"].values() for c in copies})
+    urls = {n: [service_url(devices[n].name, devices[n].namespace, devices[n].port)] for n in names}
+    table = table_text(routing_table(inputs["routes"], urls))
+    return router_workload(inputs, devices[names[0]].image, table)
 
 
 def service_url(name: str, namespace: str, port: int) -> str:

@@ -38,6 +38,7 @@ KINDS = {
     "Deployment": Kind("apps/v1", "deployments"),
     "ReplicaSet": Kind("apps/v1", "replicasets"),
     "Service": Kind("v1", "services"),
+    "ConfigMap": Kind("v1", "configmaps"),
     "Job": Kind("batch/v1", "jobs"),
     "Pod": Kind("v1", "pods"),
     "Event": Kind("v1", "events"),

@@ -1,7 +1,8 @@
 """The Kubernetes objects of a spec's servers, as plain data: no cluster, no client.
 
-Per server a Deployment and a Service in the spec's namespace. `doinfer render` prints
-these for GitOps, and the kubernetes runtime applies exactly these, so what a user
+Per server a Deployment and a Service in the spec's namespace (a fleet's router also a
+ConfigMap holding its routing table, mounted where the router reads it). `doinfer render`
+prints these for GitOps, and the kubernetes runtime applies exactly these, so what a user
 commits and what doinfer applies are the same objects. Every object carries the
 recommended `app.kubernetes.io/*` labels and doinfer's own spec, environment and server
 labels: the runtime finds (and only ever touches) what carries them.
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from engine.serving.limits import STOP_MARGIN_S, limit_flags, stop_timeout_s
+from engine.serving.routing import ROUTER_FILE
 
 if TYPE_CHECKING:
     from engine.spec.model import Server, Spec
@@ -36,6 +38,9 @@ GPU = "nvidia.com/gpu"
 NEURON = "aws.amazon.com/neuron"
 NEURON_CORE = "aws.amazon.com/neuroncore"
 TAINTS = {"gpu": GPU, "inf": NEURON}  # the taints accelerator node groups commonly carry
+INSTANCE_TYPE = "node.kubernetes.io/instance-type"  # the well-known label EKS nodes carry
+ROUTER_DIR = "/etc/doinfer/router"  # where a router's pod mounts its table's ConfigMap
+ROUTES_VOLUME = "routes"
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
@@ -61,10 +66,15 @@ class Workload:
     startup_timeout_s: float = 600.0
     termination_grace_s: int = 60
     limits: Mapping[str, float] = field(default_factory=dict)  # the spec's server limits
+    routes: str | None = None  # a fleet's router: its routing table (ROUTER_FILE's text)
 
     @property
     def name(self) -> str:
         return object_name(self.spec, self.environment, self.server)
+
+    @property
+    def component(self) -> str:
+        return "router" if self.routes is not None else "model-server"
 
 
 def deploy_settings(spec: Spec, server: Server) -> dict[str, Any]:
@@ -92,18 +102,32 @@ def deploy_settings(spec: Spec, server: Server) -> dict[str, Any]:
     }
 
 
-def workload(settings: Mapping[str, Any], image: str, version: str, fingerprint: str) -> Workload:
-    """A server's Workload from its deploy settings and the image it runs."""
-    given = ("image", "version", "fingerprint", "port")  # port: the container's, not the host's
+def workload(
+    settings: Mapping[str, Any],
+    image: str,
+    version: str,
+    fingerprint: str,
+    routes: str | None = None,
+) -> Workload:
+    """A server's Workload from its deploy settings and the image it runs (a fleet's
+    router: with its routing table). A fleet's device (its settings name the `node_type`
+    its packing chose) runs on a node of that type: the instance type joins the server's
+    node selector, and wins over an instance type the selector names."""
+    given = ("image", "version", "fingerprint", "port", "node_selector", "routes")
     fields = {
         k: settings[k] for k in Workload.__dataclass_fields__ if k in settings and k not in given
     }
+    node_selector = dict(settings["node_selector"])
+    if settings.get("node_type"):
+        node_selector[INSTANCE_TYPE] = settings["node_type"]
     return Workload(
         **fields,
-        port=settings["container_port"],
+        port=settings["container_port"],  # the container's, not the host's
+        node_selector=node_selector,
         image=image,
         version=version,
         fingerprint=fingerprint,
+        routes=routes,
     )
 
 
@@ -201,7 +225,7 @@ def namespace(name: str, spec: str, environment: str) -> dict[str, Any]:
 
 
 def deployment(w: Workload) -> dict[str, Any]:
-    pod_labels = labels(w)
+    pod_labels = labels(w, w.component)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -231,7 +255,7 @@ def service(w: Workload) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": w.name, "namespace": w.namespace, "labels": labels(w)},
+        "metadata": {"name": w.name, "namespace": w.namespace, "labels": labels(w, w.component)},
         "spec": {
             "type": "ClusterIP",
             "selector": selector(w.spec, w.environment, w.server),
@@ -242,15 +266,37 @@ def service(w: Workload) -> dict[str, Any]:
     }
 
 
+def config_map(w: Workload) -> dict[str, Any]:
+    """A router's routing table, as the file its pods mount (`ROUTER_FILE` in ROUTER_DIR).
+    Its pods read it once, at start: the table's digest is the pod template's version
+    label, so a new table rolls them."""
+    assert w.routes is not None, f"{w.name} is no router"
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": w.name, "namespace": w.namespace, "labels": labels(w, w.component)},
+        "data": {ROUTER_FILE: w.routes},
+    }
+
+
+def objects(w: Workload) -> list[dict[str, Any]]:
+    """A server's objects in the order they are applied: a router's table first."""
+    return [
+        *([config_map(w)] if w.routes is not None else []),
+        deployment(w),
+        service(w),
+    ]
+
+
 def manifests(workloads: list[Workload]) -> list[dict[str, Any]]:
-    """The namespace(s), then each server's Deployment and Service, in spec order."""
-    objects: list[dict[str, Any]] = []
+    """The namespace(s), then each server's objects, in spec order."""
+    found: list[dict[str, Any]] = []
     for ns in dict.fromkeys(w.namespace for w in workloads):
         first = next(w for w in workloads if w.namespace == ns)
-        objects.append(namespace(ns, first.spec, first.environment))
+        found.append(namespace(ns, first.spec, first.environment))
     for w in workloads:
-        objects += [deployment(w), service(w)]
-    return objects
+        found += objects(w)
+    return found
 
 
 def load_job(
@@ -353,6 +399,8 @@ def _pod_spec(w: Workload) -> dict[str, Any]:
         pod["nodeSelector"] = dict(w.node_selector)
     if w.processor in TAINTS:
         pod["tolerations"] = [{"key": TAINTS[w.processor], "operator": "Exists"}]
+    if w.routes is not None:
+        pod["volumes"] = [{"name": ROUTES_VOLUME, "configMap": {"name": w.name}}]
     return pod
 
 
@@ -366,7 +414,7 @@ def _container(w: Workload) -> dict[str, Any]:
         }
 
     requests = {"cpu": w.cpu, "memory": w.memory}
-    return {
+    container: dict[str, Any] = {
         "name": CONTAINER,
         "image": w.image,
         "imagePullPolicy": "IfNotPresent",
@@ -376,6 +424,8 @@ def _container(w: Workload) -> dict[str, Any]:
             "--threads",
             str(w.threads),
             *limit_flags(server_limits(w)),
+            # a router runs its table, not the image's bundle (the last --bundle wins)
+            *(["--bundle", ROUTER_DIR] if w.routes is not None else []),
         ],
         "ports": [{"name": PORT_NAME, "containerPort": w.port, "protocol": "TCP"}],
         # the server listens only once every model is loaded: until then the startup
@@ -393,3 +443,8 @@ def _container(w: Workload) -> dict[str, Any]:
             "capabilities": {"drop": ["ALL"]},
         },
     }
+    if w.routes is not None:
+        container["volumeMounts"] = [
+            {"name": ROUTES_VOLUME, "mountPath": ROUTER_DIR, "readOnly": True}
+        ]
+    return container

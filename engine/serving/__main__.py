@@ -20,8 +20,7 @@ from typing import Any
 
 from engine import system
 from engine.serving.limits import ServerLimits
-
-ROUTER_FILE = "router.json"  # a bundle holding this file is a fleet's router's
+from engine.serving.routing import ROUTER_FILE
 
 
 def main(argv: list[str] | None = None) -> int:

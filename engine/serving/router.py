@@ -4,8 +4,8 @@ A fleet packed with `packing: auto` runs one server per device, each holding a f
 copies. The router knows, for every model, which servers hold a copy and the rate the
 packing routed to each; it picks one at random in proportion to those rates (a weighted
 share of the traffic, as the packing planned), forwards the request, and when that server
-is down or answers 502/503/504 it tries the model's next copy. `GET /v2/models` lists every
-model of the fleet.
+is down or answers 502/503/504 it tries the model's next copy; when no copy can be
+reached, a 503 names those it tried. `GET /v2/models` lists every model of the fleet.
 
     python -m engine.serving.router --table TABLE.json [--host 127.0.0.1] (--port N | --fd N)
 
@@ -131,7 +131,14 @@ def create_router(
             failures.append(f"{backend.url}: {answer.status_code}")
         if last is not None:
             return last
-        return _json(502, {"error": f"no copy of {model} answered", "tried": failures})
+        # unavailable for now (a client may retry), not a bad gateway: no copy is reachable
+        return _json(
+            503,
+            {
+                "error": f"no copy of {model} answered: every server holding it is down",
+                "tried": failures,
+            },
+        )
 
     @get("/v2/health/live", sync_to_thread=False)
     def live() -> dict[str, bool]:

@@ -23,18 +23,25 @@ pytestmark = pytest.mark.integration
 MODELS = [f"m{i:02d}" for i in range(20)]
 
 
-def fleet_spec(directory: Path) -> Path:
+def fleet_spec(
+    directory: Path,
+    models: list[str] = MODELS,
+    name: str = "fleet-test",
+    runtime: str = "{kind: local}",
+) -> Path:
+    """A fleet of tiny models on a small test node type; the first model's demand needs
+    two devices, the others' one copy each (the other runtimes' fleet tests take it too)."""
     lines = [
         "apiVersion: doinfer/v1",
-        "name: fleet-test",
+        f"name: {name}",
         "catalog:",
         "  - {name: test-cpu, processor: cpu, devices: 1, cores_per_device: 2,",
         "     memory_per_device_gib: 1, price_per_hour: 0.1}",
         "models:",
     ]
-    for name in MODELS:
+    for model in models:
         lines += [
-            f"  - name: {name}",
+            f"  - name: {model}",
             "    source: path:models/tiny",
             "    task: feature-extraction",
             "    trace: {sequence_length: 16}",
@@ -45,10 +52,11 @@ def fleet_spec(directory: Path) -> Path:
         "  - name: fleet",
         "    packing: auto",
         "    node_types: [test-cpu]",
+        "    threads: 1",
         "    models:",
-        "      - {model: m00, rate: 25}",  # more than one device's 1.5 cores x 10/s
-        *(f"      - {{model: {name}, rate: 1}}" for name in MODELS[1:]),
-        "runtime: {kind: local}",
+        f"      - {{model: {models[0]}, rate: 25}}",  # more than one device's 1.5 cores x 10/s
+        *(f"      - {{model: {model}, rate: 1}}" for model in models[1:]),
+        f"runtime: {runtime}",
         "scenarios:",
         "  - {name: smoke, kind: sequential}",
     ]

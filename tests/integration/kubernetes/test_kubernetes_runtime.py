@@ -448,3 +448,114 @@ def test_kubernetes_spec_names_too_long_are_a_validation_error(tmp_path: Path) -
     assert result.returncode == 1
     assert f"{spec}:9:11: error: servers[0].name: the Kubernetes name" in result.stderr
     assert "71 characters; Kubernetes allows 63" in result.stderr
+
+
+FLEET = """\
+apiVersion: doinfer/v1
+name: {name}
+catalog:
+  - {{name: test-cpu, processor: cpu, devices: 1, cores_per_device: 2,
+     memory_per_device_gib: 1, price_per_hour: 0.1}}
+models:
+{models}
+servers:
+  - name: fleet
+    packing: auto
+    node_types: [test-cpu]
+    models:
+      - {{model: m0, rate: 25}}
+      - {{model: m1, rate: 1}}
+      - {{model: m2, rate: 1}}
+runtime:
+  kind: kubernetes
+  context: {context}
+  registry: registry.test/ml/
+  namespace: {namespace}
+  rollout_timeout_s: 30
+scenarios:
+  - {{name: smoke, kind: sequential}}
+"""
+
+
+def test_kubernetes_fleet_runs_its_router_on_its_table(
+    env: Env, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A fleet of 3 models: each device a Deployment on a node of its type, the router a
+    Deployment and Service named after the fleet running a ConfigMap's table of the
+    devices' Services; the scenario goes through the router; a re-apply changes nothing."""
+    models = "\n".join(
+        f"  - {{name: m{i}, source: 'path:{env.model}', task: feature-extraction,\n"
+        f"     trace: {{sequence_length: 16}},\n"
+        f"     profiles: {{cpu: {{memory_mib: 100, rate_per_core: 10}}}}}}"
+        for i in range(3)
+    )
+    env.spec.write_text(
+        FLEET.format(
+            name=env.name, models=models, context=env.kube.context, namespace=env.namespace
+        )
+    )
+    code, out = env.doinfer(capfd, "apply", "--yes")
+    assert code == 0, out
+    assert "router/fleet: create done" in out and "scenario/smoke: create done" in out
+    router = f"{env.name}-fleet"
+
+    def objects() -> dict[tuple[str, str], dict[str, Any]]:
+        found = {}
+        for kind, version in (("configmaps", "v1"), ("services", "v1"), ("deployments", "")):
+            status, listing = env.call(
+                "GET",
+                kind,
+                version=version,
+                params={"labelSelector": f"doinfer.dev/spec={env.name}"},
+            )
+            assert status == 200
+            found |= {(kind, o["metadata"]["name"]): o for o in listing["items"]}
+        return found
+
+    found = objects()
+    devices = {
+        name: d
+        for (kind, name), d in found.items()
+        if kind == "deployments" and name.startswith(f"{router}-")
+    }
+    assert len(devices) >= 2  # m0's demand needs two devices' cores
+    for deployment in devices.values():
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["nodeSelector"] == {"node.kubernetes.io/instance-type": "test-cpu"}
+    table = json.loads(found[("configmaps", router)]["data"]["router.json"])
+    assert sorted(table["models"]) == ["m0", "m1", "m2"]
+    urls = {c["url"] for copies in table["models"].values() for c in copies}
+    assert urls == {f"http://{name}.{env.namespace}.svc:8080" for name in devices}
+    assert len(table["models"]["m0"]) >= 2
+    deployment = found[("deployments", router)]
+    assert deployment["status"]["availableReplicas"] == 1
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["volumes"] == [{"name": "routes", "configMap": {"name": router}}]
+    assert (
+        pod["containers"][0]["image"]
+        == (devices[min(devices)]["spec"]["template"]["spec"]["containers"][0]["image"])
+    )
+    assert ("services", router) in found
+    state = env.state()
+    assert state["router/fleet"]["outputs"]["replicas"][0]["url"] == (
+        f"http://{router}.{env.namespace}.svc:8080"
+    )
+
+    # the same spec again: nothing to do, and not one object written
+    code, out = env.doinfer(capfd, "plan", "--detailed-exitcode")
+    assert code == 0 and "No changes." in out, out
+    code, out = env.doinfer(capfd, "apply", "--yes")
+    assert code == 0, out
+    versions = {k: o["metadata"]["resourceVersion"] for k, o in found.items()}
+    assert {k: o["metadata"]["resourceVersion"] for k, o in objects().items()} == versions
+
+    # the table deleted by hand is drift of the router, which apply restores
+    assert env.call("DELETE", f"configmaps/{router}", version="v1")[0] == 200
+    code, out = env.doinfer(capfd, "plan", "--detailed-exitcode")
+    assert code == 2 and f"ConfigMap {env.namespace}/{router} (the router's table) is gone" in out
+    assert env.doinfer(capfd, "apply", "--yes")[0] == 0
+    assert ("configmaps", router) in objects()
+
+    code, out = env.doinfer(capfd, "destroy", "--yes")
+    assert code == 0, out
+    assert objects() == {}

@@ -7,6 +7,8 @@ import json
 import random
 from pathlib import Path
 
+import pytest
+
 from engine.graph.build import build_steps
 from engine.graph.render import render_json, render_markdown, render_text
 from engine.graph.step import Action
@@ -14,7 +16,13 @@ from engine.spec import load_spec
 from tests.unit.graph.test_plan import applied_state, plan_of
 
 
-def write_fleet(directory: Path, count: int = 60, scale: float = 1.0, seed: int = 0) -> Path:
+def write_fleet(
+    directory: Path,
+    count: int = 60,
+    scale: float = 1.0,
+    seed: int = 0,
+    runtime: str = "{kind: local}",
+) -> Path:
     rng = random.Random(seed)
     lines = ["apiVersion: doinfer/v1", "name: demo", "models:"]
     rates = []
@@ -34,7 +42,7 @@ def write_fleet(directory: Path, count: int = 60, scale: float = 1.0, seed: int 
         "    node_types: [c6i.xlarge, c6i.2xlarge]",
         "    models:",
         *(f"      - {{model: m{i:03d}, rate: {r * scale:.2f}}}" for i, r in enumerate(rates)),
-        "runtime: {kind: local}",
+        f"runtime: {runtime}",
         "scenarios: [{name: smoke, kind: sequential}]",
     ]
     path = directory / "fleet.yaml"
@@ -108,3 +116,51 @@ def test_a_small_demand_change_leaves_most_device_servers_unchanged(tmp_path: Pa
         i for i, a in fresh_actions.items() if i.startswith("deploy/") and a is not Action.NOOP
     ]
     assert len(touched) < len(fresh_touched)  # packing afresh would have moved more
+
+
+@pytest.mark.parametrize(
+    ("runtime", "added"),
+    [
+        ("{kind: local}", set()),
+        ("{kind: docker, port: 8080}", {"processor", "container_port", "restart"}),
+        (
+            "{kind: kubernetes, registry: r.io/ml/, node_selector: {team: search}}",
+            {"namespace", "processor", "container_port", "accelerators", "node_selector"},
+        ),
+    ],
+)
+def test_every_runtime_runs_a_router_in_front_of_the_fleet(
+    tmp_path: Path, runtime: str, added: set[str]
+) -> None:
+    """One address on every runtime: the scenarios go through the router, which needs
+    every device's deploy and carries what its runtime adds to any server's inputs (a
+    router computes nothing: cpu, no accelerator, the fleet's own node selector)."""
+    spec = load_spec(write_fleet(tmp_path, runtime=runtime))
+    steps = {s.id: s for s in build_steps(spec, tmp_path / "cache")}
+    devices = {i for i, s in steps.items() if s.kind == "deploy"}
+    router = steps["router/fleet"]
+    assert set(router.needs) == devices and len(devices) >= 2
+    assert steps["scenario/smoke"].needs == ("router/fleet",)
+    assert router.follows_upstream  # a device's new address is a new table
+    assert added <= router.inputs.keys()
+    assert (router.inputs["server"], router.inputs["replicas"]) == ("fleet", 1)
+    assert set(router.inputs["routes"]) == {m.model for m in spec.servers[0].models}
+    if "processor" in added:
+        assert router.inputs["processor"] == "cpu"
+    if "accelerators" in added:
+        assert router.inputs["accelerators"] == {}
+        assert router.inputs["node_selector"] == {"team": "search"}
+        for i in devices:  # on the node type the packing chose; selector merged at render
+            assert steps[i].inputs["node_selector"] == {"team": "search"}
+            assert steps[i].inputs["node_type"].startswith("c6i.")
+
+
+def test_the_same_fleet_keeps_its_packing_and_plans_no_change(tmp_path: Path) -> None:
+    """A second plan of an applied fleet changes nothing: the recorded packing is kept as
+    it is (a re-pack of the same fleet would route its rates anew and move the router)."""
+    spec = load_spec(write_fleet(tmp_path))
+    state = applied_state(build_steps(spec, tmp_path / "cache"))
+    again = build_steps(spec, tmp_path / "cache", state.steps)
+    changes = {c.step_id: c.action for c in plan_of(again, state).changes}
+    assert "router/fleet" in changes
+    assert {i: a for i, a in changes.items() if a is not Action.NOOP} == {}

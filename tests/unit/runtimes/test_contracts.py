@@ -80,12 +80,14 @@ def test_the_common_fields_of_a_deploy_are_typed() -> None:
         0,
         "http://127.0.0.1:32768",
         "k0",
-        {
-            "container": "doinfer-demo-default-web-0",
-            "id": "c0ffee",
-            "internal_url": "http://web-0:8080",
-        },
+        {"container": "doinfer-demo-default-web-0", "id": "c0ffee"},
+        "http://web-0:8080",
     )
+    # a peer (a fleet's router container) reaches it by its name on the network; a local
+    # replica, whose record has no internal URL, at its own URL
+    assert replica.peer_url == "http://web-0:8080"
+    local = DeployResult.from_json(LOCAL_DEPLOY).replicas[0]
+    assert local.internal_url is None and local.peer_url == "http://127.0.0.1:8000"
     assert [(m.name, m.instances) for m in deployed.models] == [("tiny", 1)]
     assert deployed.threads is None  # recorded before threads were resolved at apply
 

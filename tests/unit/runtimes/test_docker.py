@@ -285,3 +285,47 @@ def test_changed_replicas_are_replaced_one_at_a_time_each_drained_first(
         f"start {second}",
         f"ready {second}",
     ]
+
+
+def test_a_router_runs_its_table_mounted_read_only_and_a_new_table_is_a_new_key(
+    tmp_path: Path,
+) -> None:
+    bundle = tmp_path / "routers" / "0123456789abcdef"
+    options = run_options(INPUTS, "img:1", 0, "k", "net", bundle)
+    assert options["volumes"] == [(str(bundle / "router.json"), "/router/router.json", "ro")]
+    # the image's entrypoint names its own bundle; the last --bundle wins
+    assert options["command"][-2:] == ["--bundle", "/router"]
+    assert options["labels"]["io.doinfer.step"] == "router/web"
+    assert options["network_aliases"] == ["web-0"]
+    assert "volumes" not in run_options(INPUTS, "img:1", 0, "k", "net")
+    key = replica_key(INPUTS, "sha256:a", 0, bundle)
+    assert key == replica_key(INPUTS, "sha256:a", 0, tmp_path / "elsewhere" / bundle.name)
+    assert key != replica_key(INPUTS, "sha256:a", 0, bundle.with_name("fedcba9876543210"))
+    assert key != replica_key(INPUTS, "sha256:a", 0)  # a server's
+
+
+def test_the_router_runs_the_first_device_s_image_on_its_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine.runtimes.contracts import DeployResult, ReplicaRecord
+
+    runtime = docker_runtime.DockerRuntime(tmp_path, docker=object())  # type: ignore[arg-type]
+    ran: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(runtime, "_deploy", lambda *args: ran.append(args))
+    devices = [
+        DeployResult(
+            (ReplicaRecord(0, "http://127.0.0.1:1", "k", {}, f"http://{name}-0:8080"),),
+            (),
+            extra={"image": f"reg/{name}:1", "image_id": f"sha256:{name}"},
+        )
+        for name in ("fleet-a-0", "fleet-b-0")
+    ]
+    bundle = tmp_path / "routers" / "0123456789abcdef"
+    runtime.deploy_router(INPUTS, bundle, devices, print, lambda: False)
+    ((inputs, image, built, table, _, _),) = ran
+    assert (inputs, image, built, table) == (
+        INPUTS,
+        "reg/fleet-a-0:1",
+        "sha256:fleet-a-0",
+        bundle,
+    )

@@ -9,6 +9,8 @@ with `pytest tests/unit/runtimes/test_kubernetes_manifests.py --regen-golden`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +18,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from engine.graph.build import build_steps
 from engine.runtimes import kubernetes_manifests as k8s
 from engine.runtimes.image_names import registry_reference, server_tag
+from engine.runtimes.kubernetes import KubernetesRuntime, rendered_router, service_url
+from engine.serving.routing import routing_table, table_text
 from engine.spec import load_spec
 from engine.yaml_out import to_yaml
 
@@ -265,3 +270,126 @@ def test_the_spec_s_server_limits_reach_the_server_and_a_long_drain_lengthens_th
     args = pod["containers"][0]["args"]
     assert args[4:] == ["--drain-timeout-s", "120.0", "--max-body-bytes", "1024"]
     assert pod["terminationGracePeriodSeconds"] == 5 + 120 + 5  # sleep, drain, margin
+
+
+# -- a fleet: its devices on nodes of their types, its router -----------------------------
+
+FLEET = GOLDEN / "eks-fleet.yaml"
+
+
+def rendered_fleet(cache: Path) -> list[dict[str, Any]]:
+    """The fleet's objects as render makes them, with stand-in images as above."""
+    spec = load_spec(FLEET)
+    assert spec.runtime.registry
+    workloads: list[k8s.Workload] = []
+    devices: dict[str, k8s.Workload] = {}
+    for step in build_steps(spec, cache):
+        if step.kind == "deploy":
+            tag = server_tag(spec.name, spec.environment, step.inputs["server"], PACK_FP)
+            image = registry_reference(spec.runtime.registry, tag)
+            device = k8s.workload(step.inputs, image, tag.split(":")[1], DEPLOY_FP)
+            devices[device.server] = device
+            workloads.append(device)
+        elif step.kind == "router":
+            workloads.append(rendered_router(step.inputs, devices))
+    return k8s.manifests(workloads)
+
+
+def test_fleet_devices_run_on_their_node_type_and_the_router_on_its_table(
+    tmp_path: Path,
+) -> None:
+    objects = rendered_fleet(tmp_path)
+    for obj in objects:
+        kubernetes_validate.validate(obj, "1.33", strict=True)
+    deployments = {
+        d["metadata"]["labels"]["doinfer.dev/server"]: d for d in by_kind(objects, "Deployment")
+    }
+    router = deployments.pop("fleet")
+    steps = build_steps(load_spec(FLEET), tmp_path)
+    node_types = {s.inputs["server"]: s.inputs["node_type"] for s in steps if s.kind == "deploy"}
+    assert node_types.keys() == deployments.keys()
+    kinds = set()
+    for name, deployment in deployments.items():
+        node_type = node_types[name]
+        kinds.add(node_type)
+        pod = deployment["spec"]["template"]["spec"]
+        # the packing's node type, merged with the runtime's own selector
+        assert pod["nodeSelector"] == {
+            "karpenter.sh/capacity-type": "on-demand",
+            "node.kubernetes.io/instance-type": node_type,
+        }
+        limits = pod["containers"][0]["resources"]["limits"]
+        if node_type.startswith("inf2."):  # one device: one Inferentia chip
+            assert limits == {"cpu": "2", "memory": "4Gi", "aws.amazon.com/neuron": 1}
+            assert pod["tolerations"] == [{"key": "aws.amazon.com/neuron", "operator": "Exists"}]
+        else:
+            assert limits == {"cpu": "2", "memory": "4Gi"} and "tolerations" not in pod
+    assert kinds == {"inf2.xlarge", "c7i.xlarge"}
+
+    # the router: a ConfigMap with its table, mounted where its pods read it
+    (config,) = by_kind(objects, "ConfigMap")
+    assert config["metadata"]["name"] == router["metadata"]["name"] == "shop-fleet"
+    table = json.loads(config["data"]["router.json"])
+    assert sorted(table["models"]) == ["search-embed", "spam-filter", "support-qa"]
+    for copies in table["models"].values():
+        for copy in copies:  # each device's Service, as the router's pod reaches it
+            server = copy["url"].removeprefix("http://shop-").split(".")[0]
+            assert copy["url"] == f"http://shop-{server}.shop.svc:8080"
+            assert server in deployments and copy["weight"] > 0
+    pod = router["spec"]["template"]
+    assert pod["metadata"]["labels"]["app.kubernetes.io/component"] == "router"
+    assert (
+        pod["metadata"]["labels"]["app.kubernetes.io/version"]
+        == hashlib.sha256(config["data"]["router.json"].encode()).hexdigest()[:16]
+    )  # a new table rolls the router's pods
+    (container,) = pod["spec"]["containers"]
+    assert container["args"][-2:] == ["--bundle", "/etc/doinfer/router"]
+    assert container["volumeMounts"] == [
+        {"name": "routes", "mountPath": "/etc/doinfer/router", "readOnly": True}
+    ]
+    assert pod["spec"]["volumes"] == [{"name": "routes", "configMap": {"name": "shop-fleet"}}]
+    # it computes nothing: no accelerator, the runtime's selector, any node
+    assert container["resources"]["limits"] == {"cpu": "2", "memory": "4Gi"}
+    assert pod["spec"]["nodeSelector"] == {"karpenter.sh/capacity-type": "on-demand"}
+    assert "tolerations" not in pod["spec"]
+    first = min(deployments)
+    assert (
+        container["image"]
+        == (deployments[first]["spec"]["template"]["spec"]["containers"][0]["image"])
+    )
+    services = {s["metadata"]["name"]: s for s in by_kind(objects, "Service")}
+    selector = services["shop-fleet"]["spec"]["selector"]
+    assert selector.items() <= pod["metadata"]["labels"].items()
+    for deployment in deployments.values():  # no device's pod is the router's
+        assert not selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_render_writes_the_router_apply_runs(tmp_path: Path) -> None:
+    """`doinfer render` shows the router's objects; its table names each device where
+    apply records it (its Service), so the two agree."""
+    steps = build_steps(load_spec(FLEET), tmp_path)
+    objects = KubernetesRuntime.render(steps, {})
+    (config,) = by_kind(objects, "ConfigMap")
+    router = next(s for s in steps if s.kind == "router")
+    recorded = {
+        s.inputs["server"]: [
+            service_url(k8s.object_name("shop", "default", s.inputs["server"]), "shop", 8080)
+        ]
+        for s in steps
+        if s.kind == "deploy"
+    }
+    table = table_text(routing_table(router.inputs["routes"], recorded))
+    assert config["data"]["router.json"] == table
+    assert {o["metadata"]["name"] for o in objects if o["kind"] != "Namespace"} >= {"shop-fleet"}
+
+
+def test_golden_fleet_manifests(tmp_path: Path, regen_golden: bool) -> None:
+    text = to_yaml(rendered_fleet(tmp_path))
+    golden = GOLDEN / "fleet.yaml"
+    if regen_golden:
+        golden.write_text(text)
+    assert golden.exists(), f"no {golden}: run with --regen-golden to write it"
+    assert text == golden.read_text(), (
+        f"the rendered objects differ from {golden.name}; if the change is intended, "
+        f"regenerate with --regen-golden and review the diff"
+    )

@@ -81,11 +81,12 @@ def test_a_copy_down_or_overloaded_is_skipped_for_the_next() -> None:
             assert c.post("/v2/models/a/infer", content=b"{}").json()["host"] == "one"
 
 
-def test_every_copy_down_is_a_502_naming_them() -> None:
+def test_every_copy_down_is_a_503_naming_them() -> None:
     handle, _ = echo(down={"one", "two"})
     with client(handle) as c:
         answer = c.post("/v2/models/a/infer", content=b"{}")
-    assert answer.status_code == 502
+    assert answer.status_code == 503
+    assert answer.json()["error"] == "no copy of a answered: every server holding it is down"
     assert sorted(answer.json()["tried"]) == [
         "http://one:1: ConnectError",
         "http://two:2: ConnectError",
