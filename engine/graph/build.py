@@ -19,7 +19,8 @@ from typing import Any
 import engine
 from engine.calibration import calibration_texts
 from engine.graph.fingerprint import fingerprint
-from engine.graph.fleets import PackedFleet, expand, instance_name, packing_id
+from engine.graph.fleets import PackedFleet, expand, instance_name, kept_steps, packing_id
+from engine.graph.profiles import profile_needs, waiting_packing_inputs, waiting_summary
 from engine.graph.step import Step
 from engine.runtimes import image_names, runtime_class
 from engine.runtimes.base import AUTO, ImageRuntime, Runtime
@@ -44,7 +45,6 @@ def build_steps(
     """All desired steps of a spec, each with its fingerprint, in topological order.
     `recorded` (the state's step records) lets a fleet re-pack from its last packing."""
     runtime = runtime_class(spec.runtime.kind)
-    servers, fleets = expand(spec, recorded)
     versions = library_versions()
     sources: dict[str, ResolvedSource] = {}
     steps: dict[str, Step] = {}
@@ -83,35 +83,51 @@ def build_steps(
 
     place = trace_placer(spec)
 
+    def add_trace(name: str, processor: str) -> Step:
+        tid = trace_id(name, processor)
+        if tid in steps:
+            return steps[tid]
+        model = spec.model(name)
+        if model.source not in sources:
+            sources[model.source] = resolve_source(model.source, spec.path.parent, cache_dir)
+        source = sources[model.source]
+        trace = asdict(model.trace)
+        return add(
+            tid,
+            "trace",
+            {
+                "model": model.name,
+                "source": source.identity,
+                "job_source": source.job_source,
+                "task": model.task,
+                "processor": processor,
+                "trace": trace,
+                "calibration": calibration_texts(spec, model.task, trace["precision"]),
+                "versions": versions,
+            },
+            [],
+            f"trace {model.name} ({model.source}, {model.task}) on {processor}, "
+            f"{trace['batch_size']}x{trace['sequence_length']}, {trace['precision']}",
+            after_apply=("precision", "accuracy"),
+            host=place(processor),
+        )
+
+    profiles = profile_needs(spec, add_trace, cache_dir)  # what the fleets measure
+    servers, fleets, waiting = expand(spec, recorded, profiles)
     for server in servers:
         for packed in server.models:
-            tid = trace_id(packed.model, server.processor)
-            if tid in steps:
-                continue
-            model = spec.model(packed.model)
-            if model.source not in sources:
-                sources[model.source] = resolve_source(model.source, spec.path.parent, cache_dir)
-            source = sources[model.source]
-            trace = asdict(model.trace)
-            add(
-                tid,
-                "trace",
-                {
-                    "model": model.name,
-                    "source": source.identity,
-                    "job_source": source.job_source,
-                    "task": model.task,
-                    "processor": server.processor,
-                    "trace": trace,
-                    "calibration": calibration_texts(spec, model.task, trace["precision"]),
-                    "versions": versions,
-                },
-                [],
-                f"trace {model.name} ({model.source}, {model.task}) on {server.processor}, "
-                f"{trace['batch_size']}x{trace['sequence_length']}, {trace['precision']}",
-                after_apply=("precision", "accuracy"),
-                host=place(server.processor),
-            )
+            add_trace(packed.model, server.processor)
+    for need in profiles:  # exclusive: a measurement runs alone
+        after = ("memory_mib", "rate_per_core")
+        add(
+            need.id,
+            "profile",
+            need.inputs,
+            [need.trace],
+            need.summary,
+            exclusive=True,
+            after_apply=after,
+        )
 
     images = issubclass(runtime, ImageRuntime)  # its replicas run images
     if images:
@@ -209,9 +225,9 @@ def build_steps(
             packing_id(packed_fleet.server.name),
             "packing",
             packing_inputs(packed_fleet),
-            [],
+            sorted(packed_fleet.measured),  # measured, then packed
             packing_summary(packed_fleet),
-            updatable=frozenset({"packing", "bill"}),  # a record: updated in place
+            updatable=frozenset({"packing", "bill", "measured"}),  # a record: updated in place
         )
         devices = [f"deploy/{d.name}" for d in packed_fleet.devices]
         if images:  # an image runtime has no router replica yet: scenarios hit the devices
@@ -228,6 +244,12 @@ def build_steps(
             follows_upstream=True,  # a device's new address is a new routing table
         )
         scenario_needs.append(router.id)
+    for fleet in waiting:  # packed when its profiles are measured: apply plans it then
+        name, waits_for = fleet.server.name, list(fleet.waits_for)
+        inputs = waiting_packing_inputs(name, waits_for)
+        step = add(packing_id(name), "packing", inputs, waits_for, waiting_summary(inputs))
+        scenario_needs.append(step.id)
+        steps |= {s.id: s for s in kept_steps(fleet, recorded or {}, steps)}  # run on, as they are
 
     for scenario in spec.scenarios:
         add(
@@ -247,11 +269,14 @@ def build_steps(
 def packing_inputs(packed: PackedFleet) -> dict[str, Any]:
     """A fleet's packing as its step records it: the packing (what a re-pack starts
     from, what `plan --format json` shows), and its bill."""
-    return {
+    inputs = {
         "server": packed.server.name,
         "packing": packed.packing.to_json(),
         "bill": packed.summary.to_json(),
     }
+    if packed.measured:  # the profiles it rests on that were measured, not declared
+        inputs["measured"] = {i: p.to_json() for i, p in sorted(packed.measured.items())}
+    return inputs
 
 
 def router_inputs(spec: Spec, packed: PackedFleet) -> dict[str, Any]:

@@ -145,8 +145,30 @@ class Plan:
         return counts
 
     def packing(self) -> dict[str, Any]:
-        """Each fleet's packing (server -> nodes, devices, copies, cost and bound)."""
-        return {s.inputs["server"]: s.inputs["packing"] for s in self.steps if s.kind == "packing"}
+        """Each fleet's packing (server -> nodes, devices, copies, cost and bound); a fleet
+        waiting for its profiles has none yet."""
+        return {
+            s.inputs["server"]: s.inputs["packing"]
+            for s in self.steps
+            if s.kind == "packing" and s.inputs["packing"] is not None
+        }
+
+    def waiting_fleets(self) -> list[str]:
+        """Fleets whose packing waits for profiles to be measured: `apply` measures them
+        first, then plans again (engine/operations.py)."""
+        return [
+            s.inputs["server"]
+            for s in self.steps
+            if s.kind == "packing" and s.inputs["packing"] is None
+        ]
+
+    def profile_steps(self) -> list[str]:
+        """The profile steps this plan runs."""
+        return [
+            c.step_id
+            for c in self.changes
+            if c.kind == "profile" and c.action not in (Action.NOOP, Action.DELETE)
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -159,6 +181,7 @@ class Plan:
             "has_changes": self.has_changes,
             "counts": self.counts(),
             "packing": self.packing(),
+            "waiting_for_profiles": self.waiting_fleets(),
             "changes": [c.to_dict() for c in self.changes],
             "steps": [s.to_dict() for s in self.steps],
             "document": self.document,
@@ -340,10 +363,11 @@ def fleet_cost(steps: list[Step], state: State) -> Cost | None:
     """What the spec's fleets cost per hour as recorded and as planned, from their
     packing steps; None for a spec with no fleet (nothing priced)."""
     before_records = [r for r in state.steps.values() if r.get("kind") == "packing"]
-    after_steps = [s for s in steps if s.kind == "packing"]
-    if not before_records and not after_steps:
+    after_steps = [s for s in steps if s.kind == "packing" and s.inputs["packing"] is not None]
+    waiting = [s.inputs["server"] for s in steps if s.kind == "packing" and s not in after_steps]
+    if not before_records and not after_steps and not waiting:
         return None
-    lines = []
+    lines = [f"{server}: not counted, its packing is known after profiling" for server in waiting]
     for step in after_steps:
         nodes: dict[tuple[str, float], int] = {}
         for node in step.inputs["packing"]["nodes"]:

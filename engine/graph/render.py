@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from engine.envs import spec_argument
 from engine.graph.attributes import Attribute
 from engine.graph.plan import Change, Cost, Plan, plan_hash
+from engine.graph.profiles import measured_lines
 from engine.graph.refresh import Refresh
 from engine.graph.step import Action
 from engine.packing.report import Summary, text_lines
@@ -78,15 +79,20 @@ def render_text(plan: Plan, colour: bool = False, show_noop: bool = False) -> st
         lines.append("")
     if plan.cost is not None:
         lines += [cost_line(plan.cost), *(f"  {line}" for line in plan.cost.lines), ""]
-    for bill in bills(plan):
-        lines += [*text_lines(bill), ""]
+    for bill, measured in bills(plan):
+        lines += [*text_lines(bill), *(f"  measured {line}" for line in measured), ""]
     lines.append(summary_line(plan))
     return "\n".join(lines)
 
 
-def bills(plan: Plan) -> list[Summary]:
-    """What each fleet of the plan costs, per node type."""
-    return [Summary.from_json(s.inputs["bill"]) for s in plan.steps if s.kind == "packing"]
+def bills(plan: Plan) -> list[tuple[Summary, list[str]]]:
+    """What each packed fleet of the plan costs, per node type, and the profiles it rests
+    on that were measured (what, when, where)."""
+    return [
+        (Summary.from_json(s.inputs["bill"]), measured_lines(s.inputs))
+        for s in plan.steps
+        if s.kind == "packing" and s.inputs["packing"] is not None
+    ]
 
 
 def detail_lines(change: Change) -> list[str]:
@@ -211,8 +217,10 @@ def _plan_sections(plan: Plan) -> list[_Section]:
         if plan.cost.lines:
             lines += ["", *[f"- {_escape(line)}" for line in plan.cost.lines]]
         sections.append(_Section(lines, []))
-    for bill in bills(plan):
-        sections.append(_Section(["", *text_lines(bill, markdown=True)], []))
+    for bill, measured in bills(plan):
+        lines = ["", *text_lines(bill, markdown=True)]
+        lines += ["", *(f"- measured {_escape(line)}" for line in measured)] if measured else []
+        sections.append(_Section(lines, []))
     if changed:
         sections.append(
             _Section(
