@@ -413,10 +413,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
                 "no --base-ref"
             )
         args.out.write_text(json.dumps(plans[0].to_dict(), indent=1))
-        print(
-            f"\nSaved the plan to {args.out}; apply it with: doinfer apply {args.out}",
-            file=sys.stderr,
-        )
+        how = f"apply it with: doinfer apply {args.out}"
+        if plans[0].waiting_fleets():  # no packing in it yet: apply refuses it
+            how = f"measure first (doinfer profile {args.spec}) and plan again to apply one"
+        print(f"\nSaved the plan to {args.out}; {how}", file=sys.stderr)
     if args.detailed_exitcode and any(p.has_changes for p in plans):
         return EXIT_CHANGES
     return EXIT_OK

@@ -105,6 +105,7 @@ class Cost:
     after: float | None  # per hour; None: nothing priced runs after
     currency: str = "USD"
     lines: tuple[str, ...] = ()  # how it adds up, e.g. "2 x inf1.6xlarge at 1.18/h"
+    waiting: tuple[str, ...] = ()  # fleets not counted in `after`: packed after profiling
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -112,11 +113,18 @@ class Cost:
             "after": self.after,
             "currency": self.currency,
             "lines": list(self.lines),
+            "waiting": list(self.waiting),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Cost:
-        return cls(data["before"], data["after"], data["currency"], tuple(data["lines"]))
+        return cls(
+            data["before"],
+            data["after"],
+            data["currency"],
+            tuple(data["lines"]),
+            tuple(data.get("waiting", ())),
+        )
 
 
 @dataclass
@@ -367,7 +375,7 @@ def fleet_cost(steps: list[Step], state: State) -> Cost | None:
     waiting = [s.inputs["server"] for s in steps if s.kind == "packing" and s not in after_steps]
     if not before_records and not after_steps and not waiting:
         return None
-    lines = [f"{server}: not counted, its packing is known after profiling" for server in waiting]
+    lines = []
     for step in after_steps:
         nodes: dict[tuple[str, float], int] = {}
         for node in step.inputs["packing"]["nodes"]:
@@ -383,6 +391,7 @@ def fleet_cost(steps: list[Step], state: State) -> Cost | None:
         else None,
         sum(s.inputs["packing"]["cost_per_hour"] for s in after_steps) if after_steps else None,
         lines=tuple(lines),
+        waiting=tuple(waiting),
     )
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from engine.envs import spec_argument
 from engine.graph.attributes import Attribute
 from engine.graph.plan import Change, Cost, Plan, plan_hash
-from engine.graph.profiles import measured_lines
+from engine.graph.profiles import KNOWN_AFTER_PROFILING, measured_lines
 from engine.graph.refresh import Refresh
 from engine.graph.step import Action
 from engine.packing.report import Summary, text_lines
@@ -128,6 +128,10 @@ def cost_line(cost: Cost) -> str:
         return "nothing priced" if value is None else f"{value:,.2f} {cost.currency}/h"
 
     line = f"Cost per hour: {money(cost.before)} -> {money(cost.after)}"
+    if cost.waiting:  # what those fleets cost is known once they are packed
+        after = "" if cost.after is None else f"{money(cost.after)} + "
+        line = f"Cost per hour: {money(cost.before)} -> {after}{KNOWN_AFTER_PROFILING[1:-1]}"
+        return f"{line} ({', '.join(cost.waiting)})"
     if cost.before is not None and cost.after is not None:
         line += f" ({cost.after - cost.before:+,.2f})"
     return line

@@ -106,8 +106,8 @@ def test_a_fleet_with_a_profile_to_measure_plans_the_measurement_and_waits(
     assert "pack fleet: known after profiling" in render_text(plan)
     data = json.loads(render_json(plan))
     assert data["packing"] == {} and data["waiting_for_profiles"] == ["fleet"]
-    assert data["cost"]["after"] is None
-    assert "fleet: not counted, its packing is known after profiling" in data["cost"]["lines"]
+    assert data["cost"]["after"] is None and data["cost"]["waiting"] == ["fleet"]
+    assert "Cost per hour: nothing priced -> known after profiling (fleet)" in render_text(plan)
 
 
 def test_a_fleet_whose_profiles_are_cached_packs_with_them(tmp_path: Path) -> None:
