@@ -68,7 +68,7 @@ def measure(
     cancelled: Callable[[], bool] = lambda: False,
 ) -> MeasuredProfile:
     """Measure `subject`; `work_dir` holds the two bundles (the caller removes it)."""
-    core = max(system.usable_cores())  # the last core: the first is where most else runs
+    core = max(system.usable_cores())  # the last one: interrupts and most else favour core 0
     bundles = {n: work_dir / f"copies-{n}" for n in (1, 2)}
     for copies, directory in bundles.items():
         write_bundle(

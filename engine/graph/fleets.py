@@ -138,7 +138,8 @@ def kept_steps(
             continue
         r = recorded[step_id]
         needs = tuple(r.get("needs", ()))
-        kept[step_id] = Step(step_id, r["kind"], r["inputs"], needs, r["fingerprint"], r["summary"])
+        summary = r.get("summary", step_id)
+        kept[step_id] = Step(step_id, r["kind"], r["inputs"], needs, r["fingerprint"], summary)
         todo.extend(needs)
     return [kept[i] for i in sorted(kept)]
 
