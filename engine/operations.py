@@ -110,7 +110,16 @@ class Workspace:
     def render(self) -> list[dict[str, Any]]:
         """The objects the runtime would create, as data: from the spec and the recorded
         state alone (pushed images by digest), without reaching the runtime."""
-        return type(self.ctx.runtime).render(self.steps(), self.store.load().steps)
+        steps = self.steps()
+        waiting = [
+            s.inputs["server"] for s in steps if s.kind == "packing" and not s.inputs["packing"]
+        ]
+        if waiting:
+            raise DoinferError(
+                f"the servers of {', '.join(waiting)} are known after profiling: measure the "
+                f"profiles first (doinfer profile {self.spec.path.name}), or declare them"
+            )
+        return type(self.ctx.runtime).render(steps, self.store.load().steps)
 
     def refresh(self) -> Refresh:
         """What every recorded step looks like now (`--refresh-only`); changes nothing."""
