@@ -7,7 +7,7 @@ versions: engine/artifacts.py), the processor, the p99 objective the rate is hel
 batching the server runs with, and how long each load step runs. The same artifact under
 the same terms is measured once, whichever spec or model name asks; a bf16 artifact is
 another artifact, so it has its own (faster) profile. The plan reads the cache to pack
-(engine/graph/profiles.py); the profile step writes it (engine/steps/profile.py).
+(engine/graph/profiles.py); the profile step writes it (engine/steps/profile_step.py).
 """
 
 from __future__ import annotations

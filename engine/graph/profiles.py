@@ -3,7 +3,7 @@
 A model of a packing: auto server that declares no profile for a processor of the
 server's node types that this machine has (engine/spec/fleet.py `unprofiled`) gets a step
 `profile/<model>@<processor>`, which needs the model's trace there and measures the
-profile on this machine (engine/steps/profile.py). Its inputs are what the numbers
+profile on this machine (engine/steps/profile_step.py). Its inputs are what the numbers
 depend on: the artifact's fingerprint, the processor, the p99 objective, the batching
 and the seconds each load step runs; their fingerprint is the profile's cache key
 (engine/profiles.py). The plan reads the cache: a fleet whose every profile is declared

@@ -19,7 +19,7 @@ from engine.spec import load_spec
 from engine.spec.fleet import fleet_of, unprofiled
 from engine.steps.base import ApplyRequest, Context
 from engine.steps.packing import PackingStep
-from engine.steps.profile import ProfileStep
+from engine.steps.profile_step import ProfileStep
 from tests.unit.graph.test_plan import applied_state, plan_of
 
 CPU_PROFILE = "    profiles: {cpu: {memory_mib: 300, rate_per_core: 20}}"

@@ -5,7 +5,9 @@ A profile already in the cache under the step's key is recorded as it is: the sa
 artifact under the same terms is measured once, whichever spec or model name asks. The
 step's outputs are the MeasuredProfile's JSON, which the plan of the fleet reads back
 from the cache. Profile steps are exclusive (the executor runs them one at a time and
-never beside a scenario), since each measures a core's throughput.
+never beside a scenario), since each measures a core's throughput. (Not `profile.py`:
+trace_job.py runs as a script from this directory, and the standard library's cProfile,
+which torch imports, would import that as its `profile`.)
 """
 
 from __future__ import annotations
