@@ -7,7 +7,8 @@
 - rate_per_core: the highest throughput of closed-loop runs at concurrency 1, 2, 4, ...
   (each `seconds` long, after a short warm-up) whose p99 latency stays within the
   objective and which answered every request. It stops at the first run over the
-  objective, or once doubling the concurrency gains less than 5% (the core is full).
+  objective, or once doubling the concurrency twice in a row gains less than 5% over the
+  best run (the core is full).
 
 The load client runs in this process on the machine's other cores; requests draw texts
 from doinfer's default corpus (engine/data/corpus.json), so batches pad as real ones do.
@@ -39,7 +40,8 @@ from engine.errors import Cancelled, StepFailed
 from engine.profiles import LoadStep, MeasuredProfile
 
 CONCURRENCY = (1, 2, 4, 8, 16, 32)  # the closed-loop runs, at most
-SATURATED = 1.05  # a run that gains less than this over the best so far ends the ladder
+SATURATED = 1.05  # a run that gains less than this over the best so far is flat
+PATIENCE = 2  # flat runs in a row that end the ladder
 START_TIMEOUT_S = 300.0  # a server that loads for longer has failed
 RSS_SAMPLES = 5
 WARMUP_REQUESTS = 8  # per copy, before its memory is read
@@ -92,7 +94,9 @@ def measure(
                 f"({rss[1]:,.0f} MiB with one, {rss[2]:,.0f} MiB with two); declare its "
                 f"profile instead"
             )
-        ladder = climb(one, subject, slo_p99_ms, seconds, log, cancelled)
+        ladder = climb(
+            lambda c: closed_loop(one.url, subject, c, seconds), slo_p99_ms, log, cancelled
+        )
     within = [s for s in ladder if s.p99_ms <= slo_p99_ms and s.errors == 0]
     if not within:
         first = ladder[0]
@@ -113,30 +117,31 @@ def measure(
 
 
 def climb(
-    server: ServerProcess,
-    subject: Subject,
+    run: Callable[[int], LoadStep],
     slo_p99_ms: float,
-    seconds: float,
     log: Log,
-    cancelled: Callable[[], bool],
+    cancelled: Callable[[], bool] = lambda: False,
 ) -> list[LoadStep]:
-    """Closed-loop runs at growing concurrency, until the objective is missed or the
-    core is full."""
+    """Closed-loop runs (`run(concurrency)`) at growing concurrency, until the objective
+    is missed or the core is full."""
     ladder: list[LoadStep] = []
-    best = 0.0
+    best, flat = 0.0, 0
     for concurrency in CONCURRENCY:
         if cancelled():
             raise Cancelled("profile interrupted")
-        step = closed_loop(server.url, subject, concurrency, seconds)
+        step = run(concurrency)
         ladder.append(step)
         within = step.p99_ms <= slo_p99_ms and step.errors == 0
         log(
             f"concurrency {concurrency:2d}: {step.rate:7.1f} requests/s, p99 "
             f"{step.p99_ms:6.1f} ms{'' if within else '  (over the objective)'}"
         )
-        if not within or step.rate < best * SATURATED:
+        if not within:
             break
-        best = step.rate
+        flat = flat + 1 if step.rate < best * SATURATED else 0
+        if flat == PATIENCE:  # one flat step may be noise; two say the core is full
+            break
+        best = max(best, step.rate)
     return ladder
 
 
