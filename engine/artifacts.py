@@ -30,8 +30,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypedDict
+
+from engine.canonical import canonical_json
 
 MODULE_FILE = "model.pt"
 TOKENIZER_DIR = "tokenizer"
@@ -40,6 +43,18 @@ TRACE_META_FILE = "doinfer-trace.json"
 BUNDLE_CONFIG_FILE = "server.json"
 BUNDLE_MODELS_DIR = "models"
 ARTIFACT_FORMAT = 1
+# What determines a traced module: not the model's name in a spec, nor the host tracing it
+ARTIFACT_KEY_INPUTS = ("source", "task", "processor", "trace", "calibration", "versions")
+
+
+def artifact_key(trace_inputs: Mapping[str, Any]) -> str:
+    """A traced artifact's fingerprint, from its trace step's inputs: its name in the
+    cache, and what a measured profile of it is keyed by (precision included). Hashed as
+    engine/graph/fingerprint.py hashes a step with no upstream, so the keys of artifacts
+    traced before this function existed still hold."""
+    inputs = {k: trace_inputs[k] for k in ARTIFACT_KEY_INPUTS}
+    payload = canonical_json({"inputs": inputs, "upstream": {}})
+    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 class Pooling(TypedDict):

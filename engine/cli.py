@@ -254,6 +254,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _lock_option(p)
 
+    p = command(
+        "profile",
+        cmd_profile,
+        "measure the profiles a spec's fleets do not declare (memory of one copy, rate per "
+        "core within the SLO) on this machine, and change nothing else",
+    )
+    p.add_argument(
+        "--parallel", type=_at_least_one, default=4, help="traces run at once (default 4)"
+    )
+    p.add_argument("--verbose", "-v", action="store_true", help="show every step's log lines")
+    _lock_option(p)
+
     p = command("destroy", cmd_destroy, "remove everything the spec created")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     _lock_option(p)
@@ -401,10 +413,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
                 "no --base-ref"
             )
         args.out.write_text(json.dumps(plans[0].to_dict(), indent=1))
-        print(
-            f"\nSaved the plan to {args.out}; apply it with: doinfer apply {args.out}",
-            file=sys.stderr,
-        )
+        how = f"apply it with: doinfer apply {args.out}"
+        if plans[0].waiting_fleets():  # no packing in it yet: apply refuses it
+            how = f"measure first (doinfer profile {args.spec}) and plan again to apply one"
+        print(f"\nSaved the plan to {args.out}; {how}", file=sys.stderr)
     if args.detailed_exitcode and any(p.has_changes for p in plans):
         return EXIT_CHANGES
     return EXIT_OK
@@ -422,6 +434,12 @@ def cmd_apply(args: argparse.Namespace) -> int:
         if args.env and args.env != plan.environment:
             raise DoinferError(
                 f"{args.spec} is a plan of environment {plan.environment!r}, not {args.env!r}"
+            )
+        if plan.waiting_fleets():
+            raise DoinferError(
+                f"{args.spec} was planned before the profiles of "
+                f"{', '.join(plan.waiting_fleets())} were measured, so it holds no packing: "
+                f"run doinfer profile (or apply) on the spec, then plan it again"
             )
         store, ctx = saved_plan_target(plan, state_dir, _runtime_options(args))
         with store.lock(args.lock_timeout):
@@ -453,7 +471,28 @@ def cmd_apply(args: argparse.Namespace) -> int:
             check_plan_hash(plan, args.plan_hash)
         if not plan.has_changes:
             return EXIT_OK
-        if not _confirm(args, f"Apply these changes to {plan.spec}/{plan.environment}?"):
+        where = f"{plan.spec}/{plan.environment}"
+        if plan.waiting_fleets():  # measure first, then show the plan the profiles make
+            question = (
+                f"Measure {len(plan.profile_steps())} profile(s) on this machine, then plan "
+                f"{', '.join(plan.waiting_fleets())} again?"
+            )
+            if not _confirm(args, question):
+                return EXIT_ERROR
+            code = _run(
+                plan,
+                lambda on_event: workspace.measure_profiles(on_event, args.parallel),
+                args,
+                state_dir,
+                done="Profiles measured",
+            )
+            if code != EXIT_OK:
+                return code
+            plan = workspace.plan(args.replace, args.target)
+            print(f"\nThe plan with the measured profiles:\n\n{render_text(plan, _colour(args))}")
+            if not plan.has_changes:
+                return EXIT_OK
+        if not _confirm(args, f"Apply these changes to {where}?"):
             return EXIT_ERROR
         return _run(
             plan, lambda on_event: workspace.apply(plan, on_event, args.parallel), args, state_dir
@@ -465,6 +504,31 @@ def _refuse_with_refresh_only(args: argparse.Namespace, *options: str) -> None:
     given = [f"--{o.replace('_', '-')}" for o in options if getattr(args, o)]
     if given:
         raise DoinferError(f"--refresh-only records what runs: it takes no {', '.join(given)}")
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    workspace = _workspace(args)
+    _warn(workspace.spec.warnings)
+    with workspace.locked(args.lock_timeout):
+        profiles = workspace.plan().profile_steps()
+        if profiles:
+            plan = workspace.plan(targets=profiles)  # the profiles and the traces they need
+            print(render_text(plan, colour=_colour(args)))
+            code = _run(
+                plan,
+                lambda on_event: workspace.measure_profiles(on_event, args.parallel),
+                args,
+                workspace.state_dir,
+                done="Profiles measured",
+            )
+            if code != EXIT_OK:
+                return code
+    measured = workspace.profiles()
+    if not measured:
+        print(f"{workspace.spec.name}: every profile its fleets need is declared")
+        return EXIT_OK
+    print(_table([("STEP", "PROFILE")] + [(i, p.describe()) for i, p in measured]))
+    return EXIT_OK
 
 
 def cmd_destroy(args: argparse.Namespace) -> int:
@@ -627,7 +691,11 @@ def cmd_completion(args: argparse.Namespace) -> int:
 
 
 def _run(
-    plan: Plan, apply: Callable[..., ApplyResult], args: argparse.Namespace, state_dir: Path
+    plan: Plan,
+    apply: Callable[..., ApplyResult],
+    args: argparse.Namespace,
+    state_dir: Path,
+    done: str | None = None,  # what a finished run did, if not the whole plan
 ) -> int:
     started = time.monotonic()
     console = make_console(sys.stderr, args.no_color)
@@ -653,7 +721,10 @@ def _run(
             file=sys.stderr,
         )
         return EXIT_ERROR
-    print(f"\nApply complete in {took:.1f}s: {summary_line(plan).removeprefix('Plan: ')}")
+    if done:
+        print(f"\n{done} in {took:.1f}s.")
+    else:
+        print(f"\nApply complete in {took:.1f}s: {summary_line(plan).removeprefix('Plan: ')}")
     return EXIT_OK
 
 

@@ -24,6 +24,7 @@ from engine.graph.executor import Executor, OnEvent, Outcome
 from engine.graph.plan import Plan, destroy_plan, make_plan, plan_hash
 from engine.graph.refresh import Refresh, observe_recorded, record_refresh
 from engine.graph.step import Observation, Step
+from engine.profiles import MeasuredProfile
 from engine.review import plan_against_revision, plan_all_environments
 from engine.runtimes import get_runtime
 from engine.runtimes.base import ReplicaStatus, RuntimeOptions
@@ -109,7 +110,16 @@ class Workspace:
     def render(self) -> list[dict[str, Any]]:
         """The objects the runtime would create, as data: from the spec and the recorded
         state alone (pushed images by digest), without reaching the runtime."""
-        return type(self.ctx.runtime).render(self.steps(), self.store.load().steps)
+        steps = self.steps()
+        waiting = [
+            s.inputs["server"] for s in steps if s.kind == "packing" and not s.inputs["packing"]
+        ]
+        if waiting:
+            raise DoinferError(
+                f"the servers of {', '.join(waiting)} are known after profiling: measure the "
+                f"profiles first (doinfer profile {self.spec.path.name}), or declare them"
+            )
+        return type(self.ctx.runtime).render(steps, self.store.load().steps)
 
     def refresh(self) -> Refresh:
         """What every recorded step looks like now (`--refresh-only`); changes nothing."""
@@ -126,6 +136,36 @@ class Workspace:
 
     def apply(self, plan: Plan, on_event: OnEvent, max_parallel: int = 4) -> ApplyResult:
         return execute(plan, self.store, self.ctx, on_event, max_parallel)
+
+    def measure_profiles(self, on_event: OnEvent, max_parallel: int = 4) -> ApplyResult:
+        """Run the spec's profile steps, and only them: the traces they need first (in
+        parallel), then each measurement alone, so no trace competes with one for the
+        cores. The caller holds the lock, and plans again afterwards: what the fleets
+        pack now rests on the measured profiles."""
+        plan = self.plan()
+        profiles = plan.profile_steps()
+        steps = {s.id: s for s in plan.steps}
+        traces = sorted({n for p in profiles for n in steps[p].needs})
+        outcomes: list[Outcome] = []
+        for targets in (traces, profiles):
+            if not targets:
+                continue
+            part = self.plan(targets=targets)
+            if not part.has_changes:
+                continue
+            result = self.apply(part, on_event, max_parallel)
+            outcomes += result.outcomes
+            if not result.ok:
+                break
+        return ApplyResult(outcomes)
+
+    def profiles(self) -> list[tuple[str, MeasuredProfile]]:
+        """Every profile the state records as measured, by step id."""
+        return [
+            (step_id, MeasuredProfile.from_json(record["outputs"]))
+            for step_id, record in sorted(self.store.load().steps.items())
+            if record.get("kind") == "profile"
+        ]
 
     def sweep(self, log: Callable[[str], None]) -> None:
         """Stop replicas of this spec's servers that no record knows of (an apply killed

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import platform
 import resource
 import signal
 import subprocess
@@ -30,6 +31,40 @@ def usable_cpus() -> int:
     with contextlib.suppress(AttributeError, psutil.Error, OSError):
         return max(1, len(psutil.Process().cpu_affinity()))  # type: ignore[attr-defined]
     return max(1, psutil.cpu_count(logical=True) or os.cpu_count() or 1)
+
+
+def usable_cores() -> list[int]:
+    """The cores this process may run on, by number (all of them where there is no
+    affinity)."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(usable_cpus()))
+
+
+def pin_to_core(pid: int, core: int) -> bool:
+    """Keep a process (and the threads it starts from now on) on one core; False where
+    the system has no affinity (macOS)."""
+    try:
+        psutil.Process(pid).cpu_affinity([core])  # type: ignore[attr-defined]
+    except (AttributeError, psutil.Error, OSError, ValueError):
+        return False
+    return True
+
+
+def resident_mib(pid: int) -> float:
+    """A process's resident memory, in MiB."""
+    return float(psutil.Process(pid).memory_info().rss) / 2**20
+
+
+def cpu_model() -> str:
+    """The CPU's name, as the system gives it ("unknown cpu" where it does not)."""
+    if LINUX:
+        with contextlib.suppress(OSError):
+            for line in open("/proc/cpuinfo").read().splitlines():  # noqa: SIM115
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    return value.strip()
+    return platform.processor() or "unknown cpu"
 
 
 def die_with_parent() -> None:

@@ -20,7 +20,21 @@ import engine
 from engine.calibration import calibration_texts
 from engine.gc_pause import gc_paused
 from engine.graph.fingerprint import fingerprint
-from engine.graph.fleets import PackedFleet, expand, fleet_digest, instance_name, packing_id
+from engine.graph.fleets import (
+    PackedFleet,
+    WaitingFleet,
+    expand,
+    fleet_digest,
+    instance_name,
+    kept_steps,
+    packing_id,
+)
+from engine.graph.profiles import (
+    ProfileNeed,
+    profile_needs,
+    waiting_packing_inputs,
+    waiting_summary,
+)
 from engine.graph.step import Step
 from engine.runtimes import image_names, runtime_class
 from engine.runtimes.base import AUTO, ImageRuntime, Runtime
@@ -45,9 +59,11 @@ def build_steps(
 ) -> list[Step]:
     """All desired steps of a spec, each with its fingerprint, in topological order.
     `recorded` (the state's step records) lets a fleet re-pack from its last packing."""
-    servers, fleets = expand(spec, recorded)
     graph = _Graph(spec, cache_dir)
+    profiles = profile_needs(spec, graph.add_trace, cache_dir)  # what the fleets measure
+    servers, fleets, waiting = expand(spec, recorded, profiles)
     graph.add_traces(servers)
+    graph.add_profiles(profiles)
     graph.add_images(servers)
     node_types = {name: t for f in fleets for name, t in f.node_types.items()}
     total_replicas = sum(s.replicas for s in servers)
@@ -56,6 +72,8 @@ def build_steps(
     scenario_needs = [d for d in deploys if d not in fleet_deploys]
     for packed_fleet in fleets:
         scenario_needs += graph.add_fleet(packed_fleet)
+    for waiting_fleet in waiting:
+        scenario_needs.append(graph.add_waiting_fleet(waiting_fleet, recorded or {}))
     graph.add_scenarios(scenario_needs)
     steps = graph.steps
     order = TopologicalSorter({s.id: s.needs for s in steps.values()}).static_order()
@@ -72,6 +90,11 @@ class _Graph:
         self.runtime = runtime_class(spec.runtime.kind)
         self.images = issubclass(self.runtime, ImageRuntime)  # its replicas run images
         self.steps: dict[str, Step] = {}
+        self._place = trace_placer(spec)
+        self._versions = library_versions()
+        self._sources: dict[str, ResolvedSource] = {}
+        # the same texts for every model of a task and precision (thousands in a fleet)
+        self._calibration = functools.cache(functools.partial(calibration_texts, spec))
 
     def add(
         self,
@@ -107,45 +130,58 @@ class _Graph:
         return step
 
     def add_traces(self, servers: list[Server]) -> None:
-        """One trace per (model, processor) the servers hold, placed on a host where the
-        processor is not here."""
-        spec = self.spec
-        place = trace_placer(spec)
-        versions = library_versions()
-        sources: dict[str, ResolvedSource] = {}
-        # the same texts for every model of a task and precision (thousands in a fleet)
-        calibration = functools.cache(functools.partial(calibration_texts, spec))
+        """One trace per (model, processor) the servers hold."""
         for server in servers:
             for packed in server.models:
-                tid = trace_id(packed.model, server.processor)
-                if tid in self.steps:
-                    continue
-                model = spec.model(packed.model)
-                if model.source not in sources:
-                    sources[model.source] = resolve_source(
-                        model.source, spec.path.parent, self.cache_dir
-                    )
-                source = sources[model.source]
-                trace = asdict(model.trace)
-                self.add(
-                    tid,
-                    "trace",
-                    {
-                        "model": model.name,
-                        "source": source.identity,
-                        "job_source": source.job_source,
-                        "task": model.task,
-                        "processor": server.processor,
-                        "trace": trace,
-                        "calibration": calibration(model.task, trace["precision"]),
-                        "versions": versions,
-                    },
-                    [],
-                    f"trace {model.name} ({model.source}, {model.task}) on {server.processor}, "
-                    f"{trace['batch_size']}x{trace['sequence_length']}, {trace['precision']}",
-                    after_apply=("precision", "accuracy"),
-                    host=place(server.processor),
-                )
+                self.add_trace(packed.model, server.processor)
+
+    def add_trace(self, name: str, processor: str) -> Step:
+        """A model's trace for a processor (once), placed on a host where the processor
+        is not here."""
+        tid = trace_id(name, processor)
+        if tid in self.steps:
+            return self.steps[tid]
+        spec = self.spec
+        model = spec.model(name)
+        if model.source not in self._sources:
+            self._sources[model.source] = resolve_source(
+                model.source, spec.path.parent, self.cache_dir
+            )
+        source = self._sources[model.source]
+        trace = asdict(model.trace)
+        return self.add(
+            tid,
+            "trace",
+            {
+                "model": model.name,
+                "source": source.identity,
+                "job_source": source.job_source,
+                "task": model.task,
+                "processor": processor,
+                "trace": trace,
+                "calibration": self._calibration(model.task, trace["precision"]),
+                "versions": self._versions,
+            },
+            [],
+            f"trace {model.name} ({model.source}, {model.task}) on {processor}, "
+            f"{trace['batch_size']}x{trace['sequence_length']}, {trace['precision']}",
+            after_apply=("precision", "accuracy"),
+            host=self._place(processor),
+        )
+
+    def add_profiles(self, profiles: list[ProfileNeed]) -> None:
+        """The profiles the fleets measure, each after its trace; exclusive: a
+        measurement runs alone."""
+        for need in profiles:
+            self.add(
+                need.id,
+                "profile",
+                need.inputs,
+                [need.trace],
+                need.summary,
+                exclusive=True,
+                after_apply=("memory_mib", "rate_per_core"),
+            )
 
     def add_images(self, servers: list[Server]) -> None:
         """A base image per processor, where the runtime runs images."""
@@ -225,9 +261,10 @@ class _Graph:
             packing_id(packed_fleet.server.name),
             "packing",
             packing_inputs(packed_fleet),
-            [],
+            sorted(packed_fleet.measured),  # measured, then packed
             packing_summary(packed_fleet),
-            updatable=frozenset({"packing", "bill", "fleet"}),  # a record: updated in place
+            # a record: updated in place
+            updatable=frozenset({"packing", "bill", "fleet", "measured"}),
         )
         devices = [f"deploy/{d.name}" for d in packed_fleet.devices]
         name = packed_fleet.server.name
@@ -241,6 +278,17 @@ class _Graph:
             follows_upstream=True,  # a device's new address is a new routing table
         )
         return [router.id]
+
+    def add_waiting_fleet(
+        self, fleet: WaitingFleet, recorded: Mapping[str, Mapping[str, Any]]
+    ) -> str:
+        """A fleet packed when its profiles are measured (apply plans it then): its
+        packing step, which waits for them; what runs of it runs on, as it is."""
+        name, waits_for = fleet.server.name, list(fleet.waits_for)
+        inputs = waiting_packing_inputs(name, waits_for)
+        step = self.add(packing_id(name), "packing", inputs, waits_for, waiting_summary(inputs))
+        self.steps |= {s.id: s for s in kept_steps(fleet, recorded, self.steps)}
+        return step.id
 
     def add_scenarios(self, needs: list[str]) -> None:
         for scenario in self.spec.scenarios:
@@ -290,12 +338,15 @@ def packing_inputs(packed: PackedFleet) -> dict[str, Any]:
     """A fleet's packing as its step records it: the packing (what a re-pack starts
     from, what `plan --format json` shows), its bill, and the digest of the fleet it was
     packed for (while that is the same, the next plan keeps the packing as it is)."""
-    return {
+    inputs = {
         "server": packed.server.name,
         "packing": packed.packing.to_json(),
         "bill": packed.summary.to_json(),
         "fleet": fleet_digest(packed.fleet),
     }
+    if packed.measured:  # the profiles it rests on that were measured, not declared
+        inputs["measured"] = {i: p.to_json() for i, p in sorted(packed.measured.items())}
+    return inputs
 
 
 def router_server(packed: PackedFleet) -> Server:

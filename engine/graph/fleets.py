@@ -6,19 +6,23 @@ names survive a re-pack, so a device whose copies stayed keeps its server, and i
 stay unchanged in the plan. A previous packing (recorded by the `packing/<server>` step)
 is kept as it is while the fleet it was packed for is the same (its digest, recorded
 beside it), re-packed with the fewest moves when the fleet changed, and without one the
-fleet is packed afresh.
+fleet is packed afresh. A fleet with a profile still to measure (engine/graph/profiles.py)
+is not packed: it waits.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from engine.canonical import canonical_json
+from engine.graph.profiles import ProfileNeed, measured_profiles
+from engine.graph.step import Step
 from engine.packing.fleet import Fleet, Packing
 from engine.packing.report import Summary, summarize
+from engine.profiles import MeasuredProfile
 from engine.spec.fleet import fleet_of
 from engine.spec.model import Server, ServerModel, Spec
 
@@ -37,6 +41,7 @@ class PackedFleet:
     devices: tuple[Server, ...]  # one per device with copies
     node_types: Mapping[str, str]  # device server name -> node type name
     rates: Mapping[str, Mapping[str, float]]  # device server name -> model -> rate
+    measured: Mapping[str, MeasuredProfile] = field(default_factory=dict)  # by profile step
 
     @property
     def summary(self) -> Summary:
@@ -49,23 +54,43 @@ def fleet_digest(fleet: Fleet) -> str:
     return hashlib.sha256(canonical_json(asdict(fleet)).encode()).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class WaitingFleet:
+    """A packing: auto server whose packing waits for profiles still to be measured."""
+
+    server: Server
+    waits_for: tuple[str, ...]  # the profile steps' ids
+
+
 def instance_name(model: str) -> str:
     """A copy's name on its device's server (its one instance)."""
     return f"{model}-0"
 
 
 def expand(
-    spec: Spec, recorded: Mapping[str, Mapping[str, Any]] | None = None
-) -> tuple[list[Server], list[PackedFleet]]:
-    """The servers that run (manual ones as written, each fleet's device servers), and
-    each fleet's packing. `recorded` is the state's step records, for re-packing."""
+    spec: Spec,
+    recorded: Mapping[str, Mapping[str, Any]] | None = None,
+    profiles: list[ProfileNeed] | None = None,
+) -> tuple[list[Server], list[PackedFleet], list[WaitingFleet]]:
+    """The servers that run (manual ones as written, each packed fleet's device servers),
+    each fleet's packing, and the fleets that wait for profiles. `recorded` is the
+    state's step records, for re-packing; `profiles` the profiles the fleets measure."""
     servers: list[Server] = []
     fleets: list[PackedFleet] = []
+    waiting: list[WaitingFleet] = []
+    measured = measured_profiles(profiles or [])
     for server in spec.servers:
         if server.packing != "auto":
             servers.append(server)
             continue
-        fleet = fleet_of(spec, server)
+        names = {m.model for m in server.models}
+        mine = [n for n in profiles or [] if n.model in names]
+        missing = tuple(n.id for n in mine if n.measured is None)
+        if missing:
+            waiting.append(WaitingFleet(server, missing))
+            continue
+        known = {k: v for k, v in measured.items() if v is not None}
+        fleet = fleet_of(spec, server, known)
         record = (recorded or {}).get(packing_id(server.name))
         packing = _pack(fleet, spec, record)
         devices, node_types, rates = [], {}, {}
@@ -90,8 +115,45 @@ def expand(
                 node_types[name] = node.type.name
                 rates[name] = {c.model: c.rate for c in device.copies}
         servers += devices
-        fleets.append(PackedFleet(server, fleet, packing, tuple(devices), node_types, rates))
-    return servers, fleets
+        used = {n.id: n.measured for n in mine if n.measured is not None}
+        fleets.append(PackedFleet(server, fleet, packing, tuple(devices), node_types, rates, used))
+    return servers, fleets, waiting
+
+
+def kept_steps(
+    waiting: WaitingFleet, recorded: Mapping[str, Mapping[str, Any]], desired: Collection[str]
+) -> list[Step]:
+    """What runs of a waiting fleet, as recorded: its device servers' and its router's
+    steps (and what they need that the spec no longer asks for), so that a plan made
+    before the profiles are measured keeps them unchanged rather than deleting them. The
+    plan made after re-packs the fleet from its recorded packing."""
+    name = waiting.server.name
+    record = recorded.get(packing_id(name))
+    if record is None or not record.get("inputs", {}).get("packing"):
+        return []
+    servers = {name} | {
+        f"{name}-{node['name']}-{i}"
+        for node in record["inputs"]["packing"]["nodes"]
+        for i, device in enumerate(node["devices"])
+        if device["copies"]
+    }
+    todo = [
+        i
+        for i, r in recorded.items()
+        if r.get("kind") in ("pack", "push", "deploy", "router")
+        and r.get("inputs", {}).get("server") in servers
+    ]
+    kept: dict[str, Step] = {}
+    while todo:
+        step_id = todo.pop()
+        if step_id in kept or step_id in desired or step_id not in recorded:
+            continue
+        r = recorded[step_id]
+        needs = tuple(r.get("needs", ()))
+        summary = r.get("summary", step_id)
+        kept[step_id] = Step(step_id, r["kind"], r["inputs"], needs, r["fingerprint"], summary)
+        todo.extend(needs)
+    return [kept[i] for i in sorted(kept)]
 
 
 def _pack(fleet: Fleet, spec: Spec, record: Mapping[str, Any] | None) -> Packing:

@@ -106,6 +106,7 @@ class Cost:
     after: float | None  # per hour; None: nothing priced runs after
     currency: str = "USD"
     lines: tuple[str, ...] = ()  # how it adds up, e.g. "2 x inf1.6xlarge at 1.18/h"
+    waiting: tuple[str, ...] = ()  # fleets not counted in `after`: packed after profiling
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -113,11 +114,18 @@ class Cost:
             "after": self.after,
             "currency": self.currency,
             "lines": list(self.lines),
+            "waiting": list(self.waiting),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Cost:
-        return cls(data["before"], data["after"], data["currency"], tuple(data["lines"]))
+        return cls(
+            data["before"],
+            data["after"],
+            data["currency"],
+            tuple(data["lines"]),
+            tuple(data.get("waiting", ())),
+        )
 
 
 @dataclass
@@ -146,8 +154,30 @@ class Plan:
         return counts
 
     def packing(self) -> dict[str, Any]:
-        """Each fleet's packing (server -> nodes, devices, copies, cost and bound)."""
-        return {s.inputs["server"]: s.inputs["packing"] for s in self.steps if s.kind == "packing"}
+        """Each fleet's packing (server -> nodes, devices, copies, cost and bound); a fleet
+        waiting for its profiles has none yet."""
+        return {
+            s.inputs["server"]: s.inputs["packing"]
+            for s in self.steps
+            if s.kind == "packing" and s.inputs["packing"] is not None
+        }
+
+    def waiting_fleets(self) -> list[str]:
+        """Fleets whose packing waits for profiles to be measured: `apply` measures them
+        first, then plans again (engine/operations.py)."""
+        return [
+            s.inputs["server"]
+            for s in self.steps
+            if s.kind == "packing" and s.inputs["packing"] is None
+        ]
+
+    def profile_steps(self) -> list[str]:
+        """The profile steps this plan runs."""
+        return [
+            c.step_id
+            for c in self.changes
+            if c.kind == "profile" and c.action not in (Action.NOOP, Action.DELETE)
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -160,6 +190,7 @@ class Plan:
             "has_changes": self.has_changes,
             "counts": self.counts(),
             "packing": self.packing(),
+            "waiting_for_profiles": self.waiting_fleets(),
             "changes": [c.to_dict() for c in self.changes],
             "steps": [s.to_dict() for s in self.steps],
             "document": self.document,
@@ -342,8 +373,9 @@ def fleet_cost(steps: list[Step], state: State) -> Cost | None:
     """What the spec's fleets cost per hour as recorded and as planned, from their
     packing steps; None for a spec with no fleet (nothing priced)."""
     before_records = [r for r in state.steps.values() if r.get("kind") == "packing"]
-    after_steps = [s for s in steps if s.kind == "packing"]
-    if not before_records and not after_steps:
+    after_steps = [s for s in steps if s.kind == "packing" and s.inputs["packing"] is not None]
+    waiting = [s.inputs["server"] for s in steps if s.kind == "packing" and s not in after_steps]
+    if not before_records and not after_steps and not waiting:
         return None
     lines = []
     for step in after_steps:
@@ -361,6 +393,7 @@ def fleet_cost(steps: list[Step], state: State) -> Cost | None:
         else None,
         sum(s.inputs["packing"]["cost_per_hour"] for s in after_steps) if after_steps else None,
         lines=tuple(lines),
+        waiting=tuple(waiting),
     )
 
 

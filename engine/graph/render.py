@@ -17,6 +17,7 @@ from engine.envs import spec_argument
 from engine.gc_pause import gc_paused
 from engine.graph.attributes import Attribute
 from engine.graph.plan import Change, Cost, Plan, plan_hash
+from engine.graph.profiles import KNOWN_AFTER_PROFILING, measured_lines
 from engine.graph.refresh import Refresh
 from engine.graph.step import Action
 from engine.packing.report import Summary, text_lines
@@ -79,15 +80,20 @@ def render_text(plan: Plan, colour: bool = False, show_noop: bool = False) -> st
         lines.append("")
     if plan.cost is not None:
         lines += [cost_line(plan.cost), *(f"  {line}" for line in plan.cost.lines), ""]
-    for bill in bills(plan):
-        lines += [*text_lines(bill), ""]
+    for bill, measured in bills(plan):
+        lines += [*text_lines(bill), *(f"  measured {line}" for line in measured), ""]
     lines.append(summary_line(plan))
     return "\n".join(lines)
 
 
-def bills(plan: Plan) -> list[Summary]:
-    """What each fleet of the plan costs, per node type."""
-    return [Summary.from_json(s.inputs["bill"]) for s in plan.steps if s.kind == "packing"]
+def bills(plan: Plan) -> list[tuple[Summary, list[str]]]:
+    """What each packed fleet of the plan costs, per node type, and the profiles it rests
+    on that were measured (what, when, where)."""
+    return [
+        (Summary.from_json(s.inputs["bill"]), measured_lines(s.inputs))
+        for s in plan.steps
+        if s.kind == "packing" and s.inputs["packing"] is not None
+    ]
 
 
 def detail_lines(change: Change) -> list[str]:
@@ -123,6 +129,10 @@ def cost_line(cost: Cost) -> str:
         return "nothing priced" if value is None else f"{value:,.2f} {cost.currency}/h"
 
     line = f"Cost per hour: {money(cost.before)} -> {money(cost.after)}"
+    if cost.waiting:  # what those fleets cost is known once they are packed
+        after = "" if cost.after is None else f"{money(cost.after)} + "
+        line = f"Cost per hour: {money(cost.before)} -> {after}{KNOWN_AFTER_PROFILING[1:-1]}"
+        return f"{line} ({', '.join(cost.waiting)})"
     if cost.before is not None and cost.after is not None:
         line += f" ({cost.after - cost.before:+,.2f})"
     return line
@@ -212,8 +222,10 @@ def _plan_sections(plan: Plan) -> list[_Section]:
         if plan.cost.lines:
             lines += ["", *[f"- {_escape(line)}" for line in plan.cost.lines]]
         sections.append(_Section(lines, []))
-    for bill in bills(plan):
-        sections.append(_Section(["", *text_lines(bill, markdown=True)], []))
+    for bill, measured in bills(plan):
+        lines = ["", *text_lines(bill, markdown=True)]
+        lines += ["", *(f"- measured {_escape(line)}" for line in measured)] if measured else []
+        sections.append(_Section(lines, []))
     if changed:
         sections.append(
             _Section(

@@ -138,6 +138,13 @@ def pack(fleet: Fleet) -> Packing:
     return Packing(tuple(named(nodes)), bound, {"method": method})
 
 
+def _carries(demand: Demand, rate: float) -> bool:
+    """Whether the exact solution's copy is one to load: a copy costs the MILP nothing,
+    so it may place copies that carry no load beside those that carry a model's demand;
+    those are left out (a pinned copy, or any copy of a model without demand, stays)."""
+    return bool(demand.instances) or demand.rate <= 0 or rate > EPS
+
+
 def named(nodes: Sequence[Node], taken: Iterable[str] = ()) -> list[Node]:
     """Nodes with names n0001, n0002, ... (those in `taken` skipped); named nodes stay."""
     used = set(taken) | {n.name for n in nodes if n.name}
@@ -624,7 +631,7 @@ def _exact(
                 copies = [
                     Copy(demands[i].model, max(0.0, x[f0 + c]))
                     for c, (i, cdv) in enumerate(cells)
-                    if cdv == dv and x[x0 + c] > 0.5
+                    if cdv == dv and x[x0 + c] > 0.5 and _carries(demands[i], x[f0 + c])
                 ]
                 node_devices.append(Device(tuple(sorted(copies, key=lambda c: c.model))))
         nodes.append(Node("", t, tuple(node_devices)))

@@ -13,6 +13,7 @@ from engine.spec.model import (
     Batching,
     Host,
     Model,
+    Profiling,
     Resources,
     Runtime,
     Scenario,
@@ -66,6 +67,7 @@ def build_spec(doc: dict[str, Any], path: Path) -> Spec:
         path=path,
         document=doc,
         catalog=spec_catalog(doc.get("catalog", [])),
+        profiling=Profiling(**doc["profiling"]),
     )
 
 

@@ -194,6 +194,13 @@ class Scenario:
 
 
 @dataclass(frozen=True)
+class Profiling:
+    """How profile steps measure (the spec's `profiling`)."""
+
+    seconds: float = 5.0  # each closed-loop load step
+
+
+@dataclass(frozen=True)
 class Spec:
     api_version: str
     name: str
@@ -206,6 +213,7 @@ class Spec:
     path: Path  # the top-level spec file
     document: dict[str, Any]  # the resolved document (overlays applied), JSON-compatible
     catalog: dict[str, NodeType] = field(default_factory=dict)  # built-in + the spec's
+    profiling: Profiling = Profiling()
     warnings: tuple[Diagnostic, ...] = ()  # severity "warning": valid, but worth knowing
 
     def model(self, name: str) -> Model:

@@ -181,13 +181,16 @@ def _fleet_errors(
     runtime: type[Runtime] | None,
 ) -> list[Diagnostic]:
     """A packing: auto server: its node types exist and are reachable, and every model
-    has a profile for one of their processors and fits one of their devices."""
+    has a profile for one of their processors (declared, or to be measured by a profile
+    step on this machine) and fits one of their devices (known before profiling only when
+    nothing is to be measured)."""
     from engine.packing.fleet import Profile
     from engine.packing.solver import device_classes, fits, unplaceable
     from engine.spec.build import spec_catalog
     from engine.spec.fleet import (
         allowed_types,
         demand,
+        measurable,
         reachable_processors,
         unmatched,
     )
@@ -234,6 +237,7 @@ def _fleet_errors(
         )
         return errors
     offered = sorted({t.processor for t in types})
+    measured_here = measurable(offered)
     classes = device_classes(types)
     u = server.get("max_utilization", 0.75)
     for j, packed in enumerate(server["models"]):
@@ -242,6 +246,8 @@ def _fleet_errors(
             continue  # reported above
         path = ("servers", i, "models", j, "model")  # its mark is looked up on error only
         profiles = {p: Profile(**v) for p, v in model.get("profiles", {}).items()}
+        if set(measured_here) - set(profiles):
+            continue  # a profile step measures it here: whether it fits is known then
         if not set(profiles) & set(offered):
             has = (
                 f"has a rate but no profile for {' or '.join(offered)}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.errors import StepFailed
 from engine.graph.step import Observation, Step
 from engine.steps.base import ApplyRequest, Context, Log
 
@@ -19,6 +20,12 @@ class PackingStep:
 
     def apply(self, request: ApplyRequest, ctx: Context, log: Log) -> dict[str, Any]:
         packing = request.step.inputs["packing"]
+        if packing is None:  # a plan made before the fleet's profiles were measured
+            raise StepFailed(
+                f"fleet {request.step.inputs['server']}: its packing waits for "
+                f"{', '.join(request.step.inputs['waits_for'])}; apply the spec (it measures "
+                f"them, then plans the packing) rather than this plan"
+            )
         log(
             f"fleet {request.step.inputs['server']}: {len(packing['nodes'])} nodes, "
             f"${packing['cost_per_hour']:,.2f}/h"

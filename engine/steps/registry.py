@@ -7,6 +7,7 @@ from engine.steps.deploy import DeployStep
 from engine.steps.image import ImageStep
 from engine.steps.pack import PackStep
 from engine.steps.packing import PackingStep
+from engine.steps.profile_step import ProfileStep
 from engine.steps.push import PushStep
 from engine.steps.router import RouterStep
 from engine.steps.scenario import ScenarioStep
@@ -18,6 +19,7 @@ STEP_KINDS: dict[str, StepKind] = {
     "pack": PackStep(),
     "push": PushStep(),
     "deploy": DeployStep(),
+    "profile": ProfileStep(),
     "packing": PackingStep(),
     "router": RouterStep(),
     "scenario": ScenarioStep(),

@@ -24,23 +24,18 @@ from pathlib import Path
 from typing import Any
 
 from engine import system
-from engine.artifacts import TRACE_META_FILE, artifact_problem
+from engine.artifacts import TRACE_META_FILE, artifact_key, artifact_problem
 from engine.devices import has_local_device
 from engine.errors import Cancelled, DoinferError, StepFailed
 from engine.files import share_tree
-from engine.graph.fingerprint import fingerprint
 from engine.graph.step import Observation, Step
 from engine.runtimes.streams import run_streaming
 from engine.sources import hash_directory, source_for_job
 from engine.steps.base import ApplyRequest, Context, Log
 from engine.steps.trace_request import TRACE_JOB, compiler_logs_dir, trace_job
 
-CACHE_KEY_INPUTS = ("source", "task", "processor", "trace", "calibration", "versions")
 LOCK_POLL_S = 0.2
-
-
-def cache_key(inputs: dict[str, Any]) -> str:
-    return fingerprint({k: inputs[k] for k in CACHE_KEY_INPUTS}, {})
+cache_key = artifact_key  # an artifact's name in the cache
 
 
 def artifact_dir(ctx: Context, inputs: dict[str, Any]) -> Path:

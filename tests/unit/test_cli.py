@@ -454,3 +454,27 @@ def test_refresh_only_refuses_options_about_changes_by_name(spec_dir: Path) -> N
     saved = run("plan", spec, *state, "--base-ref", "HEAD", "--out", str(spec_dir / "p.json"))
     assert saved.returncode == 1 and "no --base-ref" in saved.stderr
     assert saved.stdout == ""  # refused before planning, not after printing a plan
+
+
+FLEET_TO_PROFILE = VALID.replace(
+    "    processor: cpu\n    models: [{model: tiny, instances: 1}]",
+    "    packing: auto\n    node_types: [c7i.large]\n    models: [{model: tiny, rate: 2}]",
+)
+
+
+def test_a_saved_plan_that_waits_for_profiles_is_refused(spec_dir: Path) -> None:
+    (spec_dir / "fleet.yaml").write_text(FLEET_TO_PROFILE)
+    plan_file, state = spec_dir / "plan.json", ("--state-dir", str(spec_dir / "st"))
+    planned = run("plan", str(spec_dir / "fleet.yaml"), *state, "--out", str(plan_file))
+    assert planned.returncode == 0, planned.stderr
+    assert "+ profile/tiny@cpu" in planned.stdout and "known after profiling" in planned.stdout
+    result = run("apply", str(plan_file), *state, "--yes")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "was planned before the profiles of tiny were measured" in result.stderr
+    assert "run doinfer profile (or apply) on the spec, then plan it again" in result.stderr
+
+
+def test_profile_with_nothing_to_measure(spec_dir: Path) -> None:
+    result = run("profile", str(spec_dir / "spec.yaml"), "--state-dir", str(spec_dir / "st"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "clidemo: every profile its fleets need is declared"

@@ -227,3 +227,19 @@ def test_models_without_demand_fill_the_memory_others_leave() -> None:
     assert packing.lower_bound_per_hour > 0.2  # so 3 nodes is the optimum
     assert len(packing.nodes) == 3
     assert packing.copies()["m18"] == packing.copies()["m19"] == 1
+
+
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fleets(max_models=5))
+def test_every_copy_of_a_model_with_demand_carries_some_of_it(fleet: Fleet) -> None:
+    """A copy costs the exact solver nothing, so it could load copies that serve no
+    request (the router would list them with weight 0, and they take memory): none."""
+    assume(placeable(fleet))
+    packing = pack(fleet)
+    demands = {d.model: d for d in fleet.demands}
+    for node in packing.nodes:
+        for device in node.devices:
+            for copy in device.copies:
+                demand = demands[copy.model]
+                if demand.rate > 0 and not demand.instances:
+                    assert copy.rate > 0, (node.name, copy)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from engine.packing.fleet import Profile
+from engine.spec.fleet import offered_processors, unprofiled
 
 from .conftest import errors_of, valid
 
@@ -58,21 +59,32 @@ def test_a_model_with_a_rate_but_no_reachable_profile_points_at_it(write) -> Non
         "      gpu: {memory_mib: 300, rate_per_core: 20}\n",
     )
     text = text.replace("{model: b, instances: 2}", "{model: b, rate: 1}")
+    text = text.replace("[inf2.*, big-cpu]", "[inf2.*]")  # no cpu: nothing to measure here
     path = write("s.yaml", text)
     assert errors_of(path) == [
         f"{path}:27:17: error: servers[0].models[1]: model 'b' has a rate but no profile "
-        f"for cpu or inf, the processor(s) this server can reach; give it profiles.cpu "
+        f"for inf, the processor(s) this server can reach; give it profiles.inf "
         f"(memory_mib, rate_per_core) under models"
     ]
+
+
+def test_a_profile_this_machine_can_measure_need_not_be_declared(write) -> None:
+    text = FLEET.replace(
+        "      cpu: {memory_mib: 300, rate_per_core: 20}\n",
+        "      gpu: {memory_mib: 300, rate_per_core: 20}\n",
+    )
+    spec = valid(write("s.yaml", text.replace("{model: b, instances: 2}", "{model: b, rate: 1}")))
+    assert unprofiled(spec, spec.servers[0]) == [("b", "cpu")]  # a profile step measures it
 
 
 def test_without_a_host_inf_is_out_of_reach(write) -> None:
     text = FLEET.replace("hosts:\n  - {name: neuron, address: 10.0.0.7, processor: inf}\n", "")
     assert valid(write("s.yaml", text)).hosts == ()  # a and b both have cpu profiles
-    errors = errors_of(
+    spec = valid(
         write("t.yaml", text.replace("      cpu: {memory_mib: 600, rate_per_core: 14}\n", ""))
     )
-    assert len(errors) == 1 and "model 'a' has a rate but no profile for cpu," in errors[0]
+    assert offered_processors(spec, spec.servers[0]) == ["cpu"]
+    assert unprofiled(spec, spec.servers[0]) == [("a", "cpu")]  # its inf profile is no use
 
 
 def test_unknown_node_type_pattern(write) -> None:

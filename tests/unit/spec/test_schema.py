@@ -36,6 +36,7 @@ def test_schema_is_valid_2020_12() -> None:
         "hosts",
         "servers",
         "catalog",
+        "profiling",
         "runtime",
         "scenarios",
     }
