@@ -25,6 +25,7 @@ import json
 import math
 import os
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -193,6 +194,8 @@ class DockerRuntime(DockerBuilds, ImageRuntime):
     ) -> None:
         super().__init__(state_dir, options)
         self.docker = docker or client()
+        # deploys run in parallel, and Docker lets two networks share a name: one creates
+        self._network_lock = threading.Lock()
 
     @classmethod
     def deploy_inputs(cls, spec: Spec, server: Server) -> dict[str, Any]:
@@ -503,7 +506,7 @@ class DockerRuntime(DockerBuilds, ImageRuntime):
 
     def _ensure_network(self, spec: str, environment: str, log: Log) -> str:
         name = network_name(spec, environment)
-        with docker_errors(f"creating the network {name}"):
+        with self._network_lock, docker_errors(f"creating the network {name}"):
             if not self.docker.network.exists(name):
                 self.docker.network.create(
                     name, labels={SPEC: spec, ENVIRONMENT: environment, ROLE: "network"}

@@ -4,8 +4,10 @@ tests/integration/docker/."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -329,3 +331,30 @@ def test_the_router_runs_the_first_device_s_image_on_its_table(
         "sha256:fleet-a-0",
         bundle,
     )
+
+
+def test_parallel_deploys_create_their_network_once(tmp_path: Path) -> None:
+    """Docker lets two networks share a name, and a fleet's device servers deploy in
+    parallel: one of them creates the spec's network, the others find it (two networks
+    of one name left every later `docker run --network NAME` ambiguous)."""
+
+    class Networks:
+        def __init__(self) -> None:
+            self.created: list[str] = []
+
+        def exists(self, name: str) -> bool:
+            time.sleep(0.01)  # the engine answers slowly: threads interleave here
+            return name in self.created
+
+        def create(self, name: str, labels: dict[str, str]) -> None:
+            time.sleep(0.01)
+            self.created.append(name)
+
+    class NetworkDocker:
+        network = Networks()
+
+    docker = NetworkDocker()
+    runtime = docker_runtime.DockerRuntime(tmp_path, docker=docker)  # type: ignore[arg-type]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        names = list(pool.map(lambda _: runtime._ensure_network("s", "e", print), range(8)))
+    assert docker.network.created == ["doinfer-s-e"] and set(names) == {"doinfer-s-e"}
