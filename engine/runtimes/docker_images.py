@@ -83,7 +83,7 @@ def build_base(
     context = Path(tempfile.mkdtemp(prefix="image-", dir=work_dir))
     stages = [f"{tag}-python", f"{tag}-install"]
     try:
-        shutil.copy(dockerfile(processor), context / "Dockerfile")
+        (context / "Dockerfile").write_text(dockerfile(processor))
         what = f"building the {processor} base image from {base}"
 
         def build(*args: str) -> None:
@@ -159,7 +159,7 @@ def build_server(
         return PackResult(image=tag, image_id=existing.id)
     context = Path(tempfile.mkdtemp(prefix="pack-", dir=work_dir))
     try:
-        shutil.copy(dockerfile("server"), context / "Dockerfile")
+        (context / "Dockerfile").write_text(dockerfile("server"))
         shutil.copytree(
             Path(engine.__file__).parent,
             context / "engine",
