@@ -76,6 +76,13 @@ def pack(
     return Path(str(outputs.bundle))
 
 
+def tiny_classifier_bundle(root: Path, instances: int) -> Path:
+    """A bundle of a tiny traced text classifier, served as cls-0 ... cls-{instances - 1}."""
+    source = build_tiny_model(root / "src", "text-classification")
+    artifact = trace(source, "text-classification", root / "art")
+    return pack(root / "state", {"text-classification": artifact}, instances=instances)
+
+
 @pytest.fixture(scope="session")
 def tiny_artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
     """(model directory, traced artifact) per task, built once per test session."""
