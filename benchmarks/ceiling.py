@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.serving import measure_ceiling  # noqa: E402
+from engine.runtimes.contracts import PackRequest  # noqa: E402
 from engine.runtimes.local import LocalRuntime  # noqa: E402
 from engine.serving.models import ModelRunner, load_bundle  # noqa: E402
 from engine.sources import resolve_source  # noqa: E402
@@ -64,7 +65,9 @@ def runners(root: Path, artifacts: dict[str, Path]) -> dict[str, ModelRunner]:
     inputs = {"spec": "ceiling", "environment": "e", "server": "s", "processor": "cpu",
               "share_weights": True, "models": models}  # fmt: skip
     paths = {name: str(path) for name, path in artifacts.items()}
-    outputs = LocalRuntime(root / "state").pack(inputs, paths, "0" * 64, lambda line: None)
+    outputs = LocalRuntime(root / "state").pack(
+        PackRequest(inputs, paths, "0" * 64), lambda line: None
+    )
     loaded = load_bundle(Path(str(outputs.bundle)))
     return {name: loaded.runners[f"{name}-0"] for name in artifacts}
 

@@ -45,6 +45,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks.ceiling import trace  # noqa: E402
 from benchmarks.corpus import TEXTS  # noqa: E402
 from benchmarks.serving import DOCS, WARMUP_S, Load, free_port, run_load, write_docs  # noqa: E402
+from engine.runtimes.contracts import PackRequest  # noqa: E402
 from engine.runtimes.local import LocalRuntime  # noqa: E402
 from engine.sources import resolve_source  # noqa: E402
 
@@ -97,7 +98,7 @@ def doinfer_system(root: Path, artifact: Path, args: argparse.Namespace) -> Syst
         inputs = {"spec": "peers", "environment": f"x{instances}", "server": "minilm",
                   "processor": "cpu", "share_weights": True, "models": [model]}  # fmt: skip
         outputs = LocalRuntime(root / "state").pack(
-            inputs, {"minilm": str(artifact)}, "0" * 64, lambda line: None
+            PackRequest(inputs, {"minilm": str(artifact)}, "0" * 64), lambda line: None
         )
         command = [sys.executable, "-m", "engine.serving", "--bundle", str(outputs.bundle),
                    "--port", str(port), "--threads", str(args.threads),

@@ -145,43 +145,68 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action=VersionAction, nargs=0, help="print versions and exit")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--state-dir",
-        type=Path,
-        default=None,
-        help="where state, caches and logs live (default: $DOINFER_STATE_DIR or ./.doinfer)",
-    )
-    common.add_argument("--no-color", action="store_true", help="never colour the output")
-    reach = argparse.ArgumentParser(add_help=False)  # commands that may reach the runtime
-    reach.add_argument(
-        "--context",
-        help="kubeconfig context to use (kubernetes; overrides runtime.context)",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = _Commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    _add_offline_commands(commands)
+    _add_plan_command(commands)
+    _add_change_commands(commands)
+    _add_replica_commands(commands)
+    _add_state_command(commands)
+    _add_bench_command(commands)
+    _add_machine_commands(commands.sub)
+    return parser
 
-    def command(
+
+class _Commands:
+    """The subcommands, and the options they share: every spec command takes --state-dir
+    and --no-color; those that may reach the runtime take --context too."""
+
+    def __init__(self, sub: argparse._SubParsersAction) -> None:
+        self.sub = sub
+        self.common = argparse.ArgumentParser(add_help=False)
+        self.common.add_argument(
+            "--state-dir",
+            type=Path,
+            default=None,
+            help="where state, caches and logs live (default: $DOINFER_STATE_DIR or ./.doinfer)",
+        )
+        self.common.add_argument("--no-color", action="store_true", help="never colour the output")
+        self.reach = argparse.ArgumentParser(add_help=False)
+        self.reach.add_argument(
+            "--context",
+            help="kubeconfig context to use (kubernetes; overrides runtime.context)",
+        )
+
+    def add(
+        self,
         name: str,
         handler: Callable[[argparse.Namespace], int],
         help_text: str,
-        spec_help: str = SPEC_HELP,
+        spec_help: str | None = SPEC_HELP,
         reaches: bool = True,
+        description: str | None = None,
     ) -> argparse.ArgumentParser:
-        parents = [common, reach] if reaches else [common]
-        p = sub.add_parser(name, parents=parents, help=help_text, description=help_text)
-        p.add_argument("spec", type=Path, help=spec_help)
-        _env_option(p)
+        """A subcommand with the shared options and, unless `spec_help` is None, the
+        spec it works on (a file, or an app directory with --env)."""
+        parents = [self.common, self.reach] if reaches else [self.common]
+        p = self.sub.add_parser(
+            name, parents=parents, help=help_text, description=description or help_text
+        )
         p.set_defaults(handler=handler)
+        if spec_help is not None:
+            p.add_argument("spec", type=Path, help=spec_help)
+            _env_option(p)
         return p
 
-    command(
+
+def _add_offline_commands(commands: _Commands) -> None:
+    """Commands that read the spec alone and never reach the runtime."""
+    commands.add(
         "validate",
         cmd_validate,
         "check a spec: schema and semantics, errors as FILE:LINE:COL",
         reaches=False,
     )
-
-    p = command(
+    p = commands.add(
         "render",
         cmd_render,
         "write the Kubernetes objects of a spec as YAML (for GitOps), without a cluster",
@@ -191,7 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, help="write one file per object into this directory (default: stdout)"
     )
 
-    p = command("plan", cmd_plan, "show what apply would change, and why")
+
+def _add_plan_command(commands: _Commands) -> None:
+    p = commands.add("plan", cmd_plan, "show what apply would change, and why")
     p.add_argument("--format", choices=sorted(RENDERERS), default="text")
     p.add_argument("--out", type=Path, help="save the plan to apply it exactly later")
     p.add_argument(
@@ -225,7 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
         "(no cluster or Docker engine needed; drift is not seen)",
     )
 
-    p = command(
+
+def _add_change_commands(commands: _Commands) -> None:
+    """apply, profile and destroy: the commands that change what runs or is measured."""
+    p = commands.add(
         "apply",
         cmd_apply,
         "make the deployment match the spec (or a saved plan)",
@@ -254,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _lock_option(p)
 
-    p = command(
+    p = commands.add(
         "profile",
         cmd_profile,
         "measure the profiles a spec's fleets do not declare (memory of one copy, rate per "
@@ -266,28 +296,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", "-v", action="store_true", help="show every step's log lines")
     _lock_option(p)
 
-    p = command("destroy", cmd_destroy, "remove everything the spec created")
+    p = commands.add("destroy", cmd_destroy, "remove everything the spec created")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     _lock_option(p)
 
-    p = command("status", cmd_status, "list every server replica, its URL and its state")
+
+def _add_replica_commands(commands: _Commands) -> None:
+    """status, logs and exec: what the replicas of a deployed spec do."""
+    p = commands.add("status", cmd_status, "list every server replica, its URL and its state")
     p.add_argument("--format", choices=["text", "json"], default="text")
 
-    p = command("logs", cmd_logs, "show a server replica's log")
+    p = commands.add("logs", cmd_logs, "show a server replica's log")
     p.add_argument("server", help="server name")
     p.add_argument("--replica", type=int, default=0, help="replica index (default 0)")
     p.add_argument("--tail", type=int, default=100, help="lines from the end (default 100)")
 
-    p = command("exec", cmd_exec, "run a command in a server replica (a shell by default)")
+    p = commands.add("exec", cmd_exec, "run a command in a server replica (a shell by default)")
     p.add_argument("server", help="server name")
     p.add_argument("--replica", type=int, default=0, help="replica index (default 0)")
     p.add_argument(
         "cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="what to run (default sh)"
     )
 
-    help_text = "list, show or remove the steps recorded in a spec's state"
-    p = sub.add_parser("state", parents=[common], help=help_text, description=help_text)
-    p.set_defaults(handler=cmd_state)
+
+def _add_state_command(commands: _Commands) -> None:
+    p = commands.add(
+        "state",
+        cmd_state,
+        "list, show or remove the steps recorded in a spec's state",
+        spec_help=None,
+        reaches=False,
+    )
     p.add_argument(
         "action",
         choices=["list", "show", "rm"],
@@ -297,15 +336,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", type=Path, help="the spec file (YAML)")
     p.add_argument("steps", nargs="*", metavar="STEP", help="step ids, e.g. deploy/web")
 
+
+def _add_bench_command(commands: _Commands) -> None:
     help_text = "run the spec's scenarios against what is deployed; gate on their SLOs"
-    p = sub.add_parser(
+    p = commands.add(
         "bench",
-        parents=[common, reach],
-        help=help_text,
+        cmd_bench,
+        help_text,
+        spec_help=None,
         description=f"{help_text}. Exit status: 0 every objective met, {EXIT_SLO} an SLO "
         f"missed (or errors where none are accepted), {EXIT_ERROR} could not run.",
     )
-    p.set_defaults(handler=cmd_bench)
     p.add_argument("spec", type=Path, nargs="?", help=SPEC_HELP)
     _env_option(p)
     p.add_argument("scenarios", nargs="*", help="scenario names (default: all)")
@@ -320,8 +361,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("A.json", "B.json"),
         help="show what changed between two runs' --json files (no spec needed)",
     )
-    _add_machine_commands(sub)
-    return parser
 
 
 def _add_machine_commands(sub: argparse._SubParsersAction) -> None:

@@ -298,12 +298,39 @@ def make_plan(
     limits the plan to those steps and what they need (`--target`).
     """
     check_step_ids([*replace, *targets], [s.id for s in steps], state)
+    rollout = runtime_rollout(runtime)
+    changes = _desired_changes(steps, state, observe, replace, rollout)
+    changes += _deletions(state, set(state.steps) - {s.id for s in steps}, rollout)
+    if targets:
+        wanted = needed_by(targets, {s.id: s.needs for s in steps})
+        changes = [c for c in changes if c.step_id in wanted]
+    return Plan(
+        spec,
+        environment,
+        runtime,
+        spec_path,
+        state.lineage,
+        state.serial,
+        steps,
+        changes,
+        document,
+        cost=fleet_cost(steps, state),
+    )
+
+
+def _desired_changes(
+    steps: list[Step],
+    state: State,
+    observe: Observer | None,
+    replace: Collection[str],
+    rollout: str | None,
+) -> list[Change]:
+    """What each desired step needs, in topological order: a step's upstream decisions
+    are known when its own is made."""
     changes: list[Change] = []
     changing: set[str] = set()
-    desired = {s.id for s in steps}
     fingerprints = {s.id: s.fingerprint for s in steps}
-    rollout = runtime_rollout(runtime)
-    for step in steps:  # topological order: upstream decisions are known
+    for step in steps:
         record = state.steps.get(step.id)
         observation = None
         if (
@@ -323,8 +350,15 @@ def make_plan(
         if action is not Action.NOOP:
             changing.add(step.id)
         changes.append(_change(step, record, action, reasons, rollout, forced))
-    for step_id in _reverse_order(state, set(state.steps) - desired):
+    return changes
+
+
+def _deletions(state: State, gone: set[str], rollout: str | None) -> list[Change]:
+    """The recorded steps no longer in the spec, dependents first."""
+    changes = []
+    for step_id in _reverse_order(state, gone):
         record = state.steps[step_id]
+        kind = record.get("kind", "")
         changes.append(
             Change(
                 step_id,
@@ -334,26 +368,12 @@ def make_plan(
                 record.get("summary", step_id),
                 None,
                 record.get("fingerprint"),
-                attributes=attributes.deleted(record.get("kind", ""), record.get("inputs", {})),
+                attributes=attributes.deleted(kind, record.get("inputs", {})),
                 why=("no longer in the spec",),
-                effect=_server_effect(record.get("kind", ""), Action.DELETE, {}, (), rollout),
+                effect=_server_effect(kind, Action.DELETE, {}, (), rollout),
             )
         )
-    if targets:
-        wanted = needed_by(targets, {s.id: s.needs for s in steps})
-        changes = [c for c in changes if c.step_id in wanted]
-    return Plan(
-        spec,
-        environment,
-        runtime,
-        spec_path,
-        state.lineage,
-        state.serial,
-        steps,
-        changes,
-        document,
-        cost=fleet_cost(steps, state),
-    )
+    return changes
 
 
 def reapplied(step: Step, record: Mapping[str, Any] | None, state: State) -> list[str]:

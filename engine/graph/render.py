@@ -191,6 +191,8 @@ def render_markdown_plans(plans: Sequence[Plan], limit: int = COMMENT_LIMIT) -> 
 
 
 def _plan_sections(plan: Plan) -> list[_Section]:
+    """One plan in a pull-request comment: its summary, the changed steps and what they
+    do to servers, images and cost, the details folded, and the plan hash to apply."""
     changed = [c for c in plan.changes if c.action is not Action.NOOP]
     head = [f"### doinfer plan: `{plan.spec}` ({plan.environment}, {plan.runtime})", ""]
     if plan.base:
@@ -205,18 +207,33 @@ def _plan_sections(plan: Plan) -> list[_Section]:
                 what="steps",
             )
         )
+    sections += _effect_sections(changed)
+    sections += _cost_sections(plan)
+    sections += _folded_sections(plan, changed)
+    sections.append(_hash_section(plan))
+    return sections
+
+
+def _effect_sections(changed: list[Change]) -> list[_Section]:
+    """The servers the changes touch, and the images they rebuild."""
     servers = [f"- `{c.step_id}`: {_escape(c.effect)}" for c in changed if c.effect]
     images = [
         f"- `{c.step_id}`: {_escape(c.summary)}"
         for c in changed
         if c.action is not Action.DELETE and "image_id" in c.values
     ]
-    for title, items, what in (
-        ("Servers", servers, "servers"),
-        ("Images to rebuild", images, "images"),
-    ):
-        if items:
-            sections.append(_Section(["", f"**{title}:**", ""], items, what=what))
+    return [
+        _Section(["", f"**{title}:**", ""], items, what=what)
+        for title, items, what in (
+            ("Servers", servers, "servers"),
+            ("Images to rebuild", images, "images"),
+        )
+        if items
+    ]
+
+
+def _cost_sections(plan: Plan) -> list[_Section]:
+    sections = []
     if plan.cost is not None:
         lines = ["", f"**{cost_line(plan.cost)}**"]
         if plan.cost.lines:
@@ -226,6 +243,12 @@ def _plan_sections(plan: Plan) -> list[_Section]:
         lines = ["", *text_lines(bill, markdown=True)]
         lines += ["", *(f"- measured {_escape(line)}" for line in measured)] if measured else []
         sections.append(_Section(lines, []))
+    return sections
+
+
+def _folded_sections(plan: Plan, changed: list[Change]) -> list[_Section]:
+    """The changes attribute by attribute, and the unchanged steps, each folded."""
+    sections = []
     if changed:
         sections.append(
             _Section(
@@ -250,21 +273,23 @@ def _plan_sections(plan: Plan) -> list[_Section]:
                 what="unchanged steps",
             )
         )
+    return sections
+
+
+def _hash_section(plan: Plan) -> _Section:
+    """The plan hash, and the command that applies exactly this plan."""
     spec = spec_argument(plan.spec_path) if plan.base else "SPEC"
     apply = f"doinfer apply {spec} --env {plan.environment} --plan-hash {plan_hash(plan)}"
-    sections.append(
-        _Section(
-            [
-                "",
-                f"Plan hash: `{plan_hash(plan)}`. {'Once merged, ' if plan.base else ''}"
-                f"`{apply}` applies exactly this plan, and refuses if the environment's "
-                "state moved.",
-                "",
-            ],
-            [],
-        )
+    return _Section(
+        [
+            "",
+            f"Plan hash: `{plan_hash(plan)}`. {'Once merged, ' if plan.base else ''}"
+            f"`{apply}` applies exactly this plan, and refuses if the environment's "
+            "state moved.",
+            "",
+        ],
+        [],
     )
-    return sections
 
 
 def _diff_block(change: Change) -> list[str]:

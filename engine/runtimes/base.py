@@ -39,6 +39,7 @@ from engine.runtimes.contracts import (
     DeployInput,
     DeployResult,
     ImageResult,
+    PackRequest,
     PackResult,
     PushResult,
 )
@@ -137,16 +138,9 @@ class Runtime(ABC):
 
     @abstractmethod
     def pack(
-        self,
-        inputs: dict[str, Any],
-        artifacts: dict[str, str],
-        fingerprint: str,
-        log: Log,
-        cancelled: Callable[[], bool] = lambda: False,
+        self, request: PackRequest, log: Log, cancelled: Callable[[], bool] = lambda: False
     ) -> PackResult:
-        """Assemble a server's models into what a replica runs (a bundle, an image).
-        `inputs` are the pack step's (with `base_image`, the image step's tag, for an
-        ImageRuntime); `artifacts` the traced model directories by model name."""
+        """Assemble a server's models into what a replica runs (a bundle, an image)."""
 
     @abstractmethod
     def pack_drift(self, pack: PackResult) -> list[str]:

@@ -37,6 +37,17 @@ class ImageResult:
 
 
 @dataclass(frozen=True)
+class PackRequest:
+    """What a pack assembles: the pack step's inputs (with `base_image`, the image step's
+    tag, for an ImageRuntime), the traced model directories by model name, and the step's
+    fingerprint, which names the bundle or image."""
+
+    inputs: dict[str, Any]
+    artifacts: dict[str, str]
+    fingerprint: str
+
+
+@dataclass(frozen=True)
 class PackResult:
     """What a server's replicas run: a bundle directory (local) or a built image."""
 

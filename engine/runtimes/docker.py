@@ -379,16 +379,7 @@ class DockerRuntime(DockerBuilds, ImageRuntime):
             raise DoinferError(
                 f"{plans[0].targets[0].url} is no container of doinfer's: apply the spec first"
             )
-        plans = [
-            dataclasses.replace(
-                plan,
-                targets=[
-                    dataclasses.replace(t, url=routes[t.url].url if t.url in routes else t.url)
-                    for t in plan.targets
-                ],
-            )
-            for plan in plans
-        ]
+        plans = [_routed(plan, routes) for plan in plans]
         names = [f"{route.network}-client-{plan.client}-{os.getpid()}" for plan in plans]
         counts = [(0, 0)] * len(plans)
 
@@ -399,26 +390,9 @@ class DockerRuntime(DockerBuilds, ImageRuntime):
         processes = []
         try:
             for name in names:
-                command = [
-                    *docker_command(self.docker),
-                    "run",
-                    "--interactive",
-                    "--rm",
-                    "--name",
-                    name,
-                    "--network",
-                    route.network,
-                    "--label",
-                    f"{ROLE}=load-client",
-                    *[a for k, v in route.labels.items() for a in ("--label", f"{k}={v}")],
-                    "--entrypoint",
-                    "python",
-                    route.image,
-                    *["-m", "engine.bench.worker", "--plan", "-"],
-                ]
                 processes.append(
                     await asyncio.create_subprocess_exec(
-                        *command,
+                        *self._client_command(name, route),
                         stdin=asyncio.subprocess.PIPE,
                         stdout=asyncio.subprocess.PIPE,
                         stderr=asyncio.subprocess.PIPE,
@@ -448,6 +422,27 @@ class DockerRuntime(DockerBuilds, ImageRuntime):
             f"{len(plans)} load client(s) ran as containers on the network {route.network}"
         )
         return list(results)
+
+    def _client_command(self, name: str, route: Route) -> list[str]:
+        """`docker run` of a load client container on the servers' network, labelled like
+        them, reading its plan from stdin."""
+        return [
+            *docker_command(self.docker),
+            "run",
+            "--interactive",
+            "--rm",
+            "--name",
+            name,
+            "--network",
+            route.network,
+            "--label",
+            f"{ROLE}=load-client",
+            *[a for k, v in route.labels.items() for a in ("--label", f"{k}={v}")],
+            "--entrypoint",
+            "python",
+            route.image,
+            *["-m", "engine.bench.worker", "--plan", "-"],
+        ]
 
     def _routes(self) -> dict[str, Route]:
         """doinfer's running server containers by published URL: how a client container
@@ -618,3 +613,15 @@ def _ready(url: str) -> bool:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
+
+
+def _routed(plan: ClientPlan, routes: dict[str, Route]) -> ClientPlan:
+    """The plan with each target's published URL replaced by the address a container on
+    the servers' network reaches it at."""
+    return dataclasses.replace(
+        plan,
+        targets=[
+            dataclasses.replace(t, url=routes[t.url].url if t.url in routes else t.url)
+            for t in plan.targets
+        ],
+    )

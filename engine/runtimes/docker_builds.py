@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.errors import DoinferError
 from engine.runtimes.base import Log
-from engine.runtimes.contracts import ImageResult, PackResult, PushResult
+from engine.runtimes.contracts import ImageResult, PackRequest, PackResult, PushResult
 
 if TYPE_CHECKING:
     from python_on_whales import DockerClient
@@ -45,18 +45,12 @@ class DockerBuilds:
         return images.image_drift(self.docker, image.image, image.image_id)
 
     def pack(
-        self,
-        inputs: dict[str, Any],
-        artifacts: dict[str, str],
-        fingerprint: str,
-        log: Log,
-        cancelled: Callable[[], bool] = lambda: False,
+        self, request: PackRequest, log: Log, cancelled: Callable[[], bool] = lambda: False
     ) -> PackResult:
         from engine.runtimes import docker_images as images
 
-        pack = images.build_server(
-            self.docker, inputs, artifacts, fingerprint, self._work_dir(), log, cancelled
-        )
+        inputs = request.inputs
+        pack = images.build_server(self.docker, request, self._work_dir(), log, cancelled)
         images.prune_server_images(
             self.docker,
             inputs["spec"],

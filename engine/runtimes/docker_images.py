@@ -26,7 +26,7 @@ from python_on_whales.utils import run as run_docker
 import engine
 from engine.bundles import link_tree, write_bundle
 from engine.errors import StepFailed
-from engine.runtimes.contracts import ImageResult, PackResult, PushResult
+from engine.runtimes.contracts import ImageResult, PackRequest, PackResult, PushResult
 from engine.runtimes.docker_engine import (
     ENVIRONMENT,
     FINGERPRINT,
@@ -83,7 +83,7 @@ def build_base(
     context = Path(tempfile.mkdtemp(prefix="image-", dir=work_dir))
     stages = [f"{tag}-python", f"{tag}-install"]
     try:
-        shutil.copy(dockerfile(processor), context / "Dockerfile")
+        (context / "Dockerfile").write_text(dockerfile(processor))
         what = f"building the {processor} base image from {base}"
 
         def build(*args: str) -> None:
@@ -145,18 +145,13 @@ def _image(docker: DockerClient, reference: str) -> Any:
 
 
 def build_server(
-    docker: DockerClient,
-    inputs: dict[str, Any],
-    artifacts: dict[str, str],
-    fingerprint: str,
-    work_dir: Path,
-    log: Log,
-    cancelled: Cancelled,
+    docker: DockerClient, request: PackRequest, work_dir: Path, log: Log, cancelled: Cancelled
 ) -> PackResult:
     """The server image: base + doinfer's code + the bundle, tagged by the pack fingerprint.
 
-    `inputs["base_image"]` is the base image's tag, from the image step.
+    `request.inputs["base_image"]` is the base image's tag, from the image step.
     """
+    inputs, fingerprint = request.inputs, request.fingerprint
     tag = server_tag(inputs["spec"], inputs["environment"], inputs["server"], fingerprint)
     existing = _image(docker, tag)
     if existing is not None and existing.config.labels.get(FINGERPRINT) == fingerprint:
@@ -164,13 +159,13 @@ def build_server(
         return PackResult(image=tag, image_id=existing.id)
     context = Path(tempfile.mkdtemp(prefix="pack-", dir=work_dir))
     try:
-        shutil.copy(dockerfile("server"), context / "Dockerfile")
+        (context / "Dockerfile").write_text(dockerfile("server"))
         shutil.copytree(
             Path(engine.__file__).parent,
             context / "engine",
             ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "images"),
         )
-        write_bundle(context / "bundle", inputs, artifacts)
+        write_bundle(context / "bundle", inputs, request.artifacts)
         labels = {
             SPEC: inputs["spec"],
             ENVIRONMENT: inputs["environment"],

@@ -16,12 +16,21 @@ DEFAULT_BASE_IMAGES = {
 }
 
 
-def dockerfile(processor: str) -> Path:
-    return IMAGES_DIR / processor / "Dockerfile"
+def dockerfile(image: str) -> str:
+    """The Dockerfile of the server image ("server") or of a processor's base image: that
+    processor's own `python` stage (its python.Dockerfile), then the install and final
+    stages every base image shares (install.Dockerfile, without its header comment)."""
+    if image == "server":
+        return (IMAGES_DIR / "server" / "Dockerfile").read_text()
+    own = (IMAGES_DIR / image / "python.Dockerfile").read_text()
+    shared = (IMAGES_DIR / "install.Dockerfile").read_text().splitlines(keepends=True)
+    while shared and (shared[0].startswith("#") or not shared[0].strip()):
+        shared.pop(0)
+    return own + "\n" + "".join(shared)
 
 
 def dockerfile_digest(processor: str) -> str:
-    return hashlib.sha256(dockerfile(processor).read_bytes()).hexdigest()[:16]
+    return hashlib.sha256(dockerfile(processor).encode()).hexdigest()[:16]
 
 
 def base_tag(processor: str, fingerprint: str) -> str:

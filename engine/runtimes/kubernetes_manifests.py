@@ -325,44 +325,9 @@ def load_job(
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS,
-            "runAsGroup": RUN_AS,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        "affinity": {
-            "podAntiAffinity": {
-                "preferredDuringSchedulingIgnoredDuringExecution": [
-                    {
-                        "weight": 100,
-                        "podAffinityTerm": {
-                            "labelSelector": {"matchLabels": {RUN_LABEL: name}},
-                            "topologyKey": "kubernetes.io/hostname",
-                        },
-                    }
-                ]
-            }
-        },
-        "containers": [
-            {
-                "name": "client",
-                "image": image,
-                "command": ["python", "-m", "engine.bench.worker", "--plans-env", PLANS_ENV],
-                "env": [{"name": PLANS_ENV, "value": plans}],
-                # one event loop: a core each, so that clients measure the servers, not
-                # their own contention
-                "resources": {
-                    "requests": {"cpu": "1", "memory": "512Mi"},
-                    "limits": {"memory": "1Gi"},
-                },
-                "securityContext": {
-                    "allowPrivilegeEscalation": False,
-                    "privileged": False,
-                    "capabilities": {"drop": ["ALL"]},
-                },
-            }
-        ],
+        "securityContext": _pod_security(),
+        "affinity": _spread_over_nodes({RUN_LABEL: name}),
+        "containers": [_load_client(image, plans)],
     }
     if node_selector:
         pod["nodeSelector"] = dict(node_selector)
@@ -382,17 +347,65 @@ def load_job(
     }
 
 
+def _load_client(image: str, plans: str) -> dict[str, Any]:
+    """The container of a load client: the worker, taking its plan from the JSON list."""
+    return {
+        "name": "client",
+        "image": image,
+        "command": ["python", "-m", "engine.bench.worker", "--plans-env", PLANS_ENV],
+        "env": [{"name": PLANS_ENV, "value": plans}],
+        # one event loop: a core each, so that clients measure the servers, not
+        # their own contention
+        "resources": {
+            "requests": {"cpu": "1", "memory": "512Mi"},
+            "limits": {"memory": "1Gi"},
+        },
+        "securityContext": _container_security(),
+    }
+
+
+def _spread_over_nodes(labels: dict[str, str]) -> dict[str, Any]:
+    """An affinity that prefers pods with these labels each on its own node."""
+    return {
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 100,
+                    "podAffinityTerm": {
+                        "labelSelector": {"matchLabels": labels},
+                        "topologyKey": "kubernetes.io/hostname",
+                    },
+                }
+            ]
+        }
+    }
+
+
+def _pod_security() -> dict[str, Any]:
+    """Every pod of doinfer's runs as the server image's non-root user."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _container_security() -> dict[str, Any]:
+    """No container of doinfer's needs a privilege."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
 def _pod_spec(w: Workload) -> dict[str, Any]:
     pod: dict[str, Any] = {
         "automountServiceAccountToken": False,  # the server never talks to the API
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": grace_period_s(w),
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS,
-            "runAsGroup": RUN_AS,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": _pod_security(),
         "containers": [_container(w)],
     }
     if w.node_selector:
@@ -437,11 +450,7 @@ def _container(w: Workload) -> dict[str, Any]:
         "livenessProbe": probe("/v2/health/live", 6),
         "resources": {"requests": requests, "limits": {**requests, **w.accelerators}},
         "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRESTOP_SLEEP_S)]}}},
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "privileged": False,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": _container_security(),
     }
     if w.routes is not None:
         container["volumeMounts"] = [

@@ -30,6 +30,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from engine.runtimes.base import Log, ReplicaStatus, Runtime
 from engine.runtimes.contracts import (
     DeployInput,
     DeployResult,
+    PackRequest,
     PackResult,
     ReplicaRecord,
     served_models,
@@ -66,21 +68,17 @@ class LocalRuntime(Runtime):
     # -- pack ---------------------------------------------------------------------------
 
     def pack(
-        self,
-        inputs: dict[str, Any],
-        artifacts: dict[str, str],
-        fingerprint: str,
-        log: Log,
-        cancelled: Callable[[], bool] = lambda: False,
+        self, request: PackRequest, log: Log, cancelled: Callable[[], bool] = lambda: False
     ) -> PackResult:
+        inputs = request.inputs
         server_dir = self._bundles_dir(inputs["spec"], inputs["environment"], inputs["server"])
-        bundle = server_dir / fingerprint[:16]
+        bundle = server_dir / request.fingerprint[:16]
         if (bundle / BUNDLE_CONFIG_FILE).is_file():
             log(f"bundle {bundle} exists")
             return PackResult(bundle=str(bundle))
         sweep_temps(server_dir, depth=1)  # what a pack killed with kill -9 left
         tmp = temp_path(bundle)
-        write_bundle(tmp, inputs, artifacts)
+        write_bundle(tmp, inputs, request.artifacts)
         os.replace(tmp, bundle)
         log(f"packed {bundle}")
         self._prune_bundles(inputs["spec"], inputs["environment"], inputs["server"], log)
@@ -110,24 +108,22 @@ class LocalRuntime(Runtime):
         existing = {r["index"]: r for r in self._pid_records(run_dir)}
         replicas: list[tuple[dict[str, Any], subprocess.Popen[bytes] | None]] = []
         for index in range(inputs["replicas"]):
+            # the key from the spec's threads ("auto" stays "auto"), the server started
+            # with the resolved number
             key = _replica_key(inputs, bundle, index)
+            launch = _Launch(inputs | {"threads": threads}, bundle, index, key, run_dir)
             record = existing.pop(index, None)
             if record and record.get("key") == key and _alive(record):
                 log(f"replica {index} (pid {record['pid']}) already runs this bundle: kept")
                 replicas.append((record, None))
                 continue
             if record and _alive(record):
-                replicas.append(
-                    self._replace(record, inputs, bundle, index, key, run_dir, log, cancelled)
-                )
+                replicas.append(self._replace(record, launch, log, cancelled))
                 continue
             if record:
                 self._stop(record, log)
             port = _same_port(record, inputs, index)  # a dead replica's URL stays, if free
-            started = self._start(
-                inputs | {"threads": threads}, bundle, index, key, run_dir, log, port
-            )
-            replicas.append(started)
+            replicas.append(self._start(launch, log, port))
         for record in existing.values():
             self._stop(record, log)
         for record, proc in replicas:  # kept ones too: an adopted replica may still be loading
@@ -206,52 +202,20 @@ class LocalRuntime(Runtime):
         return sorted(records, key=lambda r: r["index"])
 
     def _start(
-        self,
-        inputs: dict[str, Any],
-        bundle: str,
-        index: int,
-        key: str,
-        run_dir: Path,
-        log: Log,
-        port: int = 0,
-        sock: socket.socket | None = None,
+        self, launch: _Launch, log: Log, port: int = 0, sock: socket.socket | None = None
     ) -> tuple[dict[str, Any], subprocess.Popen[bytes]]:
         """Start a replica on `sock` (a predecessor's, taken over) or on a new socket
         (on `port`, else the spec's port, else a free one)."""
+        inputs, index = launch.inputs, launch.index
         host = inputs["bind_address"]
         if sock is None:
             named = inputs["port"] + index if inputs["port"] else None
             where = f"replica {index} of {inputs['server']}"
             sock = _listen(host, named, where) if named else _listen(host, port, where, True)
         port = sock.getsockname()[1]
-        log_path = run_dir / f"replica-{index}.log"
+        log_path = launch.run_dir / f"replica-{index}.log"
         handover = _handover_path()
-        command = [
-            sys.executable,
-            "-m",
-            "engine.serving",
-            "--bundle",
-            bundle,
-            "--fd",
-            str(sock.fileno()),
-            "--threads",
-            str(inputs["threads"]),
-            *limit_flags(inputs.get("limits", {})),
-            "--handover",
-            str(handover),
-        ]
-        package_root = str(Path(engine.__file__).resolve().parent.parent)
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(
-                p for p in (package_root, os.environ.get("PYTHONPATH")) if p
-            ),
-            "TOKENIZERS_PARALLELISM": "false",
-            "HF_HUB_OFFLINE": "1",
-            **labels(
-                self.state_dir, inputs["spec"], inputs["environment"], inputs["server"], index
-            ),
-        }
+        command = _server_command(launch, sock, handover)
         # The replica waits on a pipe until its pid is recorded: an engine killed between
         # spawning and recording closes the pipe, and the replica exits instead of running
         # on where no apply or destroy would ever find it.
@@ -265,7 +229,7 @@ class LocalRuntime(Runtime):
                     stderr=subprocess.STDOUT,
                     pass_fds=(sock.fileno(),),
                     start_new_session=True,
-                    env=env,
+                    env=self._server_env(launch),
                 )
             sock.close()
             record = {
@@ -273,20 +237,41 @@ class LocalRuntime(Runtime):
                 "pid": proc.pid,
                 "port": port,
                 "url": f"http://{host}:{port}",
-                "key": key,
-                "bundle": bundle,
+                "key": launch.key,
+                "bundle": launch.bundle,
                 "log": str(log_path),
                 "handover": str(handover),
                 "started_at": time.time(),
                 "stop_timeout_s": stop_timeout_s(inputs.get("limits", {})),
             }
-            _write_json(run_dir / f"replica-{index}.json", record)
+            _write_json(launch.run_dir / f"replica-{index}.json", record)
             os.write(go_write, b"go\n")
         finally:
             os.close(go_read)
             os.close(go_write)
         log(f"replica {index}: pid {proc.pid} on {record['url']}")
         return record, proc
+
+    def _server_env(self, launch: _Launch) -> dict[str, str]:
+        """The replica's environment: this one, doinfer's code importable, no hub, and the
+        labels observe() finds it by."""
+        inputs = launch.inputs
+        package_root = str(Path(engine.__file__).resolve().parent.parent)
+        return {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (package_root, os.environ.get("PYTHONPATH")) if p
+            ),
+            "TOKENIZERS_PARALLELISM": "false",
+            "HF_HUB_OFFLINE": "1",
+            **labels(
+                self.state_dir,
+                inputs["spec"],
+                inputs["environment"],
+                inputs["server"],
+                launch.index,
+            ),
+        }
 
     def _wait_ready(
         self,
@@ -333,17 +318,10 @@ class LocalRuntime(Runtime):
         )
 
     def _replace(
-        self,
-        old: dict[str, Any],
-        inputs: dict[str, Any],
-        bundle: str,
-        index: int,
-        key: str,
-        run_dir: Path,
-        log: Log,
-        cancelled: Callable[[], bool],
+        self, old: dict[str, Any], launch: _Launch, log: Log, cancelled: Callable[[], bool]
     ) -> tuple[dict[str, Any], subprocess.Popen[bytes] | None]:
         """Replace a running replica: the new one ready before the old one drains."""
+        inputs, index = launch.inputs, launch.index
         port = inputs["port"] + index if inputs["port"] else old["port"]
         same_address = old["url"] == f"http://{inputs['bind_address']}:{port}"
         sock = take_listener(Path(old["handover"])) if same_address and "handover" in old else None
@@ -353,8 +331,8 @@ class LocalRuntime(Runtime):
                 f"an older doinfer): restarted; {old['url']} answers again once it is ready"
             )
             self._stop(old, log)
-            return self._start(inputs, bundle, index, key, run_dir, log, port)
-        record, proc = self._start(inputs, bundle, index, key, run_dir, log, port, sock)
+            return self._start(launch, log, port)
+        record, proc = self._start(launch, log, port, sock)
         if sock is not None:
             sock.close()  # the new server holds it now
             log(f"replica {index}: pid {proc.pid} took over {record['url']} from pid {old['pid']}")
@@ -362,7 +340,7 @@ class LocalRuntime(Runtime):
             self._wait_ready(record, proc, log, cancelled, shared=sock is not None)
         except BaseException:  # the old one serves on, recorded again
             self._stop(record, log, drop_record=False)
-            _write_json(run_dir / f"replica-{index}.json", old)
+            _write_json(launch.run_dir / f"replica-{index}.json", old)
             raise
         self._stop(old, log, drop_record=False)  # its record is the new one's now
         return record, None  # ready: nothing to wait for again
@@ -402,6 +380,37 @@ class LocalRuntime(Runtime):
             if bundle != newest and str(bundle) not in in_use:
                 shutil.rmtree(bundle, ignore_errors=True)
                 log(f"pruned old bundle {bundle}")
+
+
+@dataclass(frozen=True)
+class _Launch:
+    """What one replica is started with: the deploy's inputs (threads resolved), the
+    bundle it serves, its index and key, and the directory of its record and log."""
+
+    inputs: dict[str, Any]
+    bundle: str
+    index: int
+    key: str
+    run_dir: Path
+
+
+def _server_command(launch: _Launch, sock: socket.socket, handover: Path) -> list[str]:
+    """The model server's command line: it serves on the inherited socket `sock`, and
+    offers it to a successor at `handover`."""
+    return [
+        sys.executable,
+        "-m",
+        "engine.serving",
+        "--bundle",
+        launch.bundle,
+        "--fd",
+        str(sock.fileno()),
+        "--threads",
+        str(launch.inputs["threads"]),
+        *limit_flags(launch.inputs.get("limits", {})),
+        "--handover",
+        str(handover),
+    ]
 
 
 def _bundle(pack: PackResult) -> Path:

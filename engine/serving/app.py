@@ -19,8 +19,10 @@ from typing import Any, TypeVar
 from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
+from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 
+from engine.artifacts import BundleModel
 from engine.serving.batching import Batcher, BatchPolicy, Overloaded
 from engine.serving.limits import ServerLimits
 from engine.serving.metrics import CONTENT_TYPE, ServerMetrics
@@ -53,11 +55,43 @@ class UnknownModel(Exception):
 def create_app(bundle: LoadedBundle, limits: ServerLimits | None = None) -> Litestar:
     """The server's app; `app.state.draining = True` makes it report not ready."""
     limits = limits or ServerLimits()
-    runners = bundle.runners
-    metrics = ServerMetrics()
-    batchers: dict[int, Batcher] = {}
+    models = _Models(bundle.runners, ServerMetrics())
     for runner, settings in bundle.distinct_runners():
-        observer = metrics.for_queue(runner.name)
+        models.add_batcher(runner, settings)
+    return Litestar(
+        route_handlers=[
+            *_health_routes(bundle),
+            *_inference_routes(models, limits),
+            *_metadata_routes(models),
+        ],
+        on_startup=[models.start],
+        on_shutdown=[models.stop],
+        exception_handlers={
+            BadRequest: _bad_request,
+            InvalidInput: _bad_request,
+            TooLarge: _too_large,
+            UnknownModel: _unknown_model,
+            Overloaded: _overloaded,
+            ClientGone: _client_gone,
+            HTTPException: _http_error,
+        },
+        request_max_body_size=limits.max_body_bytes,
+        state=State({"draining": False}),
+        debug=False,
+    )
+
+
+class _Models:
+    """The served models, the batcher each distinct runner queues on, and the counters:
+    what the inference and metadata routes share."""
+
+    def __init__(self, runners: dict[str, ModelRunner], metrics: ServerMetrics) -> None:
+        self.runners = runners
+        self.metrics = metrics
+        self.batchers: dict[int, Batcher] = {}  # by id(runner): instances may share one
+
+    def add_batcher(self, runner: ModelRunner, settings: BundleModel) -> None:
+        observer = self.metrics.for_queue(runner.name)
         batcher = Batcher(
             runner,
             BatchPolicy(
@@ -68,26 +102,33 @@ def create_app(bundle: LoadedBundle, limits: ServerLimits | None = None) -> Lite
             ),
             observer,
         )
-        observer.watch_depth(lambda b=batcher: b.depth)
-        batchers[id(runner)] = batcher
+        observer.watch_depth(lambda: batcher.depth)
+        self.batchers[id(runner)] = batcher
 
-    def runner_for(name: str) -> ModelRunner:
-        runner = runners.get(name)
+    async def start(self) -> None:
+        for batcher in self.batchers.values():
+            batcher.start()
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(b.stop() for b in self.batchers.values()))
+
+    def runner_for(self, name: str) -> ModelRunner:
+        runner = self.runners.get(name)
         if runner is None:
-            raise UnknownModel(name, sorted(runners))
+            raise UnknownModel(name, sorted(self.runners))
         return runner
 
     async def answer(
-        name: str, request: Request, parse: Callable[[ModelRunner], Awaitable[Parsed]]
+        self, name: str, request: Request, parse: Callable[[ModelRunner], Awaitable[Parsed]]
     ) -> tuple[ModelRunner, list[dict[str, Any]], Parsed]:
         """Parse, queue, wait: the common path of both inference routes, counted."""
-        runner = runner_for(name)
+        runner = self.runner_for(name)
         started = time.perf_counter()
         code = 500
         try:
             parsed = await parse(runner)
             results = await _unless_disconnected(
-                batchers[id(runner)].submit(parsed.requests), request.receive
+                self.batchers[id(runner)].submit(parsed.requests), request.receive
             )
             code = 200
             return runner, results, parsed
@@ -104,19 +145,23 @@ def create_app(bundle: LoadedBundle, limits: ServerLimits | None = None) -> Lite
             code = CLIENT_CLOSED_REQUEST
             raise
         finally:
-            metrics.answered(name, code, time.perf_counter() - started)
+            self.metrics.answered(name, code, time.perf_counter() - started)
+
+
+def _health_routes(bundle: LoadedBundle) -> list[HTTPRouteHandler]:
+    """What load balancers and probes ask: is the process up, is it ready to serve."""
 
     @get("/", sync_to_thread=False)
     def root() -> dict[str, Any]:
-        return {"status": "ok", "server": bundle.server, "models": sorted(runners)}
-
-    @get("/v2/health/live", sync_to_thread=False)
-    def live() -> dict[str, bool]:
-        return {"live": True}
+        return {"status": "ok", "server": bundle.server, "models": sorted(bundle.runners)}
 
     @get("/v2", sync_to_thread=False)
     def server_metadata() -> dict[str, Any]:
         return {"name": "doinfer", "version": _version(), "extensions": []}
+
+    @get("/v2/health/live", sync_to_thread=False)
+    def live() -> dict[str, bool]:
+        return {"live": True}
 
     @get("/v2/health/ready", sync_to_thread=False)
     def ready(state: State) -> Response[dict[str, bool]]:
@@ -125,21 +170,18 @@ def create_app(bundle: LoadedBundle, limits: ServerLimits | None = None) -> Lite
             return Response({"ready": False}, status_code=503)
         return Response({"ready": True})
 
-    @get("/v2/models/{name:str}", sync_to_thread=False)
-    def metadata(name: FromPath[str]) -> dict[str, Any]:
-        return v2_metadata(name, runner_for(name))
+    return [root, server_metadata, live, ready]
 
-    @get("/v2/models/{name:str}/ready", sync_to_thread=False)
-    def model_ready(name: FromPath[str]) -> dict[str, Any]:
-        runner_for(name)
-        return {"name": name, "ready": True}
+
+def _inference_routes(models: _Models, limits: ServerLimits) -> list[HTTPRouteHandler]:
+    """OIP v2's infer and the old GET /predictions: both queue on the model's batcher."""
 
     @post("/v2/models/{name:str}/infer", status_code=200)
     async def infer(name: FromPath[str], request: Request) -> dict[str, Any]:
         async def parse(runner: ModelRunner) -> Parsed:
             return from_v2(runner, await request.body(), limits.max_inputs)
 
-        runner, results, parsed = await answer(name, request, parse)
+        runner, results, parsed = await models.answer(name, request, parse)
         body: dict[str, Any] = {
             "model_name": name,
             "model_version": "1",
@@ -154,47 +196,29 @@ def create_app(bundle: LoadedBundle, limits: ServerLimits | None = None) -> Lite
         async def parse(runner: ModelRunner) -> Parsed:
             return from_query(runner, request.scope["query_string"])
 
-        _, (result,), _ = await answer(name, request, parse)
+        _, (result,), _ = await models.answer(name, request, parse)
         return {"model": name, **result}
+
+    return [infer, predictions]
+
+
+def _metadata_routes(models: _Models) -> list[HTTPRouteHandler]:
+    """What a model is (OIP v2 metadata and readiness), and the Prometheus metrics."""
+
+    @get("/v2/models/{name:str}", sync_to_thread=False)
+    def metadata(name: FromPath[str]) -> dict[str, Any]:
+        return v2_metadata(name, models.runner_for(name))
+
+    @get("/v2/models/{name:str}/ready", sync_to_thread=False)
+    def model_ready(name: FromPath[str]) -> dict[str, Any]:
+        models.runner_for(name)
+        return {"name": name, "ready": True}
 
     @get("/metrics", sync_to_thread=False)
     def prometheus() -> Response[bytes]:
-        return Response(metrics.exposition(), media_type=CONTENT_TYPE)
+        return Response(models.metrics.exposition(), media_type=CONTENT_TYPE)
 
-    async def start_batchers() -> None:
-        for batcher in batchers.values():
-            batcher.start()
-
-    async def stop_batchers() -> None:
-        await asyncio.gather(*(b.stop() for b in batchers.values()))
-
-    return Litestar(
-        route_handlers=[
-            root,
-            server_metadata,
-            live,
-            ready,
-            metadata,
-            model_ready,
-            infer,
-            predictions,
-            prometheus,
-        ],
-        on_startup=[start_batchers],
-        on_shutdown=[stop_batchers],
-        exception_handlers={
-            BadRequest: _bad_request,
-            InvalidInput: _bad_request,
-            TooLarge: _too_large,
-            UnknownModel: _unknown_model,
-            Overloaded: _overloaded,
-            ClientGone: _client_gone,
-            HTTPException: _http_error,
-        },
-        request_max_body_size=limits.max_body_bytes,
-        state=State({"draining": False}),
-        debug=False,
-    )
+    return [metadata, model_ready, prometheus]
 
 
 async def _unless_disconnected(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from engine.devices import LOCAL_DEVICES, has_local_device
 from engine.runtimes import RUNTIMES, runtime_class, unknown_runtime
@@ -13,90 +15,135 @@ from engine.spec.defaults import schema_default
 from engine.spec.errors import Diagnostic, format_path
 from engine.spec.validate import Marks, mark_of
 
+if TYPE_CHECKING:
+    from engine.packing.catalog import NodeType
+
 
 def semantic_errors(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
     errors: list[Diagnostic] = []
     for section in ("models", "hosts", "servers", "scenarios", "catalog"):
         errors += _unique_names(doc, marks, section)
-    models = {m["name"]: m for m in doc["models"]}
-    host_processors = {h["processor"] for h in doc["hosts"]}
     kind = doc["runtime"]["kind"]  # the schema's defaults are filled in (defaults.py)
     runtime = runtime_class(kind) if kind in RUNTIMES else None
-    if runtime is None:  # validate and plan agree on what this version can do
-        errors.append(Diagnostic(mark_of(marks, ("runtime", "kind")), unknown_runtime(kind)))
-    else:
-        errors += _registry_errors(doc, marks, kind, runtime.registry_use)
-        errors += [
-            Diagnostic(mark_of(marks, path), f"{format_path(path)}: {message}")
-            for path, message in runtime.spec_errors(doc)
-        ]
-    others = " or ".join(k for k in RUNTIMES if k != kind)
-    for i, server in enumerate(doc["servers"]):
-        seen: set[str] = set()
-        for j, packed in enumerate(server["models"]):
-            name = packed["model"]
-            path = ("servers", i, "models", j, "model")
-            if name not in models:
-                close = difflib.get_close_matches(name, list(models), n=1)
-                hint = (
-                    f" (did you mean '{close[0]}'?)"
-                    if close
-                    else (
-                        f"; models: {', '.join(models)}" if models else "; the spec has no models"
-                    )
-                )
-                errors.append(
-                    Diagnostic(
-                        mark_of(marks, path),
-                        f"servers[{i}].models[{j}].model: unknown model '{name}'{hint}",
-                    )
-                )
-            elif name in seen:
-                errors.append(
-                    Diagnostic(
-                        mark_of(marks, path),
-                        f"servers[{i}].models[{j}].model: '{name}' is packed "
-                        f"twice; raise its instances instead",
-                    )
-                )
-            elif server.get("processor", "cpu") != "cpu" and _precision(models[name]) == "int8":
-                errors.append(
-                    Diagnostic(
-                        mark_of(marks, path),
-                        f"servers[{i}].models[{j}].model: '{name}' is traced at precision "
-                        f"int8 (dynamic quantization), which only cpu servers run; use bf16 or "
-                        f"fp16 on {server['processor']}",
-                    )
-                )
-            seen.add(name)
-        if server.get("packing") == "auto":
-            errors += _fleet_errors(doc, marks, i, models, host_processors, kind, runtime)
-            continue
-        errors += _manual_errors(server, marks, i)
-        processor = server["processor"]
-        where = mark_of(marks, ("servers", i, "processor"))
-        if runtime is not None and runtime.serves_here and not has_local_device(processor):
-            # A host can trace for this processor, but this runtime serves here.
-            errors.append(
-                Diagnostic(
-                    where,
-                    f"servers[{i}].processor: the {kind} runtime serves on this machine, which "
-                    f"has no {processor} device ({LOCAL_DEVICES[processor]}); use processor: cpu, "
-                    f"or a runtime on {processor} nodes (runtime.kind: {others})",
-                )
-            )
-        elif processor not in host_processors and not has_local_device(processor):
-            errors.append(
-                Diagnostic(
-                    where,
-                    f"servers[{i}].processor: {processor} models must be traced on a {processor} "
-                    f"device, and there is no host with processor: {processor} under hosts and no "
-                    f"{processor} device here; add a host with processor: {processor}",
-                )
-            )
-        errors += _resource_errors(server, marks, i)
+    errors += _runtime_errors(doc, marks, kind, runtime)
+    spec = _Checked(
+        doc,
+        marks,
+        {m["name"]: m for m in doc["models"]},
+        {h["processor"] for h in doc["hosts"]},
+        kind,
+        runtime,
+    )
+    for i in range(len(doc["servers"])):
+        errors += _server_errors(spec, i)
     errors += _port_clashes(doc, marks)
     errors += _catalog_errors(doc, marks)
+    errors += _scenario_errors(doc, marks)
+    return errors
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """The document and what the checks of each server look up in it."""
+
+    doc: dict[str, Any]
+    marks: Marks
+    models: dict[str, dict[str, Any]]  # by name
+    host_processors: set[str]  # the processors some host can trace for
+    kind: str  # runtime.kind
+    runtime: type[Runtime] | None  # None: a kind this version does not know
+
+    @property
+    def serves_here(self) -> bool:
+        return self.runtime is not None and self.runtime.serves_here
+
+
+def _runtime_errors(
+    doc: dict[str, Any], marks: Marks, kind: str, runtime: type[Runtime] | None
+) -> list[Diagnostic]:
+    """The runtime exists (validate and plan agree on what this version can do), and the
+    spec gives it what it needs."""
+    if runtime is None:
+        return [Diagnostic(mark_of(marks, ("runtime", "kind")), unknown_runtime(kind))]
+    return _registry_errors(doc, marks, kind, runtime.registry_use) + [
+        Diagnostic(mark_of(marks, path), f"{format_path(path)}: {message}")
+        for path, message in runtime.spec_errors(doc)
+    ]
+
+
+def _server_errors(spec: _Checked, i: int) -> list[Diagnostic]:
+    server = spec.doc["servers"][i]
+    errors = _packed_model_errors(spec, i)
+    if server.get("packing") == "auto":
+        return errors + _fleet_errors(spec, i)
+    errors += _manual_errors(server, spec.marks, i)
+    errors += _processor_errors(spec, i)
+    return errors + _resource_errors(server, spec.marks, i)
+
+
+def _packed_model_errors(spec: _Checked, i: int) -> list[Diagnostic]:
+    """Each model a server packs exists, is packed once, and runs on its processor."""
+    server = spec.doc["servers"][i]
+    errors = []
+    seen: set[str] = set()
+    for j, packed in enumerate(server["models"]):
+        name = packed["model"]
+        problem = None
+        if name not in spec.models:
+            problem = f"unknown model '{name}'{_unknown_model_hint(name, spec.models)}"
+        elif name in seen:
+            problem = f"'{name}' is packed twice; raise its instances instead"
+        elif server.get("processor", "cpu") != "cpu" and _precision(spec.models[name]) == "int8":
+            problem = (
+                f"'{name}' is traced at precision int8 (dynamic quantization), which only cpu "
+                f"servers run; use bf16 or fp16 on {server['processor']}"
+            )
+        seen.add(name)
+        if problem is not None:  # the mark is looked up on error only
+            path = ("servers", i, "models", j, "model")
+            errors.append(
+                Diagnostic(mark_of(spec.marks, path), f"servers[{i}].models[{j}].model: {problem}")
+            )
+    return errors
+
+
+def _unknown_model_hint(name: str, models: dict[str, Any]) -> str:
+    close = difflib.get_close_matches(name, list(models), n=1)
+    if close:
+        return f" (did you mean '{close[0]}'?)"
+    return f"; models: {', '.join(models)}" if models else "; the spec has no models"
+
+
+def _processor_errors(spec: _Checked, i: int) -> list[Diagnostic]:
+    """A manual server's processor: the runtime can serve on it, and something can trace
+    for it (a host, or this machine)."""
+    processor = spec.doc["servers"][i]["processor"]
+    where = mark_of(spec.marks, ("servers", i, "processor"))
+    if spec.serves_here and not has_local_device(processor):
+        # A host can trace for this processor, but this runtime serves here.
+        others = " or ".join(k for k in RUNTIMES if k != spec.kind)
+        return [
+            Diagnostic(
+                where,
+                f"servers[{i}].processor: the {spec.kind} runtime serves on this machine, "
+                f"which has no {processor} device ({LOCAL_DEVICES[processor]}); use processor: "
+                f"cpu, or a runtime on {processor} nodes (runtime.kind: {others})",
+            )
+        ]
+    if processor not in spec.host_processors and not has_local_device(processor):
+        return [
+            Diagnostic(
+                where,
+                f"servers[{i}].processor: {processor} models must be traced on a {processor} "
+                f"device, and there is no host with processor: {processor} under hosts and no "
+                f"{processor} device here; add a host with processor: {processor}",
+            )
+        ]
+    return []
+
+
+def _scenario_errors(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
+    errors = []
     for i, scenario in enumerate(doc["scenarios"]):
         if scenario["kind"] == "benchmark" and ("concurrency" in scenario) == ("rate" in scenario):
             errors.append(
@@ -171,79 +218,83 @@ def _catalog_errors(doc: dict[str, Any], marks: Marks) -> list[Diagnostic]:
     return errors
 
 
-def _fleet_errors(
-    doc: dict[str, Any],
-    marks: Marks,
-    i: int,
-    models: dict[str, Any],
-    host_processors: set[str],
-    kind: str,
-    runtime: type[Runtime] | None,
-) -> list[Diagnostic]:
+def _fleet_errors(spec: _Checked, i: int) -> list[Diagnostic]:
     """A packing: auto server: its node types exist and are reachable, and every model
     has a profile for one of their processors (declared, or to be measured by a profile
     step on this machine) and fits one of their devices (known before profiling only when
     nothing is to be measured)."""
-    from engine.packing.fleet import Profile
-    from engine.packing.solver import device_classes, fits, unplaceable
     from engine.spec.build import spec_catalog
-    from engine.spec.fleet import (
-        allowed_types,
-        demand,
-        measurable,
-        reachable_processors,
-        unmatched,
-    )
+    from engine.spec.fleet import allowed_types, reachable_processors
 
-    server = doc["servers"][i]
+    server = spec.doc["servers"][i]
     errors = []
     if server["replicas"] != schema_default("server", "replicas"):  # the default is filled in
         errors.append(
             Diagnostic(
-                mark_of(marks, ("servers", i, "replicas"), key=True),
+                mark_of(spec.marks, ("servers", i, "replicas"), key=True),
                 f"servers[{i}].replicas: a packing: auto server runs one server per device "
                 f"the packing chooses; drop replicas",
             )
         )
-    if _catalog_errors(doc, marks):
+    if _catalog_errors(spec.doc, spec.marks):
         return errors  # reported once, by the caller
-    catalog = spec_catalog(doc.get("catalog", []))
-    patterns = server.get("node_types", [])
-    for j, pattern in enumerate(patterns):
+    catalog = spec_catalog(spec.doc.get("catalog", []))
+    errors += _node_type_errors(spec, i, catalog)
+    if errors:
+        return errors  # the models' checks would only repeat the same problem
+    reachable = reachable_processors(spec.serves_here, spec.host_processors)
+    types = allowed_types(catalog, server.get("node_types", []), server.get("processor"), reachable)
+    if not types:
+        where = (
+            f"this machine (runtime {spec.kind})" if spec.serves_here else "a host or this machine"
+        )
+        return [
+            Diagnostic(
+                mark_of(spec.marks, ("servers", i, "name")),
+                f"servers[{i}]: no node type to pack onto: none of the catalog's types it "
+                f"allows has a processor that {where} can trace and serve for "
+                f"({', '.join(sorted(reachable))}); add a host, or allow other node types",
+            )
+        ]
+    return _fleet_model_errors(spec, i, types)
+
+
+def _node_type_errors(spec: _Checked, i: int, catalog: dict[str, NodeType]) -> list[Diagnostic]:
+    """Each of a server's node_types patterns names some type of the catalog."""
+    from engine.spec.fleet import unmatched
+
+    errors = []
+    for j, pattern in enumerate(spec.doc["servers"][i].get("node_types", [])):
         if pattern in unmatched([pattern], catalog):
             close = difflib.get_close_matches(pattern, list(catalog), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             errors.append(
                 Diagnostic(
-                    mark_of(marks, ("servers", i, "node_types", j)),
+                    mark_of(spec.marks, ("servers", i, "node_types", j)),
                     f"servers[{i}].node_types[{j}]: '{pattern}' names no node type of the "
                     f"catalog{hint}",
                 )
             )
-    if errors:
-        return errors  # the models' checks would only repeat the same problem
-    serves_here = runtime is not None and runtime.serves_here
-    reachable = reachable_processors(serves_here, host_processors)
-    types = allowed_types(catalog, patterns, server.get("processor"), reachable)
-    if not types:
-        where = f"this machine (runtime {kind})" if serves_here else "a host or this machine"
-        errors.append(
-            Diagnostic(
-                mark_of(marks, ("servers", i, "name")),
-                f"servers[{i}]: no node type to pack onto: none of the catalog's types it "
-                f"allows has a processor that {where} can trace and serve for "
-                f"({', '.join(sorted(reachable))}); add a host, or allow other node types",
-            )
-        )
-        return errors
+    return errors
+
+
+def _fleet_model_errors(spec: _Checked, i: int, types: Sequence[NodeType]) -> list[Diagnostic]:
+    """Every model of a packing: auto server has a profile for a processor of `types`,
+    and fits one of their devices."""
+    from engine.packing.fleet import Profile
+    from engine.packing.solver import device_classes, fits, unplaceable
+    from engine.spec.fleet import demand, measurable
+
+    server = spec.doc["servers"][i]
     offered = sorted({t.processor for t in types})
     measured_here = measurable(offered)
     classes = device_classes(types)
     u = server.get("max_utilization", 0.75)
+    errors = []
     for j, packed in enumerate(server["models"]):
-        model = models.get(packed["model"])
+        model = spec.models.get(packed["model"])
         if model is None:
-            continue  # reported above
+            continue  # reported by _packed_model_errors
         path = ("servers", i, "models", j, "model")  # its mark is looked up on error only
         profiles = {p: Profile(**v) for p, v in model.get("profiles", {}).items()}
         if set(measured_here) - set(profiles):
@@ -256,7 +307,7 @@ def _fleet_errors(
             )
             errors.append(
                 Diagnostic(
-                    mark_of(marks, path),
+                    mark_of(spec.marks, path),
                     f"servers[{i}].models[{j}]: model '{packed['model']}' {has}, the "
                     f"processor(s) this server can reach; give it profiles.{offered[0]} "
                     f"(memory_mib, rate_per_core) under models",
@@ -273,7 +324,8 @@ def _fleet_errors(
         if not any(fits(d, c, u) for c in classes):
             errors.append(
                 Diagnostic(
-                    mark_of(marks, path), f"servers[{i}].models[{j}]: {unplaceable(d, classes, u)}"
+                    mark_of(spec.marks, path),
+                    f"servers[{i}].models[{j}]: {unplaceable(d, classes, u)}",
                 )
             )
     return errors

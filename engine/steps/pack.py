@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.graph.step import Observation, Step
-from engine.runtimes.contracts import ImageResult, PackResult
+from engine.runtimes.contracts import ImageResult, PackRequest, PackResult
 from engine.steps.base import ApplyRequest, Context, Log
 
 
@@ -23,7 +23,8 @@ class PackStep:
             inputs = {**inputs, "base_image": base.image}
         # A replaced pack's predecessor may still be serving; the runtime prunes it once
         # no replica uses it.
-        pack = ctx.runtime.pack(inputs, artifacts, request.step.fingerprint, log, ctx.cancel.is_set)
+        what = PackRequest(inputs, artifacts, request.step.fingerprint)
+        pack = ctx.runtime.pack(what, log, ctx.cancel.is_set)
         ctx.check_cancelled()
         return pack.to_json()
 

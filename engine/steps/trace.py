@@ -108,9 +108,11 @@ class TraceStep:
                 out.parent.mkdir(parents=True, exist_ok=True)
                 source = source_here(inputs, ctx)
                 if request.step.runs_on is not None:
-                    from engine.steps.trace_remote import trace_remotely  # asyncssh: slow load
+                    from engine.steps.trace_remote import RemoteTrace  # asyncssh: slow load
 
-                    trace_remotely(inputs, source, request.step.runs_on, out, ctx, log)
+                    logs = compiler_logs_dir(ctx, inputs)
+                    job = RemoteTrace(inputs, source, request.step.runs_on, out, logs, log)
+                    job.trace(ctx.cancel)
                 else:
                     self._run_local(inputs, source, out, ctx, log)
                 problem = artifact_problem(out, full_check=True)

@@ -319,20 +319,7 @@ def sha256_of(path: Path) -> str:
 
 
 def run(job: dict[str, Any]) -> Path:
-    # Quiet libraries: the engine streams this job's output into the apply's progress.
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import warnings
-
-    import torch
-    import transformers
-
-    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", message=".*quantiz")  # int8: deprecation notices
-    transformers.utils.logging.disable_progress_bar()
-
+    quiet_libraries()
     task, processor, trace = job["task"], job["processor"], job["trace"]
     out = Path(job["out_dir"])
     full = trace["sequence_length"]
@@ -363,15 +350,55 @@ def run(job: dict[str, Any]) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    meta = artifact_meta(job, names, modules, device, accuracy, trials)
+    (tmp / "doinfer-trace.json").write_text(json.dumps(meta, indent=2))
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    say(f"saved {out} sha256={meta['sha256']}")
+    return out
+
+
+def quiet_libraries() -> None:
+    """Quiet torch and transformers: the engine streams this job's output into the
+    apply's progress, where warnings and progress bars are noise."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import warnings
+
+    import torch
+    import transformers
+
+    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*quantiz")  # int8: deprecation notices
+    transformers.utils.logging.disable_progress_bar()
+
+
+def artifact_meta(
+    job: dict[str, Any],
+    names: list[str],
+    modules: dict[str, dict[str, str]],
+    device: str,
+    accuracy: dict[str, Any],
+    trials: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """What doinfer-trace.json says of the artifact: what was traced, with which libraries,
+    on which device, at which precision and with what measured agreement."""
+    import torch
+    import transformers
+
+    trace = job["trace"]
     meta: dict[str, Any] = {
         "format": 1,
         "model": job["model"],
         "source": job["source"],
-        "task": task,
-        "processor": processor,
+        "task": job["task"],
+        "processor": job["processor"],
         "trace": trace,
         "inputs": names,
-        "sha256": modules[str(full)]["sha256"],
+        "sha256": modules[str(trace["sequence_length"])]["sha256"],
         "torch_version": torch.__version__,
         "transformers_version": transformers.__version__,
         "device": device,
@@ -382,14 +409,9 @@ def run(job: dict[str, Any]) -> Path:
         meta["precision_trials"] = trials
     if job.get("sequence_lengths"):
         meta["modules"] = modules
-    if task == "feature-extraction":
+    if job["task"] == "feature-extraction":
         meta["pooling"] = pooling_of(job["source"])
-    (tmp / "doinfer-trace.json").write_text(json.dumps(meta, indent=2))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    say(f"saved {out} sha256={meta['sha256']}")
-    return out
+    return meta
 
 
 def unsupported(precision: str, processor: str, supported: list[str]) -> str:

@@ -31,26 +31,12 @@ from engine.remote import files
 from engine.remote.connect import connect, describe
 from engine.remote.hosts import RemoteHost
 from engine.remote.process import Finished, run_streaming
-from engine.steps.base import Context, Log
-from engine.steps.trace_request import TRACE_JOB, compiler_logs_dir, trace_job
+from engine.steps.base import Log
+from engine.steps.trace_request import TRACE_JOB, trace_job
 
 COMPILER_LOG_PATTERNS = ("*log*", "*.txt")
 COMPILER_LOG_LIMIT = 16 << 20  # bytes per file: logs, not the compiler's graphs
 T = TypeVar("T")
-
-
-def trace_remotely(
-    inputs: dict[str, Any],
-    source: str,
-    runs_on: dict[str, Any],
-    out: Path,
-    ctx: Context,
-    log: Log,
-) -> None:
-    """Trace `source` (a directory here, or hf:) on the host `runs_on` describes; the
-    artifact ends up whole in `out`."""
-    job = RemoteTrace(inputs, source, runs_on, out, compiler_logs_dir(ctx, inputs), log)
-    asyncio.run(until_cancelled(job.run(), ctx.cancel))
 
 
 async def until_cancelled(work: Coroutine[Any, Any, T], cancel: threading.Event) -> T:
@@ -67,6 +53,9 @@ async def until_cancelled(work: Coroutine[Any, Any, T], cancel: threading.Event)
 
 
 class RemoteTrace:
+    """A trace of `source` (a directory here, or hf:) on the host `runs_on` describes; the
+    artifact ends up whole in `out`, the compiler's logs in `compiler_logs`."""
+
     def __init__(
         self,
         inputs: dict[str, Any],
@@ -85,6 +74,10 @@ class RemoteTrace:
         self.compiler_logs = compiler_logs
         self.log = log
         self.what = f"trace of {inputs['model']} on host {self.host.label}"
+
+    def trace(self, cancel: threading.Event) -> None:
+        """Run the trace; once `cancel` is set, stop it (its remote process too)."""
+        asyncio.run(until_cancelled(self.run(), cancel))
 
     async def run(self) -> None:
         self.log(f"connecting to host {self.host.label}")

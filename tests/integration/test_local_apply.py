@@ -134,8 +134,9 @@ def test_apply_serves_real_embeddings_and_is_idempotent(state_dir: Path, referen
     assert "Apply complete" not in second.stdout
 
 
-def run_on_a_terminal(*args: str, timeout_s: float = 120) -> tuple[int, str]:
-    """Run doinfer with a pseudo-terminal as its stdin, stdout and stderr: (exit, output)."""
+def start_on_a_terminal(*args: str) -> tuple[subprocess.Popen[bytes], int]:
+    """Start doinfer with a pseudo-terminal as its stdin, stdout and stderr: the process,
+    and the terminal's other end to read what it shows and type answers into."""
     import pty
 
     primary, secondary = pty.openpty()
@@ -147,6 +148,12 @@ def run_on_a_terminal(*args: str, timeout_s: float = 120) -> tuple[int, str]:
         stderr=secondary,
     )
     os.close(secondary)
+    return proc, primary
+
+
+def run_on_a_terminal(*args: str, timeout_s: float = 120) -> tuple[int, str]:
+    """Run doinfer on a pseudo-terminal until it exits: (exit, output)."""
+    proc, primary = start_on_a_terminal(*args)
     output = b""
     deadline = time.monotonic() + timeout_s
     try:
@@ -421,19 +428,9 @@ def test_a_bad_spec_touches_nothing_deployed(state_dir: Path, tmp_path: Path) ->
 
 def test_confirmation_on_a_terminal(state_dir: Path) -> None:
     """On a terminal apply asks first; anything but 'yes' changes nothing."""
-    import pty
-
     pid = int(status(state_dir)[0]["detail"].split()[1])
     os.kill(pid, signal.SIGKILL)
-    primary, secondary = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "engine", "apply", str(SPEC), "--state-dir", str(state_dir)],
-        cwd=REPO,
-        stdin=secondary,
-        stdout=secondary,
-        stderr=secondary,
-    )
-    os.close(secondary)
+    proc, primary = start_on_a_terminal("apply", str(SPEC), "--state-dir", str(state_dir))
     output = b""
     deadline = time.monotonic() + 60
     while b"Only 'yes' proceeds" not in output:

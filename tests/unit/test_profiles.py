@@ -16,17 +16,9 @@ from engine.profiles import (
     profile_key,
     store_profile,
 )
+from tests.unit.steps.test_trace import INPUTS as TRACE_INPUTS
 
-TRACE = {
-    "model": "minilm",
-    "source": {"package": "p", "version": "p==1"},
-    "job_source": "/somewhere",
-    "task": "feature-extraction",
-    "processor": "cpu",
-    "trace": {"sequence_length": 128, "batch_size": 1, "pipeline_cores": 1, "precision": "fp32"},
-    "calibration": [["a text", None]],
-    "versions": {"torch": "2.13.0"},
-}
+TRACE = {**TRACE_INPUTS, "versions": {"torch": "2.13.0"}}  # a trace step's inputs
 
 
 def profile_inputs(trace: dict, **changes: object) -> dict:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.runtimes.base import Log
-from engine.runtimes.contracts import ImageResult, PackResult, PushResult
+from engine.runtimes.contracts import ImageResult, PackRequest, PackResult, PushResult
 from engine.runtimes.image_names import base_tag, registry_reference, server_tag
 from engine.runtimes.kubernetes import KubernetesRuntime
 
@@ -36,14 +36,12 @@ class PrebuiltImagesRuntime(KubernetesRuntime):
         return []
 
     def pack(
-        self,
-        inputs: dict[str, Any],
-        artifacts: dict[str, str],
-        fingerprint: str,
-        log: Log,
-        cancelled: Callable[[], bool] = lambda: False,
+        self, request: PackRequest, log: Log, cancelled: Callable[[], bool] = lambda: False
     ) -> PackResult:
-        tag = server_tag(inputs["spec"], inputs["environment"], inputs["server"], fingerprint)
+        inputs = request.inputs
+        tag = server_tag(
+            inputs["spec"], inputs["environment"], inputs["server"], request.fingerprint
+        )
         return PackResult(image=tag, image_id=_digest(tag))
 
     def pack_drift(self, pack: PackResult) -> list[str]:

@@ -12,8 +12,7 @@ import pytest
 
 from engine.sources import resolve_source
 from tests.integration.serving.test_server_process import REPO, wait_ready
-from tests.tiny_models import build_tiny_model
-from tests.unit.serving.conftest import pack, trace
+from tests.unit.serving.conftest import tiny_classifier_bundle, trace
 
 
 @pytest.fixture(scope="session")
@@ -28,10 +27,7 @@ def minilm(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A bundle of a tiny traced text classifier, served as cls-0 (once per session)."""
-    root = tmp_path_factory.mktemp("tiny-classifier")
-    source = build_tiny_model(root / "src", "text-classification")
-    artifact = trace(source, "text-classification", root / "art")
-    return pack(root / "state", {"text-classification": artifact}, instances=1)
+    return tiny_classifier_bundle(tmp_path_factory.mktemp("tiny-classifier"), instances=1)
 
 
 def serve(bundle: Path, threads: int = 2, flags: tuple[str, ...] = ()) -> Iterator[tuple[str, int]]:

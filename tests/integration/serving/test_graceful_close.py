@@ -21,19 +21,9 @@ import pytest
 
 from engine.serving.handover import take_listener
 from tests.integration.serving.test_server_process import REPO, wait_ready
-from tests.tiny_models import build_tiny_model
-from tests.unit.serving.conftest import pack, trace
 
 pytestmark = pytest.mark.integration
 PATH = "/predictions/cls-0?seq_0=the+model+was+good"
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("graceful")
-    source = build_tiny_model(root / "src", "text-classification")
-    artifact = trace(source, "text-classification", root / "art")
-    return pack(root / "state", {"text-classification": artifact}, instances=1)
 
 
 def start(bundle: Path, sock: socket.socket, handover: Path) -> subprocess.Popen[bytes]:
@@ -46,11 +36,19 @@ def start(bundle: Path, sock: socket.socket, handover: Path) -> subprocess.Popen
     )  # fmt: skip
 
 
-def test_an_idle_connection_gets_its_next_answer_then_close(bundle: Path, tmp_path: Path) -> None:
+def start_listening(bundle: Path, handover: Path) -> tuple[subprocess.Popen[bytes], str, int]:
+    """A server on a new listening socket of 127.0.0.1: (process, host, port)."""
     sock = socket.create_server(("127.0.0.1", 0))
     host, port = sock.getsockname()
-    proc = start(bundle, sock, tmp_path / "a.sock")
-    sock.close()
+    proc = start(bundle, sock, handover)
+    sock.close()  # the server holds it now
+    return proc, host, port
+
+
+def test_an_idle_connection_gets_its_next_answer_then_close(
+    tiny_classifier: Path, tmp_path: Path
+) -> None:
+    proc, host, port = start_listening(tiny_classifier, tmp_path / "a.sock")
     try:
         wait_ready(f"http://{host}:{port}", proc)
         connection = http.client.HTTPConnection(host, port, timeout=10)
@@ -68,17 +66,16 @@ def test_an_idle_connection_gets_its_next_answer_then_close(bundle: Path, tmp_pa
         proc.wait()
 
 
-def test_a_handed_over_socket_serves_on_in_the_next_server(bundle: Path, tmp_path: Path) -> None:
-    sock = socket.create_server(("127.0.0.1", 0))
-    host, port = sock.getsockname()
-    first = start(bundle, sock, tmp_path / "a.sock")
-    sock.close()
+def test_a_handed_over_socket_serves_on_in_the_next_server(
+    tiny_classifier: Path, tmp_path: Path
+) -> None:
+    first, host, port = start_listening(tiny_classifier, tmp_path / "a.sock")
     second = None
     try:
         wait_ready(f"http://{host}:{port}", first)
         taken = take_listener(tmp_path / "a.sock")
         assert taken is not None and taken.getsockname() == (host, port)
-        second = start(bundle, taken, tmp_path / "b.sock")
+        second = start(tiny_classifier, taken, tmp_path / "b.sock")
         taken.close()
         deadline = time.monotonic() + 120
         while not (tmp_path / "b.sock").exists():  # made once the second one serves

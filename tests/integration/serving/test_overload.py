@@ -48,16 +48,17 @@ def metric(url: str, name: str, **labels: str) -> float:
     return 0.0
 
 
-@pytest.fixture
-def small_queue_server(minilm: Path, tmp_path: Path) -> Iterator[str]:
-    bundle = pack(
-        tmp_path,
-        {"feature-extraction": minilm},
-        instances=1,
-        batching={"max_batch_size": 8, "max_queue": 16},
-    )
+def serve_minilm(minilm: Path, state_dir: Path, **batching: float) -> Iterator[str]:
+    """A server of one MiniLM instance with these batching settings, until the generator
+    is closed: yields its URL once it is ready."""
+    bundle = pack(state_dir, {"feature-extraction": minilm}, instances=1, batching=batching)
     for url, _ in serve(bundle):
         yield url
+
+
+@pytest.fixture
+def small_queue_server(minilm: Path, tmp_path: Path) -> Iterator[str]:
+    yield from serve_minilm(minilm, tmp_path, max_batch_size=8, max_queue=16)
 
 
 async def _get(http: aiohttp.ClientSession, url: str, text: str) -> tuple[int, str | None]:
@@ -140,13 +141,7 @@ def test_requests_of_clients_that_hang_up_are_dropped_from_the_queue(
 ) -> None:
     """Twenty requests queue behind a model that takes one at a time; the clients of the
     last ten hang up at once. Those ten are never computed."""
-    bundle = pack(
-        tmp_path,
-        {"feature-extraction": minilm},
-        instances=1,
-        batching={"max_batch_size": 1, "max_queue": 64},
-    )
-    for url, _ in serve(bundle):
+    for url in serve_minilm(minilm, tmp_path, max_batch_size=1, max_queue=64):
         host, port = url.removeprefix("http://").split(":")
         query = urllib.parse.urlencode({"seq_0": PASSAGE})
         raw = f"GET /predictions/fe-0?{query} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tiny_models import build_tiny_model
-from tests.unit.serving.conftest import pack, trace
+from tests.unit.serving.conftest import tiny_classifier_bundle
 
 REPO = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.integration
@@ -67,10 +66,7 @@ def keep_alive_latencies_ms(url: str, count: int) -> list[float]:
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("proc")
-    source = build_tiny_model(root / "src", "text-classification")
-    artifact = trace(source, "text-classification", root / "art")
-    return pack(root / "state", {"text-classification": artifact}, instances=3)
+    return tiny_classifier_bundle(tmp_path_factory.mktemp("proc"), instances=3)
 
 
 def test_serves_on_an_inherited_socket_and_stops_on_sigterm(bundle: Path) -> None:

@@ -17,8 +17,20 @@ from pathlib import Path
 import pytest
 
 from engine.errors import StepFailed
-from engine.runtimes.contracts import DeployResult, ReplicaRecord
-from engine.runtimes.local import HOLD_UNTIL_RECORDED, LocalRuntime, _alive
+from engine.runtimes.contracts import (
+    DeployInput,
+    DeployResult,
+    PackRequest,
+    PackResult,
+    ReplicaRecord,
+)
+from engine.runtimes.local import (
+    HOLD_UNTIL_RECORDED,
+    LocalRuntime,
+    _alive,
+    _Launch,
+    _replica_key,
+)
 
 INPUTS = {
     "spec": "demo",
@@ -82,7 +94,9 @@ def write_pidfile(runtime: LocalRuntime, index: int, pid: int, bundle: str, key:
 
 def test_pack_links_artifacts_and_writes_the_bundle_config(tmp_path: Path, artifact: Path) -> None:
     runtime = LocalRuntime(tmp_path)
-    outputs = runtime.pack(INPUTS, {"tiny": str(artifact)}, "f" * 64, lambda line: None)
+    outputs = runtime.pack(
+        PackRequest(INPUTS, {"tiny": str(artifact)}, "f" * 64), lambda line: None
+    )
     assert outputs.bundle is not None
     bundle = Path(outputs.bundle)
     assert bundle == tmp_path / "bundles" / "demo" / "default" / "web" / ("f" * 16)
@@ -109,9 +123,9 @@ def test_pack_links_artifacts_and_writes_the_bundle_config(tmp_path: Path, artif
 
 def test_a_new_pack_prunes_the_old_bundle_nobody_serves(tmp_path: Path, artifact: Path) -> None:
     runtime = LocalRuntime(tmp_path)
-    first = runtime.pack(INPUTS, {"tiny": str(artifact)}, "a" * 64, lambda line: None)
+    first = runtime.pack(PackRequest(INPUTS, {"tiny": str(artifact)}, "a" * 64), lambda line: None)
     time.sleep(0.01)
-    second = runtime.pack(INPUTS, {"tiny": str(artifact)}, "b" * 64, lambda line: None)
+    second = runtime.pack(PackRequest(INPUTS, {"tiny": str(artifact)}, "b" * 64), lambda line: None)
     assert not Path(str(first.bundle)).exists()
     assert Path(str(second.bundle)).exists()
 
@@ -222,17 +236,17 @@ def test_a_replacement_that_fails_leaves_the_old_replica_serving_and_recorded(
     pidfile.write_text(json.dumps(old))
     taken: list[socket.socket | None] = []
 
-    def start_one_that_dies(inputs, bundle, index, key, run_dir, log, port=0, sock=None):
+    def start_one_that_dies(launch, log, port=0, sock=None):
         taken.append(sock)
         proc = subprocess.Popen([sys.executable, "-c", "exit(3)"])
-        record = {**old, "pid": proc.pid, "key": key, "handover": str(tmp_path / "new.sock")}
+        record = {**old, "pid": proc.pid, "key": launch.key, "handover": str(tmp_path / "new.sock")}
         pidfile.write_text(json.dumps(record))
         return record, proc
 
     monkeypatch.setattr(runtime, "_start", start_one_that_dies)
     try:
         with pytest.raises(StepFailed, match="replica 0 exited before it was ready"):
-            runtime._replace(old, INPUTS, bundle, 0, "new", run_dir, print, lambda: False)
+            runtime._replace(old, _Launch(INPUTS, bundle, 0, "new", run_dir), print, lambda: False)
         assert taken[0] is not None  # it did take the old one's socket over
         assert json.loads(pidfile.read_text()) == old
         assert old_proc.poll() is None
@@ -241,3 +255,33 @@ def test_a_replacement_that_fails_leaves_the_old_replica_serving_and_recorded(
         listener.close()
         old_proc.kill()
         old_proc.wait()
+
+
+def test_a_replica_replaced_under_threads_auto_is_started_with_a_number(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """threads: auto stays "auto" in a replica's key (as the spec says), but the server it
+    starts takes a number: a replacement of a running replica gets the resolved one too."""
+    runtime = LocalRuntime(tmp_path)
+    bundle = str(tmp_path / "bundle")
+    running = fake_replica(bundle)
+    write_pidfile(runtime, 0, running.pid, bundle, "what ran before")
+    started: list[_Launch] = []
+
+    class Started(Exception):
+        pass
+
+    def start(launch: _Launch, log: object, port: int = 0, sock: object = None) -> None:
+        started.append(launch)
+        raise Started
+
+    monkeypatch.setattr(runtime, "_start", start)
+    inputs = {**INPUTS, "replicas": 1, "threads": "auto"}
+    try:
+        with pytest.raises(Started):
+            runtime.deploy(inputs, DeployInput(PackResult(bundle=bundle)), print, lambda: False)
+    finally:
+        running.kill()
+        running.wait()
+    assert started[0].inputs["threads"] == runtime.resolve_threads(inputs) >= 1
+    assert started[0].key == _replica_key(inputs, bundle, 0)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.runtimes.contracts import PackRequest
 from engine.runtimes.local import LocalRuntime
 from engine.steps.trace import TRACE_JOB
 from tests.tiny_models import build_tiny_model
@@ -70,10 +71,16 @@ def pack(
             for task in artifacts
         ],
     }
-    outputs = LocalRuntime(state_dir).pack(
-        inputs, {names[t]: str(p) for t, p in artifacts.items()}, "0" * 64, lambda line: None
-    )
+    paths = {names[t]: str(p) for t, p in artifacts.items()}
+    outputs = LocalRuntime(state_dir).pack(PackRequest(inputs, paths, "0" * 64), lambda line: None)
     return Path(str(outputs.bundle))
+
+
+def tiny_classifier_bundle(root: Path, instances: int) -> Path:
+    """A bundle of a tiny traced text classifier, served as cls-0 ... cls-{instances - 1}."""
+    source = build_tiny_model(root / "src", "text-classification")
+    artifact = trace(source, "text-classification", root / "art")
+    return pack(root / "state", {"text-classification": artifact}, instances=instances)
 
 
 @pytest.fixture(scope="session")

@@ -69,16 +69,24 @@ async def until(condition: Any, timeout: float = 5) -> None:
         await asyncio.sleep(0.001)
 
 
+async def held_busy(
+    policy: BatchPolicy, text: str, observer: Observer | None = None
+) -> tuple[HeldRunner, Batcher, asyncio.Task[list[Any]]]:
+    """A started batcher whose held model is computing `text`: what comes next queues."""
+    runner = HeldRunner(hold=True)
+    batcher = await started(Batcher(runner, policy, observer))
+    busy = asyncio.create_task(batcher.submit([Request(text)]))
+    await until(runner.started.is_set)
+    return runner, batcher, busy
+
+
 def run(coroutine: Awaitable[Any]) -> Any:
     return asyncio.run(coroutine)  # type: ignore[arg-type]
 
 
 def test_requests_that_arrive_while_the_model_computes_form_the_next_batches() -> None:
     async def scenario() -> list[list[str]]:
-        runner = HeldRunner(hold=True)
-        batcher = await started(Batcher(runner, policy(batch=3)))
-        first = asyncio.create_task(batcher.submit([Request("a")]))
-        await until(runner.started.is_set)
+        runner, batcher, first = await held_busy(policy(batch=3), "a")
         rest = [asyncio.create_task(batcher.submit([Request(t)])) for t in "bcdef"]
         await until(lambda: batcher.depth == 5)
         runner.release.set()
@@ -140,13 +148,10 @@ def test_a_batch_leaves_out_whoever_would_pad_it_past_max_padding() -> None:
 
 def test_the_policys_max_padding_decides_who_waits_for_the_next_batch() -> None:
     async def scenario(max_padding: float) -> list[list[str]]:
-        runner = HeldRunner(hold=True)
-        policy = BatchPolicy(
+        padded = BatchPolicy(
             max_batch_size=8, max_delay_ms=0, max_queue=64, max_padding=max_padding
         )
-        batcher = await started(Batcher(runner, policy))
-        first = asyncio.create_task(batcher.submit([Request("first")]))
-        await until(runner.started.is_set)
+        runner, batcher, first = await held_busy(padded, "first")
         texts = ["short", "long " * 100, "brief"]
         rest = [asyncio.create_task(batcher.submit([Request(t)])) for t in texts]
         await until(lambda: batcher.depth == 3)
@@ -161,10 +166,7 @@ def test_the_policys_max_padding_decides_who_waits_for_the_next_batch() -> None:
 
 def test_a_full_queue_refuses_at_once_with_a_retry_after() -> None:
     async def scenario() -> Overloaded:
-        runner = HeldRunner(hold=True)
-        batcher = await started(Batcher(runner, policy(queue=2)))
-        busy = asyncio.create_task(batcher.submit([Request("computing")]))
-        await until(runner.started.is_set)
+        runner, batcher, busy = await held_busy(policy(queue=2), "computing")
         queued = [asyncio.create_task(batcher.submit([Request(t)])) for t in "ab"]
         await until(lambda: batcher.depth == 2)
         with pytest.raises(Overloaded) as refused:
@@ -180,11 +182,8 @@ def test_a_full_queue_refuses_at_once_with_a_retry_after() -> None:
 
 def test_a_request_whose_client_left_is_never_computed() -> None:
     async def scenario() -> tuple[list[list[str]], int]:
-        runner = HeldRunner(hold=True)
         observer = Observer()
-        batcher = await started(Batcher(runner, policy(), observer))
-        busy = asyncio.create_task(batcher.submit([Request("computing")]))
-        await until(runner.started.is_set)
+        runner, batcher, busy = await held_busy(policy(), "computing", observer)
         gone = asyncio.create_task(batcher.submit([Request("gone")]))
         stays = asyncio.create_task(batcher.submit([Request("stays")]))
         await until(lambda: batcher.depth == 2)

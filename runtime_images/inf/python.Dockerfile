@@ -1,7 +1,7 @@
 # Base image of inf (AWS Inferentia) model servers: the Neuron runtime library from AWS's
 # apt repository, Python, torch-neuronx and the server's wheels.
 #
-# Built like cpu/Dockerfile (see there); the wheelhouse carries torch-neuronx from AWS's
+# Built like cpu/python.Dockerfile (see there); the wheelhouse carries torch-neuronx from AWS's
 # pip repository instead of torch. Containers get the host's /dev/neuron* devices; the
 # Neuron driver itself stays on the host. Not exercised by doinfer's CI (no Inferentia).
 ARG BASE_IMAGE=ubuntu:22.04
@@ -19,16 +19,5 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       aws-neuronx-runtime-lib aws-neuronx-collectives \
  && rm -rf /var/lib/apt/lists/*
-
-FROM python AS install
-COPY wheelhouse /wheelhouse
-RUN python3 -m venv /opt/doinfer \
- && /opt/doinfer/bin/pip install --no-index --no-cache-dir --find-links /wheelhouse \
-      -r /wheelhouse/requirements.txt
-
-FROM python
-COPY --from=install /opt/doinfer /opt/doinfer
-ENV PATH=/opt/doinfer/bin:/opt/aws/neuron/bin:$PATH \
-    PYTHONUNBUFFERED=1 \
-    HF_HUB_OFFLINE=1 \
-    TOKENIZERS_PARALLELISM=false
+# in the final image too, where the install stages put doinfer's venv before it
+ENV PATH=/opt/aws/neuron/bin:$PATH

@@ -11,16 +11,3 @@ FROM ${BASE_IMAGE} AS python
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv \
  && rm -rf /var/lib/apt/lists/*
-
-FROM python AS install
-COPY wheelhouse /wheelhouse
-RUN python3 -m venv /opt/doinfer \
- && /opt/doinfer/bin/pip install --no-index --no-cache-dir --find-links /wheelhouse \
-      -r /wheelhouse/requirements.txt
-
-FROM python
-COPY --from=install /opt/doinfer /opt/doinfer
-ENV PATH=/opt/doinfer/bin:$PATH \
-    PYTHONUNBUFFERED=1 \
-    HF_HUB_OFFLINE=1 \
-    TOKENIZERS_PARALLELISM=false
