@@ -100,6 +100,8 @@ def created(kind: str, inputs: Mapping[str, Any]) -> tuple[Attribute, ...]:
     keys = KEY_ATTRIBUTES.get(kind)
     if keys is not None and kind == "scenario":
         keys = (*keys, *_SCENARIO_KEYS.get(inputs.get("kind", ""), ()))
+    if keys is not None:  # every key is a top-level name: flatten only what is shown
+        inputs = {k: v for k, v in inputs.items() if k in keys}
     return tuple(
         Attribute(name, None, show_value(value))
         for name, value in flatten(inputs).items()

@@ -51,7 +51,23 @@ class PackedFleet:
 def fleet_digest(fleet: Fleet) -> str:
     """What a packing was packed for: its models' demands and profiles, the node types
     allowed (with their prices) and the cap on cores."""
-    return hashlib.sha256(canonical_json(asdict(fleet)).encode()).hexdigest()[:16]
+    form = {  # asdict(fleet), written out: asdict's deep copy of thousands of demands is slow
+        "demands": [
+            {
+                "model": d.model,
+                "profiles": {
+                    p: {"memory_mib": f.memory_mib, "rate_per_core": f.rate_per_core}
+                    for p, f in d.profiles.items()
+                },
+                "rate": d.rate,
+                "instances": d.instances,
+            }
+            for d in fleet.demands
+        ],
+        "node_types": [asdict(t) for t in fleet.node_types],
+        "max_utilization": fleet.max_utilization,
+    }
+    return hashlib.sha256(canonical_json(form).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

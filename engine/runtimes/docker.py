@@ -34,9 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from python_on_whales import Container, DockerClient
-from python_on_whales.exceptions import DockerException, NoSuchContainer
-
 from engine.errors import Cancelled, DoinferError, StepFailed
 from engine.runtimes import docker_images as images
 from engine.runtimes.base import ImageRuntime, Log, ReplicaStatus, RuntimeOptions
@@ -61,11 +58,14 @@ from engine.runtimes.docker_engine import (
     docker_errors,
     labels_filter,
     reason,
+    whales_errors,
 )
 from engine.serving.limits import limit_flags, stop_timeout_s
 from engine.serving.routing import ROUTER_FILE
 
 if TYPE_CHECKING:
+    from python_on_whales import Container, DockerClient
+
     from engine.bench.plan import ClientPlan, ClientResult
     from engine.spec.model import Server, Spec
 
@@ -193,9 +193,16 @@ class DockerRuntime(DockerBuilds, ImageRuntime):
         docker: DockerClient | None = None,
     ) -> None:
         super().__init__(state_dir, options)
-        self.docker = docker or client()
+        self._docker = docker
         # deploys run in parallel, and Docker lets two networks share a name: one creates
         self._network_lock = threading.Lock()
+
+    @property
+    def docker(self) -> DockerClient:
+        """The engine's client, made on first use (a plan of a fresh state needs none)."""
+        if self._docker is None:
+            self._docker = client()
+        return self._docker
 
     @classmethod
     def deploy_inputs(cls, spec: Spec, server: Server) -> dict[str, Any]:
@@ -286,7 +293,7 @@ class DockerRuntime(DockerBuilds, ImageRuntime):
             raise  # what started is labelled: the next apply adopts or replaces it
         except BaseException:
             for container in started:
-                with contextlib.suppress(DockerException):
+                with contextlib.suppress(whales_errors().DockerException):
                     self.docker.container.remove(container, force=True)
             raise
         images.prune_server_images(self.docker, spec, env, server, {built}, log)
@@ -334,9 +341,9 @@ class DockerRuntime(DockerBuilds, ImageRuntime):
         name = container_name(spec, environment, server, index)
         try:
             return str(self.docker.container.logs(name, tail=tail)).rstrip()
-        except NoSuchContainer:
+        except whales_errors().NoSuchContainer:
             return ""
-        except DockerException as exc:
+        except whales_errors().DockerException as exc:
             with docker_errors(f"reading the log of {name}"):
                 raise exc
         return ""
@@ -349,9 +356,9 @@ class DockerRuntime(DockerBuilds, ImageRuntime):
             output = self.docker.container.execute(
                 name, command, interactive=tty, tty=tty, stream=False
             )
-        except NoSuchContainer:
+        except whales_errors().NoSuchContainer:
             raise DoinferError(f"replica {index} of {server} ({name}) does not exist") from None
-        except DockerException as exc:
+        except whales_errors().DockerException as exc:
             if exc.return_code in (126, 127) or "is not running" in reason(exc):
                 with docker_errors(f"exec in {name}"):
                     raise exc
@@ -466,7 +473,7 @@ class DockerRuntime(DockerBuilds, ImageRuntime):
 
     def _remove_clients(self, names: list[str]) -> None:
         for name in names:
-            with contextlib.suppress(DockerException):
+            with contextlib.suppress(whales_errors().DockerException):
                 self.docker.container.remove(name, force=True)
 
     # -- internals ----------------------------------------------------------------------
@@ -526,8 +533,8 @@ class DockerRuntime(DockerBuilds, ImageRuntime):
         name = options["name"]
         try:
             container = self.docker.run(**options)
-        except DockerException as exc:
-            with contextlib.suppress(DockerException):
+        except whales_errors().DockerException as exc:
+            with contextlib.suppress(whales_errors().DockerException):
                 self.docker.container.remove(name, force=True)  # created, but not started
             detail = reason(exc)
             if "address already in use" in detail or "port is already allocated" in detail:
@@ -537,7 +544,7 @@ class DockerRuntime(DockerBuilds, ImageRuntime):
                 ) from None
             with docker_errors(f"starting {name}"):
                 raise exc
-        assert isinstance(container, Container)
+        assert not isinstance(container, str | list)  # run() detached: one Container
         log(f"started {name} ({container.id[:12]})")
         return container
 
@@ -545,13 +552,15 @@ class DockerRuntime(DockerBuilds, ImageRuntime):
         """Stop a replica gracefully (SIGTERM: it answers what it holds within `timeout_s`,
         its drain), then remove it."""
         name = container.name
-        with docker_errors(f"stopping {name}"), contextlib.suppress(NoSuchContainer):
+        gone = whales_errors().NoSuchContainer
+        with docker_errors(f"stopping {name}"), contextlib.suppress(gone):
             self.docker.container.stop(name, time=timeout_s)
         self._remove(container, log)
 
     def _remove(self, container: Container, log: Log) -> None:
         name = container.name  # read before: the object inspects lazily
-        with docker_errors(f"removing {name}"), contextlib.suppress(NoSuchContainer):
+        gone = whales_errors().NoSuchContainer
+        with docker_errors(f"removing {name}"), contextlib.suppress(gone):
             self.docker.container.remove(name, force=True)
         log(f"removed {name}")
 
@@ -592,7 +601,7 @@ class DockerRuntime(DockerBuilds, ImageRuntime):
     def _tail(self, container: Container) -> str:
         try:
             return str(self.docker.container.logs(container, tail=LOG_TAIL_LINES))
-        except DockerException:
+        except whales_errors().DockerException:
             return "(no log)"
 
 

@@ -11,10 +11,8 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Callable, Iterator, Sequence
-
-from python_on_whales import DockerClient
-from python_on_whales.client_config import ClientNotFoundError
-from python_on_whales.exceptions import DockerException
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from engine.errors import DoinferError, StepFailed
 from engine.runtimes.streams import run_streaming
@@ -29,12 +27,28 @@ STEP, FINGERPRINT, REPLICA, ROLE = (
 )
 
 
+if TYPE_CHECKING:
+    from python_on_whales import DockerClient
+    from python_on_whales.exceptions import DockerException
+
+
 class DaemonUnavailable(DoinferError):
     """No Docker engine answers: nothing was changed."""
 
 
 def client() -> DockerClient:
+    from python_on_whales import DockerClient
+
     return DockerClient()
+
+
+def whales_errors() -> ModuleType:
+    """python-on-whales' exceptions, imported when the engine is first used: importing
+    python-on-whales takes a tenth of a second, and a plan never talks to the engine.
+    (`except whales_errors().NoSuchContainer:` looks the class up only on an error.)"""
+    from python_on_whales import exceptions
+
+    return exceptions
 
 
 def labels_filter(**labels: str) -> list[tuple[str, str]]:
@@ -72,6 +86,8 @@ def unavailable_message(detail: str) -> str | None:
 @contextlib.contextmanager
 def docker_errors(what: str) -> Iterator[None]:
     """Turn Docker's exceptions into DoinferError (StepFailed) with `what` as the subject."""
+    from python_on_whales.client_config import ClientNotFoundError
+
     try:
         yield
     except ClientNotFoundError:
@@ -79,7 +95,7 @@ def docker_errors(what: str) -> Iterator[None]:
             "the docker command is not installed (the Docker runtime drives the Docker engine "
             "through it): install Docker, e.g. `apt-get install docker.io`"
         ) from None
-    except DockerException as exc:
+    except whales_errors().DockerException as exc:
         detail = reason(exc)
         message = unavailable_message(detail)
         if message:

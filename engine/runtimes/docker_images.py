@@ -17,11 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-from python_on_whales import DockerClient
-from python_on_whales.exceptions import DockerException, NoSuchImage
-from python_on_whales.utils import run as run_docker
+from typing import TYPE_CHECKING, Any
 
 import engine
 from engine.bundles import link_tree, write_bundle
@@ -39,6 +35,7 @@ from engine.runtimes.docker_engine import (
     docker_errors,
     labels_filter,
     reason,
+    whales_errors,
 )
 from engine.runtimes.image_names import (
     base_tag,
@@ -49,6 +46,9 @@ from engine.runtimes.image_names import (
     server_tag,
 )
 from engine.runtimes.wheelhouse import Platform, ensure_wheelhouse
+
+if TYPE_CHECKING:
+    from python_on_whales import DockerClient
 
 PROBE = (
     "import json, platform, sys; print(json.dumps({'python': '%d.%d' % sys.version_info[:2], "
@@ -107,7 +107,7 @@ def build_base(
         # The stages' tags go: `install` (with the wheelhouse) is deleted, `python` stays as
         # the final image's parent. The classic builder would leave them dangling otherwise.
         for stage in stages:
-            with contextlib.suppress(DockerException):
+            with contextlib.suppress(whales_errors().DockerException):
                 docker.image.remove(stage)
     with docker_errors(f"inspecting {tag}"):
         image = docker.image.inspect(tag)
@@ -134,9 +134,9 @@ def _probe(docker: DockerClient, image: str) -> Platform:
 def _image(docker: DockerClient, reference: str) -> Any:
     try:
         return docker.image.inspect(reference)
-    except NoSuchImage:
+    except whales_errors().NoSuchImage:
         return None
-    except DockerException as exc:
+    except whales_errors().DockerException as exc:
         with docker_errors(f"inspecting {reference}"):
             raise exc
 
@@ -230,9 +230,9 @@ def remove_image(docker: DockerClient, reference: str, log: Log) -> None:
     try:
         docker.image.remove(reference)
         log(f"removed image {reference}")
-    except NoSuchImage:
+    except whales_errors().NoSuchImage:
         pass
-    except DockerException as exc:
+    except whales_errors().DockerException as exc:
         log(f"kept image {reference}: {reason(exc)}")
 
 
@@ -277,9 +277,11 @@ def push_drift(docker: DockerClient, reference: str) -> list[str]:
     command = [*docker_command(docker), "manifest", "inspect"]
     if is_loopback(registry_host(reference)):
         command.append("--insecure")  # the engine, too, speaks plain HTTP to loopback
+    from python_on_whales.utils import run as run_docker
+
     try:
         run_docker([*command, reference])
-    except DockerException as exc:
+    except whales_errors().DockerException as exc:
         detail = reason(exc)
         if "no such manifest" in detail or "not found" in detail.lower():
             return [f"{reference} is no longer in the registry"]

@@ -59,3 +59,11 @@ def test_only_attributes_not_updatable_in_place_force_a_replacement() -> None:
         Attribute("port", "1", None, forces=True),
     )
     assert unchanged == 1  # models[qa].instances
+
+
+def test_key_attributes_are_top_level_names() -> None:
+    """created() flattens only the inputs named here, so a dotted key would show nothing."""
+    from engine.graph.attributes import _SCENARIO_KEYS, KEY_ATTRIBUTES
+
+    for keys in [*KEY_ATTRIBUTES.values(), *_SCENARIO_KEYS.values()]:
+        assert all("." not in k and "[" not in k for k in keys), keys
