@@ -71,47 +71,58 @@ def attempt_order(backends: Sequence[Backend], rng: random.Random) -> list[Backe
     return order
 
 
-def create_router(
-    table: Table,
-    *,
-    timeout_s: float = 60.0,
-    rng: random.Random | None = None,
-    client_factory: Callable[[], httpx.AsyncClient] | None = None,
-) -> Litestar:
-    chooser = rng or random.Random()
-    clients: list[httpx.AsyncClient] = []
+class _Forwarder:
+    """Sends a request for a model on to a copy that holds it, the next copy when one is
+    down or overloaded; one HTTP client for all (made on first use, in the server's loop)."""
 
-    def client() -> httpx.AsyncClient:
-        if not clients:
-            clients.append(
-                client_factory()
-                if client_factory
+    def __init__(
+        self,
+        table: Table,
+        timeout_s: float,
+        rng: random.Random | None,
+        client_factory: Callable[[], httpx.AsyncClient] | None,
+    ) -> None:
+        self.table = table
+        self.chooser = rng or random.Random()
+        self.timeout_s = timeout_s
+        self.client_factory = client_factory
+        self._client: httpx.AsyncClient | None = None
+
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = (
+                self.client_factory()
+                if self.client_factory
                 else httpx.AsyncClient(
-                    timeout=timeout_s, limits=httpx.Limits(max_keepalive_connections=256)
+                    timeout=self.timeout_s, limits=httpx.Limits(max_keepalive_connections=256)
                 )
             )
-        return clients[0]
+        return self._client
 
-    def model_of(name: str) -> str | None:
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+    def model_of(self, name: str) -> str | None:
         """The fleet's model a request names: `m` or, as the old route has it, `m-0`."""
-        if name in table:
+        if name in self.table:
             return name
         base, _, index = name.rpartition("-")
-        return base if index.isdigit() and base in table else None
+        return base if index.isdigit() and base in self.table else None
 
     async def forward(
-        name: str, method: str, path: Callable[[Backend], str], request: Request
+        self, name: str, method: str, path: Callable[[Backend], str], request: Request
     ) -> Response[bytes]:
-        model = model_of(name)
+        model = self.model_of(name)
         if model is None:
-            return _json(404, {"error": f"unknown model {name!r}", "models": sorted(table)})
+            return _json(404, {"error": f"unknown model {name!r}", "models": sorted(self.table)})
         body = await request.body() if method == "POST" else None
         headers = {"content-type": request.headers.get("content-type", "application/json")}
         last: Response[bytes] | None = None
         failures = []
-        for backend in attempt_order(table[model], chooser):
+        for backend in attempt_order(self.table[model], self.chooser):
             try:
-                answer = await client().request(
+                answer = await self.client().request(
                     method,
                     backend.url + path(backend),
                     params=dict(request.query_params) if method == "GET" else None,
@@ -139,6 +150,17 @@ def create_router(
                 "tried": failures,
             },
         )
+
+
+def create_router(
+    table: Table,
+    *,
+    timeout_s: float = 60.0,
+    rng: random.Random | None = None,
+    client_factory: Callable[[], httpx.AsyncClient] | None = None,
+) -> Litestar:
+    forwarder = _Forwarder(table, timeout_s, rng, client_factory)
+    forward = forwarder.forward
 
     @get("/v2/health/live", sync_to_thread=False)
     def live() -> dict[str, bool]:
@@ -168,11 +190,8 @@ def create_router(
     def root() -> dict[str, Any]:
         return {"status": "ok", "router": True, "models": sorted(table)}
 
-    async def close() -> None:
-        for c in clients:
-            await c.aclose()
-
-    return Litestar([live, ready, models, metadata, infer, predictions, root], on_shutdown=[close])
+    routes = [live, ready, models, metadata, infer, predictions, root]
+    return Litestar(routes, on_shutdown=[forwarder.close])
 
 
 def _json(status: int, data: dict[str, Any]) -> Response[bytes]:
