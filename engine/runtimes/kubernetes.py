@@ -115,8 +115,13 @@ class KubernetesRuntime(DockerBuilds, ImageRuntime):
     def spec_errors(cls, doc: dict[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
         """Server names that make object names Kubernetes cannot take."""
         errors: list[tuple[tuple[str | int, ...], str]] = []
+        environment = doc.get("environment", "default")
         for i, server in enumerate(doc.get("servers", [])):
-            problem = k8s.name_error(doc["name"], doc.get("environment", "default"), server["name"])
+            problem = k8s.name_error(doc["name"], environment, server["name"])
+            if not problem and server.get("packing") == "auto":
+                # its devices run as servers <server>-<node>-<device>: n0001-0 and up
+                device = k8s.name_error(doc["name"], environment, f"{server['name']}-n0000-00")
+                problem = device and f"the servers of this fleet's devices: {device}"
             if problem:
                 errors.append((("servers", i, "name"), problem))
         return errors

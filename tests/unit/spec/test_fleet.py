@@ -133,3 +133,19 @@ def test_a_manual_server_still_needs_a_processor(write) -> None:
     path = write("s.yaml", FLEET.replace("    packing: auto\n", "    packing: manual\n"))
     errors = errors_of(path)
     assert errors[0] == f"{path}:21:5: error: servers[0]: missing required key 'processor'"
+
+
+def test_a_fleet_on_kubernetes_keeps_its_devices_object_names_within_63(write) -> None:
+    """A fleet's devices run as servers `<server>-<node>-<device>`: their Kubernetes names
+    run 9 characters past the fleet's own, so a name that fits alone can still be refused
+    by the cluster at apply. Validation says so first, at the server's name."""
+    kube = FLEET.replace(
+        "runtime: {kind: docker, registry: 123456789012.dkr.ecr.us-east-1.amazonaws.com/}",
+        "runtime: {kind: kubernetes, registry: 123456789012.dkr.ecr.us-east-1.amazonaws.com/}",
+    )
+    name = "f" * 50  # "fleet-" + 50 = 56 characters: fits; its devices' 65 do not
+    path = write("long.yaml", kube.replace("  - name: fleet\n", f"  - name: {name}\n"))
+    (error,) = errors_of(path)
+    assert "servers[0].name: the servers of this fleet's devices" in error
+    assert f"'fleet-{name}-n0000-00'" in error and "65 characters" in error
+    valid(write("short.yaml", kube.replace("  - name: fleet\n", f"  - name: {'f' * 40}\n")))
