@@ -24,7 +24,6 @@ from engine.graph.fleets import (
     PackedFleet,
     WaitingFleet,
     expand,
-    fleet_digest,
     instance_name,
     kept_steps,
     packing_id,
@@ -342,7 +341,7 @@ def packing_inputs(packed: PackedFleet) -> dict[str, Any]:
         "server": packed.server.name,
         "packing": packed.packing.to_json(),
         "bill": packed.summary.to_json(),
-        "fleet": fleet_digest(packed.fleet),
+        "fleet": packed.digest,
     }
     if packed.measured:  # the profiles it rests on that were measured, not declared
         inputs["measured"] = {i: p.to_json() for i, p in sorted(packed.measured.items())}

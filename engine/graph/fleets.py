@@ -41,6 +41,7 @@ class PackedFleet:
     devices: tuple[Server, ...]  # one per device with copies
     node_types: Mapping[str, str]  # device server name -> node type name
     rates: Mapping[str, Mapping[str, float]]  # device server name -> model -> rate
+    digest: str  # of the fleet it was packed for (fleet_digest): the packing step records it
     measured: Mapping[str, MeasuredProfile] = field(default_factory=dict)  # by profile step
 
     @property
@@ -108,7 +109,8 @@ def expand(
         known = {k: v for k, v in measured.items() if v is not None}
         fleet = fleet_of(spec, server, known)
         record = (recorded or {}).get(packing_id(server.name))
-        packing = _pack(fleet, spec, record)
+        digest = fleet_digest(fleet)
+        packing = _pack(fleet, digest, spec, record)
         devices, node_types, rates = [], {}, {}
         for node in packing.nodes:
             for i, device in enumerate(node.devices):
@@ -132,7 +134,9 @@ def expand(
                 rates[name] = {c.model: c.rate for c in device.copies}
         servers += devices
         used = {n.id: n.measured for n in mine if n.measured is not None}
-        fleets.append(PackedFleet(server, fleet, packing, tuple(devices), node_types, rates, used))
+        fleets.append(
+            PackedFleet(server, fleet, packing, tuple(devices), node_types, rates, digest, used)
+        )
     return servers, fleets, waiting
 
 
@@ -172,7 +176,7 @@ def kept_steps(
     return [kept[i] for i in sorted(kept)]
 
 
-def _pack(fleet: Fleet, spec: Spec, record: Mapping[str, Any] | None) -> Packing:
+def _pack(fleet: Fleet, digest: str, spec: Spec, record: Mapping[str, Any] | None) -> Packing:
     from engine.packing.repack import repack
     from engine.packing.solver import pack
 
@@ -183,6 +187,6 @@ def _pack(fleet: Fleet, spec: Spec, record: Mapping[str, Any] | None) -> Packing
     if not inputs.get("packing"):
         return as_recorded(pack(fleet))
     previous = Packing.from_json(inputs["packing"], spec.catalog)
-    if inputs.get("fleet") == fleet_digest(fleet):
+    if inputs.get("fleet") == digest:
         return previous  # the same fleet: a re-pack would move rates about for nothing
     return as_recorded(repack(fleet, previous))

@@ -3,15 +3,20 @@ one server per device on a node of its type, and few steps touched by a demand c
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
+from engine.canonical import canonical_json
 from engine.graph.build import build_steps
+from engine.graph.fleets import fleet_digest
 from engine.graph.render import render_json, render_markdown, render_text
 from engine.graph.step import Action
+from engine.packing import BUILTIN, Demand, Fleet, Profile
 from engine.spec import load_spec
 from tests.unit.graph.test_plan import applied_state, plan_of
 
@@ -164,3 +169,15 @@ def test_the_same_fleet_keeps_its_packing_and_plans_no_change(tmp_path: Path) ->
     changes = {c.step_id: c.action for c in plan_of(again, state).changes}
     assert "router/fleet" in changes
     assert {i: a for i, a in changes.items() if a is not Action.NOOP} == {}
+
+
+def test_the_fleet_digest_covers_every_field_of_the_fleet() -> None:
+    """fleet_digest writes asdict(fleet) out by hand (asdict's deep copy is slow for
+    thousands of demands): a field added to Demand, Profile or Fleet must reach it."""
+    demands = (
+        Demand("a", {"cpu": Profile(600, 14.5), "inf": Profile(520, 110)}, 3.5),
+        Demand("b", {"cpu": Profile(300, 20)}, 0.0, 2),
+    )
+    fleet = Fleet(demands, tuple(BUILTIN)[:3], 0.6)
+    expected = hashlib.sha256(canonical_json(asdict(fleet)).encode()).hexdigest()[:16]
+    assert fleet_digest(fleet) == expected
