@@ -212,7 +212,7 @@ class _Graph:
         pack = self.add(
             f"pack/{server.name}",
             "pack",
-            _pack_inputs(spec, server, runtime),
+            self.pack_inputs(server),
             pack_needs,
             (
                 lambda fp, name=server.name, models=models: (
@@ -253,6 +253,32 @@ class _Graph:
             after_apply=("threads",) if inputs["threads"] == AUTO else (),
         )
         return deploy.id
+
+    def pack_inputs(self, server: Server) -> dict[str, Any]:
+        spec = self.spec
+        batching = asdict(server.batching)  # the server's, for each of its models
+        inputs = {
+            "spec": spec.name,
+            "environment": spec.environment,
+            "server": server.name,
+            "runtime": spec.runtime.kind,
+            "processor": server.processor,
+            "share_weights": server.share_weights,
+            "server_code": server_code_digest(),
+            "models": [
+                {
+                    "name": m.model,
+                    "task": spec.model(m.model).task,
+                    "instances": m.instances,
+                    "trace": trace_id(m.model, server.processor),
+                    **batching,
+                }
+                for m in server.models
+            ],
+        }
+        if self.images:  # the image carries all of doinfer's code
+            inputs |= {"image": image_id(server.processor), "engine_code": package_digest()}
+        return inputs | self.runtime.pack_inputs(spec, server)
 
     def add_fleet(self, packed_fleet: PackedFleet) -> list[str]:
         """A fleet's packing record and its router; the steps its scenarios need."""
@@ -429,31 +455,6 @@ def host_settings(host: Host, base_dir: Path) -> dict[str, Any]:
         if settings[key] is not None:
             settings[key] = str(base_dir / os.path.expanduser(settings[key]))
     return settings
-
-
-def _pack_inputs(spec: Spec, server: Server, runtime: type[Runtime]) -> dict[str, Any]:
-    inputs = {
-        "spec": spec.name,
-        "environment": spec.environment,
-        "server": server.name,
-        "runtime": spec.runtime.kind,
-        "processor": server.processor,
-        "share_weights": server.share_weights,
-        "server_code": server_code_digest(),
-        "models": [
-            {
-                "name": m.model,
-                "task": spec.model(m.model).task,
-                "instances": m.instances,
-                "trace": trace_id(m.model, server.processor),
-                **asdict(server.batching),
-            }
-            for m in server.models
-        ],
-    }
-    if issubclass(runtime, ImageRuntime):  # the image carries all of doinfer's code
-        inputs |= {"image": image_id(server.processor), "engine_code": package_digest()}
-    return inputs | runtime.pack_inputs(spec, server)
 
 
 @functools.cache
