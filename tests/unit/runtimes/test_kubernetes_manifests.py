@@ -213,17 +213,21 @@ def test_names_kubernetes_cannot_take() -> None:
     assert digit is not None and "start with a letter" in digit
 
 
-@pytest.mark.parametrize("processor", sorted(SPECS))
-def test_golden_manifests(processor: str, regen_golden: bool) -> None:
-    text = to_yaml(rendered(processor))
-    golden = GOLDEN / f"{processor}.yaml"
-    if regen_golden:
+def assert_golden(text: str, golden: Path, regen: bool) -> None:
+    """`text` is the golden file's (written anew with --regen-golden)."""
+    if regen:
         golden.write_text(text)
     assert golden.exists(), f"no {golden}: run with --regen-golden to write it"
     assert text == golden.read_text(), (
         f"the rendered objects differ from {golden.name}; if the change is intended, "
         f"regenerate with --regen-golden and review the diff"
     )
+
+
+@pytest.mark.parametrize("processor", sorted(SPECS))
+def test_golden_manifests(processor: str, regen_golden: bool) -> None:
+    text = to_yaml(rendered(processor))
+    assert_golden(text, GOLDEN / f"{processor}.yaml", regen_golden)
     assert list(yaml.safe_load_all(text)) == rendered(processor)
 
 
@@ -385,11 +389,4 @@ def test_render_writes_the_router_apply_runs(tmp_path: Path) -> None:
 
 def test_golden_fleet_manifests(tmp_path: Path, regen_golden: bool) -> None:
     text = to_yaml(rendered_fleet(tmp_path))
-    golden = GOLDEN / "fleet.yaml"
-    if regen_golden:
-        golden.write_text(text)
-    assert golden.exists(), f"no {golden}: run with --regen-golden to write it"
-    assert text == golden.read_text(), (
-        f"the rendered objects differ from {golden.name}; if the change is intended, "
-        f"regenerate with --regen-golden and review the diff"
-    )
+    assert_golden(text, GOLDEN / "fleet.yaml", regen_golden)
